@@ -1,0 +1,9 @@
+use process_runtime::Process;
+
+#[derive(Process)]
+enum Job {
+    Small,
+    Large,
+}
+
+fn main() {}

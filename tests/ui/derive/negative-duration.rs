@@ -1,0 +1,7 @@
+use process_runtime::Process;
+
+#[derive(Process)]
+#[process(join_in = -5, timeout.loop = "-1s")]
+struct Worker;
+
+fn main() {}

@@ -1,0 +1,7 @@
+use process_runtime::Process;
+
+#[derive(Process)]
+#[process(join_in = "none")]
+struct Worker;
+
+fn main() {}

@@ -1,0 +1,7 @@
+use process_runtime::Process;
+
+#[derive(Process)]
+#[process]
+struct Worker;
+
+fn main() {}

@@ -1,0 +1,2 @@
+#[process_runtime::main]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[process_runtime::main]
+struct Main;
+
+fn main() {}

@@ -1,0 +1,2 @@
+#[process_runtime::main(flavor = "current_thread")]
+fn main() {}

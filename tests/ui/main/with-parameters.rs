@@ -1,0 +1,4 @@
+#[process_runtime::main]
+fn main(args: Vec<String>) {
+    let _ = args;
+}

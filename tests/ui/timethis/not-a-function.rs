@@ -1,0 +1,6 @@
+use process_runtime::prelude::*;
+
+#[timethis]
+struct Worker;
+
+fn main() {}
