@@ -191,12 +191,18 @@ mod tests {
 
     #[test]
     fn validate_rejects_zero_lives_and_loops() {
-        let e = ProcessConfig::new("p").with_lives(0).validate().unwrap_err();
+        let e = ProcessConfig::new("p")
+            .with_lives(0)
+            .validate()
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
             "invalid configuration: `lives` must be at least 1 (1 means a single attempt)"
         );
-        let e = ProcessConfig::new("p").with_num_loops(Some(0)).validate().unwrap_err();
+        let e = ProcessConfig::new("p")
+            .with_num_loops(Some(0))
+            .validate()
+            .unwrap_err();
         assert!(e.to_string().contains("`num_loops` must be at least 1"));
         assert!(ProcessConfig::new("").validate().is_err());
         assert!(ProcessConfig::new("p").with_lives(3).validate().is_ok());
@@ -208,7 +214,10 @@ mod tests {
             .with_timeout(Section::MainLoop, None)
             .with_timeout(Section::OnFinish, Some(Duration::from_millis(5)));
         assert_eq!(c.timeouts.get(Section::MainLoop), None);
-        assert_eq!(c.timeouts.get(Section::OnFinish), Some(Duration::from_millis(5)));
+        assert_eq!(
+            c.timeouts.get(Section::OnFinish),
+            Some(Duration::from_millis(5))
+        );
         assert_eq!(c.timeouts.get(Section::Result), None);
     }
 }

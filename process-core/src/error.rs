@@ -394,7 +394,10 @@ mod tests {
     fn display_names_section_then_type() {
         let err = "x".parse::<u32>().unwrap_err();
         let e = ProcessError::MainLoop(RemoteError::from_error(&err));
-        assert_eq!(e.to_string(), "MainLoopError: ParseIntError: invalid digit found in string");
+        assert_eq!(
+            e.to_string(),
+            "MainLoopError: ParseIntError: invalid digit found in string"
+        );
         assert_eq!(e.section(), Some(Section::MainLoop));
     }
 
@@ -403,7 +406,10 @@ mod tests {
         let boxed: Box<dyn StdError + Send + Sync> = "disk on fire".into();
         let r = RemoteError::from_error(boxed.as_ref());
         assert_eq!(r.type_name(), None);
-        assert_eq!(ProcessError::Preloop(r).to_string(), "PreloopError: disk on fire");
+        assert_eq!(
+            ProcessError::Preloop(r).to_string(),
+            "PreloopError: disk on fire"
+        );
     }
 
     #[test]
@@ -439,9 +445,15 @@ mod tests {
         let r = RemoteError::from_panic(p.as_ref(), Some("src/x.rs:1:2".into()));
         assert!(r.is_panic());
         assert_eq!(r.panic_location(), Some("src/x.rs:1:2"));
-        assert_eq!(ProcessError::Postloop(r).to_string(), "PostloopError: panic: boom 7");
+        assert_eq!(
+            ProcessError::Postloop(r).to_string(),
+            "PostloopError: panic: boom 7"
+        );
         let p = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
-        assert_eq!(RemoteError::from_panic(p.as_ref(), None).message(), "static");
+        assert_eq!(
+            RemoteError::from_panic(p.as_ref(), None).message(),
+            "static"
+        );
     }
 
     #[test]
@@ -449,17 +461,32 @@ mod tests {
         assert_eq!(Exit::Signal(9).code(), -9);
         assert_eq!(Exit::Code(101).code(), 101);
         assert_eq!(Exit::Signal(6).to_string(), "signal 6 (SIGABRT)");
-        let e = ProcessError::Crashed { section: Some(Section::MainLoop), exit: Exit::Signal(11) };
-        assert_eq!(e.to_string(), "the process crashed in main_loop with signal 11 (SIGSEGV)");
-        let e = ProcessError::Crashed { section: None, exit: Exit::Code(7) };
+        let e = ProcessError::Crashed {
+            section: Some(Section::MainLoop),
+            exit: Exit::Signal(11),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the process crashed in main_loop with signal 11 (SIGSEGV)"
+        );
+        let e = ProcessError::Crashed {
+            section: None,
+            exit: Exit::Code(7),
+        };
         assert_eq!(e.to_string(), "the process crashed with exit code 7");
     }
 
     #[test]
     fn errors_survive_postcard() {
-        let e = ProcessError::Timeout { section: Section::Postloop, limit: Duration::from_millis(1500) };
+        let e = ProcessError::Timeout {
+            section: Section::Postloop,
+            limit: Duration::from_millis(1500),
+        };
         let bytes = postcard::to_allocvec(&e).unwrap();
         assert_eq!(postcard::from_bytes::<ProcessError>(&bytes).unwrap(), e);
-        assert_eq!(e.to_string(), "TimeoutError: postloop ran longer than its limit of 1.5s");
+        assert_eq!(
+            e.to_string(),
+            "TimeoutError: postloop ran longer than its limit of 1.5s"
+        );
     }
 }

@@ -129,7 +129,9 @@ impl Timer {
             Some(0) => None,
             Some(n) => Some(self.total / n),
             #[allow(clippy::cast_precision_loss)]
-            None => Some(Duration::from_secs_f64(self.total.as_secs_f64() / self.count as f64)),
+            None => Some(Duration::from_secs_f64(
+                self.total.as_secs_f64() / self.count as f64,
+            )),
         }
     }
 
@@ -143,7 +145,8 @@ impl Timer {
     /// The population standard deviation.
     #[must_use]
     pub fn stdev(&self) -> Option<Duration> {
-        self.variance().map(|v| Duration::from_secs_f64(v.max(0.0).sqrt()))
+        self.variance()
+            .map(|v| Duration::from_secs_f64(v.max(0.0).sqrt()))
     }
 
     /// The median (the 50th percentile).
@@ -161,7 +164,11 @@ impl Timer {
         }
         let mut sorted = self.samples.clone();
         sorted.sort_unstable();
-        let p = if p.is_nan() { 50.0 } else { p.clamp(0.0, 100.0) };
+        let p = if p.is_nan() {
+            50.0
+        } else {
+            p.clamp(0.0, 100.0)
+        };
         #[allow(clippy::cast_precision_loss)]
         let rank = p / 100.0 * (sorted.len() - 1) as f64;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -186,7 +193,10 @@ pub struct TimeThis<'a> {
 impl<'a> TimeThis<'a> {
     /// Starts timing into `timer`.
     pub fn new(timer: &'a mut Timer) -> Self {
-        Self { timer, start: Instant::now() }
+        Self {
+            timer,
+            start: Instant::now(),
+        }
     }
 }
 

@@ -1,0 +1,313 @@
+//! Framed reading and writing over the parent-child socket.
+//!
+//! The reader is buffered and resumable: a read that times out (the parent's
+//! supervisor wakes up periodically to check deadlines) keeps the bytes of a partial
+//! frame, so polling never loses or misaligns data. The length prefix is checked
+//! against the limit before the buffer grows, and the buffer grows only as bytes
+//! actually arrive, so a lying prefix cannot make it allocate more than was sent.
+
+use std::io::{self, Read, Write};
+
+use std::sync::Arc;
+
+use interprocess::local_socket::Stream;
+
+use crate::ProcessError;
+
+/// Why no frame could be read.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The peer closed the socket (or died). `partial` is true when it did so in the
+    /// middle of a frame.
+    Closed { partial: bool },
+    /// The length prefix announced more than the limit.
+    TooLarge { len: usize, max: usize },
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl ReadError {
+    /// The error as the parent reports it.
+    pub(crate) fn into_process_error(self, what: &str) -> ProcessError {
+        match self {
+            ReadError::Closed { partial: true } => ProcessError::Protocol(format!(
+                "the connection closed in the middle of a {what} frame (truncated frame)"
+            )),
+            ReadError::Closed { partial: false } => {
+                ProcessError::Protocol(format!("the connection closed before a {what} frame"))
+            }
+            ReadError::TooLarge { len, max } => ProcessError::Protocol(format!(
+                "a {what} frame announced {len} bytes, more than the maximum of {max} bytes"
+            )),
+            ReadError::Io(e) => ProcessError::Io(format!("reading a {what} frame: {e}")),
+        }
+    }
+}
+
+/// A frame's payload, owned.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    data: Vec<u8>,
+    start: usize,
+}
+
+impl Frame {
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads length-prefixed frames from a socket.
+pub(crate) struct FrameReader<R = Conn> {
+    inner: R,
+    buf: Vec<u8>,
+    // Bytes of `buf` before `pos` are consumed; bytes from `filled` on are scratch.
+    pos: usize,
+    filled: usize,
+}
+
+impl<R: Read> FrameReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Self {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+            filled: 0,
+        }
+    }
+
+    /// Reads the next frame whose payload is at most `max` bytes. `Ok(None)` when the
+    /// socket's read timeout passed first; the partial frame is kept for the next call.
+    pub(crate) fn read_frame(&mut self, max: usize) -> Result<Option<Frame>, ReadError> {
+        loop {
+            let have = self.filled - self.pos;
+            if have >= 4 {
+                let prefix: [u8; 4] = self.buf[self.pos..self.pos + 4]
+                    .try_into()
+                    .expect("4 bytes");
+                let len = u32::from_le_bytes(prefix) as usize;
+                if len > max {
+                    return Err(ReadError::TooLarge { len, max });
+                }
+                if have >= 4 + len {
+                    return Ok(Some(self.take(len)));
+                }
+                self.make_room(4 + len - have);
+            } else {
+                self.make_room(4 - have);
+            }
+            match self.inner.read(&mut self.buf[self.filled..]) {
+                Ok(0) => {
+                    return Err(ReadError::Closed {
+                        partial: self.filled > self.pos,
+                    })
+                }
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(ReadError::Io(e)),
+            }
+        }
+    }
+
+    /// Removes the frame of payload `len` at `pos` from the buffer.
+    fn take(&mut self, len: usize) -> Frame {
+        let end = self.pos + 4 + len;
+        if self.pos == 0 && end == self.filled {
+            // The buffer holds exactly this frame: hand it over without copying (the
+            // common case for large states and outputs).
+            let mut data = std::mem::take(&mut self.buf);
+            data.truncate(end);
+            self.pos = 0;
+            self.filled = 0;
+            return Frame { data, start: 4 };
+        }
+        let data = self.buf[self.pos + 4..end].to_vec();
+        self.pos = end;
+        if self.pos == self.filled {
+            self.pos = 0;
+            self.filled = 0;
+        }
+        Frame { data, start: 0 }
+    }
+
+    /// Makes sure at least one more byte can be read. The buffer grows towards the
+    /// `wanted` bytes, but by no more than what has already arrived (or one chunk), so
+    /// its size follows the data actually sent rather than what a prefix promised.
+    fn make_room(&mut self, wanted: usize) {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.pos = 0;
+        }
+        let target = wanted.min(READ_CHUNK.max(self.filled)).max(1);
+        if self.buf.len() - self.filled < target {
+            self.buf.resize(self.filled + target, 0);
+        }
+    }
+}
+
+/// Writes whole frames: one `write_all` each, so frames from several threads never
+/// interleave when the writer is behind a lock.
+pub(crate) fn write_frame(mut w: impl Write, frame: &[u8]) -> Result<(), ProcessError> {
+    w.write_all(frame)
+        .map_err(|e| ProcessError::Io(format!("writing a frame: {e}")))
+}
+
+/// One end of the socket, shared by the threads that read and write it (the handle
+/// writes stop requests while the supervisor reads reports).
+#[derive(Debug, Clone)]
+pub(crate) struct Conn(Arc<Stream>);
+
+impl Conn {
+    /// Wraps a connected socket descriptor as an `interprocess` local-socket stream.
+    #[cfg(unix)]
+    pub(crate) fn from_fd(fd: std::os::fd::OwnedFd) -> Self {
+        Self(Arc::new(Stream::from(
+            interprocess::os::unix::uds_local_socket::Stream::from(fd),
+        )))
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for &Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out its bytes in fixed-size reads, then a timeout, then end-of-file.
+    struct Chunks {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+        timeout_once: bool,
+    }
+
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.timeout_once && self.at > 0 {
+                self.timeout_once = false;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = self.step.min(buf.len()).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn framed(payloads: &[&[u8]]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for p in payloads {
+            v.extend_from_slice(&u32::try_from(p.len()).unwrap().to_le_bytes());
+            v.extend_from_slice(p);
+        }
+        v
+    }
+
+    #[test]
+    fn frames_split_across_reads_and_timeouts_survive() {
+        let big = vec![7u8; 200_000];
+        let data = framed(&[b"one", &big, b"", b"three"]);
+        for step in [1, 3, 5, 4096, 1 << 20] {
+            let mut r = FrameReader::new(Chunks {
+                data: data.clone(),
+                at: 0,
+                step,
+                timeout_once: true,
+            });
+            let mut got = Vec::new();
+            loop {
+                match r.read_frame(1 << 20) {
+                    Ok(Some(f)) => got.push(f.payload().to_vec()),
+                    Ok(None) => {}
+                    Err(ReadError::Closed { partial }) => {
+                        assert!(!partial);
+                        break;
+                    }
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            assert_eq!(
+                got,
+                vec![b"one".to_vec(), big.clone(), vec![], b"three".to_vec()],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_prefix_is_refused_before_allocating() {
+        let mut data = u32::MAX.to_le_bytes().to_vec();
+        data.extend_from_slice(b"xx");
+        let mut r = FrameReader::new(Chunks {
+            data,
+            at: 0,
+            step: 64,
+            timeout_once: false,
+        });
+        match r.read_frame(1024) {
+            Err(ReadError::TooLarge { len, max }) => {
+                assert_eq!((len, max), (u32::MAX as usize, 1024))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(r.buf.len() <= READ_CHUNK);
+    }
+
+    #[test]
+    fn truncation_is_reported_as_partial() {
+        let mut data = framed(&[b"hello"]);
+        data.truncate(6);
+        let mut r = FrameReader::new(Chunks {
+            data,
+            at: 0,
+            step: 2,
+            timeout_once: false,
+        });
+        assert!(matches!(
+            r.read_frame(64),
+            Err(ReadError::Closed { partial: true })
+        ));
+    }
+
+    #[test]
+    fn a_lying_prefix_only_grows_the_buffer_with_arriving_bytes() {
+        let mut data = (100u32 << 20).to_le_bytes().to_vec();
+        data.extend_from_slice(&[1; 10]);
+        let mut r = FrameReader::new(Chunks {
+            data,
+            at: 0,
+            step: 1 << 20,
+            timeout_once: false,
+        });
+        assert!(matches!(
+            r.read_frame(1 << 30),
+            Err(ReadError::Closed { partial: true })
+        ));
+        assert!(r.buf.len() <= 2 * READ_CHUNK, "{}", r.buf.len());
+    }
+}

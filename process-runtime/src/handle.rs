@@ -1,0 +1,179 @@
+//! The parent's handle on a running process, shaped after `multiprocessing.Process`
+//! and `std::process::Child`.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::supervisor::Shared;
+use crate::{ProcessError, ProcessTimers};
+
+/// A process started by `Process::start`.
+///
+/// `result()` blocks until the outcome is known and returns it; the output is kept, so
+/// it returns the same value on every call (which is why it needs `T: Clone`; use
+/// [`Handle::take_result`] to move a large output out instead).
+///
+/// Dropping a handle never leaves an orphan: a daemon is killed; any other process is
+/// asked to stop and waited for, for at most its `on_finish` timeout (60 s by default),
+/// then killed.
+#[derive(Debug)]
+pub struct Handle<T> {
+    shared: Arc<Shared>,
+    output: Option<Result<T, ProcessError>>,
+    _output: PhantomData<fn() -> T>,
+}
+
+/// How long `Drop` waits for a stopped non-daemon when its `on_finish` has no limit.
+const DROP_GRACE_WITHOUT_LIMIT: Duration = Duration::from_secs(60);
+
+impl<T: DeserializeOwned> Handle<T> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            output: None,
+            _output: PhantomData,
+        }
+    }
+
+    /// The process id of the running child (of the latest attempt, when lives were
+    /// used).
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.shared.lock().pid
+    }
+
+    /// The process's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.shared.config.name
+    }
+
+    /// Whether the process is still running (a child exists or is being restarted).
+    #[must_use]
+    pub fn is_alive(&self) -> bool {
+        !self.shared.lock().finished
+    }
+
+    /// How the child that decided the outcome ended, in the convention of Python's
+    /// `exitcode`: `None` while running, `Some(0)` after a normal end, `Some(n)` for
+    /// an exit code, `Some(-signal)` for a signal (`Some(-9)` after `kill`).
+    #[must_use]
+    pub fn exit_code(&self) -> Option<i32> {
+        let inner = self.shared.lock();
+        if inner.finished {
+            inner.exit.map(crate::Exit::code)
+        } else {
+            None
+        }
+    }
+
+    /// How many attempts were started: 1 unless lives were used.
+    #[must_use]
+    pub fn lives_used(&self) -> u32 {
+        self.shared.lock().attempts
+    }
+
+    /// Blocks until the process has ended and every child of it has been reaped.
+    pub fn wait(&mut self) {
+        drop(self.shared.wait_until(None, |i| i.finished));
+    }
+
+    /// Blocks for at most `timeout`; returns whether the process has ended.
+    /// `Duration::ZERO` polls without blocking.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        self.shared.wait_until(deadline, |i| i.finished).1
+    }
+
+    /// Asks the process to stop: the section running finishes, then `on_finish` and
+    /// `result` run. Has no effect on a process that has ended.
+    pub fn stop(&self) {
+        self.shared.request_stop();
+    }
+
+    /// Kills the process (and its process group) at once: `on_finish` does not run and
+    /// `result()` returns [`ProcessError::Killed`]. Has no effect once the outcome is
+    /// known.
+    pub fn kill(&self) {
+        self.shared.request_kill();
+    }
+
+    /// Blocks until the outcome is known and returns it: the output of `result` (or of
+    /// `error`, when it recovered), or why there is none.
+    ///
+    /// # Errors
+    /// The wrapped section error, timeout, crash or kill; [`ProcessError::ResultTaken`]
+    /// after [`Handle::take_result`].
+    pub fn result(&mut self) -> Result<T, ProcessError>
+    where
+        T: Clone,
+    {
+        self.decode();
+        self.output.clone().expect("decoded above")
+    }
+
+    /// Like [`Handle::result`], but moves the output out instead of cloning it; later
+    /// calls return [`ProcessError::ResultTaken`].
+    ///
+    /// # Errors
+    /// As [`Handle::result`].
+    pub fn take_result(&mut self) -> Result<T, ProcessError> {
+        self.decode();
+        let taken = self.output.replace(Err(ProcessError::ResultTaken));
+        taken.expect("decoded above")
+    }
+
+    fn decode(&mut self) {
+        if self.output.is_some() {
+            return;
+        }
+        let (inner, _) = self.shared.wait_until(None, |i| i.report.is_some());
+        let decoded = match inner.report.as_ref().expect("waited for the report") {
+            Ok(output) => postcard::from_bytes(output.bytes())
+                .map_err(|e| ProcessError::Output(format!("the parent cannot decode it: {e}"))),
+            Err(e) => Err(e.clone()),
+        };
+        drop(inner);
+        self.output = Some(decoded);
+    }
+
+    /// The child's section timers, once the process has ended (empty before, and for
+    /// sections `#[timethis]` does not mark).
+    #[must_use]
+    pub fn timers(&self) -> &ProcessTimers {
+        static EMPTY: std::sync::OnceLock<ProcessTimers> = std::sync::OnceLock::new();
+        self.shared
+            .timers
+            .get()
+            .unwrap_or_else(|| EMPTY.get_or_init(ProcessTimers::default))
+    }
+}
+
+impl<T> Drop for Handle<T> {
+    fn drop(&mut self) {
+        if self.shared.lock().finished {
+            return;
+        }
+        if self.shared.config.daemon {
+            self.shared.request_kill();
+        } else {
+            self.shared.request_stop();
+            let grace = self
+                .shared
+                .config
+                .timeouts
+                .on_finish
+                .unwrap_or(DROP_GRACE_WITHOUT_LIMIT);
+            let deadline = Instant::now().checked_add(grace);
+            if !self.shared.wait_until(deadline, |i| i.finished).1 {
+                self.shared.request_kill();
+            }
+        }
+        // The supervisor reaps the killed child; wait for it so no zombie outlives us.
+        let deadline = Instant::now().checked_add(Duration::from_secs(5));
+        drop(self.shared.wait_until(deadline, |i| i.finished));
+    }
+}

@@ -1,0 +1,169 @@
+//! The wire format between a parent and its child.
+//!
+//! Every message is a frame: a little-endian `u32` length, then that many bytes of
+//! postcard. The length is checked against a maximum before anything is allocated, the
+//! payload is decoded with `take_from_bytes`, and bytes left over are an error, so a
+//! truncated, oversized or garbage frame is a [`ProcessError::Protocol`] with a message
+//! saying which, never a hang, a panic or an unbounded allocation.
+//!
+//! The child speaks first with a [`Hello`] (magic, protocol version, build fingerprint,
+//! and the secret it was given out of band); the parent answers with a
+//! [`ToChild::Start`] carrying the type tag, configuration and state. After that the
+//! parent may send [`ToChild::Stop`], and the child ends with one [`ToParent`] report.
+//! Both enums only ever grow at the end (postcard encodes the variant index), which is
+//! how messages, links and monitors will be added without breaking the handshake.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ProcessConfig, ProcessError, ProcessTimers};
+
+/// First bytes of every handshake: identifies the peer as this library.
+pub(crate) const MAGIC: [u8; 8] = *b"PRCSRT\r\n";
+/// Bumped whenever a frame's encoding changes.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+/// Largest handshake frame: it is read before the peer is authenticated.
+pub(crate) const MAX_HELLO_FRAME: usize = 1024;
+/// Largest frame after the handshake (states and outputs travel in one frame).
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+/// Bytes of the per-child secret.
+pub(crate) const SECRET_LEN: usize = 32;
+
+/// The child's first frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub magic: [u8; 8],
+    pub version: u32,
+    pub fingerprint: u64,
+    pub secret: [u8; SECRET_LEN],
+}
+
+/// What an attempt is for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Mode {
+    /// Run the lifecycle; on failure, call `error` only if this is the last life.
+    Run { last_life: bool },
+    /// Every life is spent and the failed child is gone: only call `error` with this.
+    HandleError(ProcessError),
+}
+
+/// Frames from the parent to the child.
+// Frames live only between decoding and dispatch, one at a time: boxing the large
+// variant would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToChild<'a> {
+    /// Run `tag` from `state`.
+    Start {
+        tag: &'a str,
+        config: ProcessConfig,
+        attempt: u32,
+        mode: Mode,
+        #[serde(borrow)]
+        state: &'a [u8],
+    },
+    /// Finish the current section, then `on_finish` and `result`.
+    Stop,
+}
+
+/// Frames from the child to the parent.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum ToParent<'a> {
+    /// The process produced its output (postcard bytes of `Lifecycle::Output`).
+    Done {
+        #[serde(borrow)]
+        output: &'a [u8],
+        timers: ProcessTimers,
+    },
+    /// The attempt failed. `last` is true when `error` already ran (or could not), so
+    /// the error is the process's result; false when the parent may retry.
+    Failed {
+        error: ProcessError,
+        timers: ProcessTimers,
+        last: bool,
+    },
+}
+
+/// Encodes `value` as one frame (length prefix included), ready for one `write_all`.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ProcessError> {
+    let mut buf = postcard::to_extend(value, vec![0u8; 4])
+        .map_err(|e| ProcessError::Protocol(format!("cannot encode a frame: {e}")))?;
+    let len = buf.len() - 4;
+    if len > MAX_FRAME {
+        return Err(ProcessError::Protocol(format!(
+            "a frame of {len} bytes is larger than the maximum of {MAX_FRAME} bytes"
+        )));
+    }
+    let len = u32::try_from(len).expect("MAX_FRAME fits in u32");
+    buf[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(buf)
+}
+
+/// Decodes one frame's payload, rejecting bytes left over.
+pub(crate) fn decode<'a, T: Deserialize<'a>>(
+    payload: &'a [u8],
+    what: &str,
+) -> Result<T, ProcessError> {
+    let (value, rest) = postcard::take_from_bytes(payload)
+        .map_err(|e| ProcessError::Protocol(format!("malformed {what} frame: {e}")))?;
+    if !rest.is_empty() {
+        return Err(ProcessError::Protocol(format!(
+            "{} unexpected trailing bytes after a {what} frame",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// The fingerprint of this build's set of process types: a parent and a child that
+/// disagree on it were built from different code and refuse each other.
+pub(crate) fn build_fingerprint() -> u64 {
+    // FNV-1a, order-independent over registrations (summed), so the linker's order of
+    // the registry does not matter.
+    fn fnv(bytes: &[u8], mut h: u64) -> u64 {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+    let base = fnv(env!("CARGO_PKG_VERSION").as_bytes(), 0xcbf2_9ce4_8422_2325);
+    let base = fnv(&PROTOCOL_VERSION.to_le_bytes(), base);
+    crate::__private::REGISTRY.iter().fold(base, |acc, reg| {
+        let h = fnv(reg.tag.as_bytes(), base);
+        acc.wrapping_add(fnv((reg.type_name)().as_bytes(), h))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_reject_trailing_bytes() {
+        let f = encode(&ToChild::Stop).unwrap();
+        let len = u32::from_le_bytes(f[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, f.len() - 4);
+        assert!(matches!(
+            decode::<ToChild<'_>>(&f[4..], "control").unwrap(),
+            ToChild::Stop
+        ));
+        let mut long = f[4..].to_vec();
+        long.push(0);
+        let e = decode::<ToChild<'_>>(&long, "control").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "protocol error: 1 unexpected trailing bytes after a control frame"
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let e = decode::<ToParent<'_>>(&[0xff, 0xff, 0xff], "report").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("protocol error: malformed report frame"),
+            "{e}"
+        );
+        assert!(decode::<Hello>(&[], "handshake").is_err());
+    }
+}

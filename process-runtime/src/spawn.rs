@@ -1,0 +1,163 @@
+//! Starting a child: the same binary, re-executed, from one long-lived thread.
+//!
+//! Why a dedicated thread: Linux's parent-death signal fires when the *thread* that
+//! spawned a child exits, not the process. A child spawned from a short-lived user
+//! thread would be killed when that thread ends; spawning every child from one thread
+//! that lives as long as the process ties the signal to the process's life.
+//!
+//! Why no `fork` of our own and no `pre_exec`: `std::process::Command` uses
+//! `posix_spawn` (vfork-like, no copy of the parent's page tables) as long as no
+//! `pre_exec` closure is set, which keeps the spawn cost flat however large the parent
+//! is. The child's socket end is handed over by clearing its close-on-exec flag in this
+//! thread just before spawning, and the parent's copy is closed right after. Because
+//! every spawn of this library happens on this thread, no other child of ours can
+//! inherit it; a `Command` spawned by user code on another thread in that window could,
+//! which is the price of staying on the posix_spawn path without hand-written
+//! `posix_spawn` file actions.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Sender, SyncSender};
+use std::sync::{Mutex, OnceLock};
+
+use crate::sys;
+
+/// The environment variable that marks a re-executed binary as a child and carries
+/// `version:fd:parent-pid:secret-hex`. Removed by the child as soon as it is read.
+pub(crate) const MARKER: &str = "__PROCESS_RUNTIME_CHILD";
+const MARKER_VERSION: &str = "1";
+
+/// What the child needs to find its channel and prove who it is.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Marker {
+    pub fd: i32,
+    pub parent_pid: u32,
+    pub secret: [u8; crate::protocol::SECRET_LEN],
+}
+
+impl Marker {
+    pub(crate) fn encode(&self) -> String {
+        let hex: String = self.secret.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{MARKER_VERSION}:{}:{}:{hex}", self.fd, self.parent_pid)
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("malformed {MARKER} value");
+        let mut parts = s.split(':');
+        if parts.next() != Some(MARKER_VERSION) {
+            return Err(format!(
+                "{MARKER} was set by a different version of process-runtime"
+            ));
+        }
+        let fd = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let parent_pid = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let hex = parts.next().ok_or_else(bad)?;
+        if hex.len() != 2 * crate::protocol::SECRET_LEN || parts.next().is_some() {
+            return Err(bad());
+        }
+        let mut secret = [0u8; crate::protocol::SECRET_LEN];
+        for (i, byte) in secret.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Self {
+            fd,
+            parent_pid,
+            secret,
+        })
+    }
+}
+
+struct Request {
+    child_end: OwnedFd,
+    secret: [u8; crate::protocol::SECRET_LEN],
+    extra_env: Vec<(String, String)>,
+    reply: SyncSender<io::Result<Child>>,
+}
+
+/// Spawns a child that inherits `child_end`, through the spawner thread.
+pub(crate) fn spawn_child(
+    child_end: OwnedFd,
+    secret: [u8; crate::protocol::SECRET_LEN],
+    extra_env: Vec<(String, String)>,
+) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
+    let sender = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::Builder::new()
+            .name("process-runtime-spawner".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                for req in rx {
+                    let result = spawn_here(&req.child_end, &req.secret, &req.extra_env);
+                    drop(req.child_end);
+                    let _ = req.reply.send(result);
+                }
+            })
+            .expect("cannot start the process-runtime spawner thread");
+        Mutex::new(tx)
+    });
+    let (reply, answer) = mpsc::sync_channel(1);
+    let request = Request {
+        child_end,
+        secret,
+        extra_env,
+        reply,
+    };
+    sender
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .send(request)
+        .map_err(|_| io::Error::other("the process-runtime spawner thread is gone"))?;
+    answer
+        .recv()
+        .map_err(|_| io::Error::other("the process-runtime spawner thread is gone"))?
+}
+
+fn spawn_here(
+    child_end: &OwnedFd,
+    secret: &[u8; crate::protocol::SECRET_LEN],
+    extra_env: &[(String, String)],
+) -> io::Result<Child> {
+    let marker = Marker {
+        fd: child_end.as_raw_fd(),
+        parent_pid: std::process::id(),
+        secret: *secret,
+    };
+    let mut cmd = Command::new(sys::current_exe()?);
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    cmd.env(MARKER, marker.encode())
+        .envs(extra_env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .process_group(0);
+    sys::set_cloexec(child_end.as_fd(), false)?;
+    let spawned = cmd.spawn();
+    // Restore the flag even though the descriptor is closed right after: if the close
+    // were ever delayed, no later spawn should inherit it.
+    let _ = sys::set_cloexec(child_end.as_fd(), true);
+    spawned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_round_trips_and_rejects_junk() {
+        let m = Marker {
+            fd: 7,
+            parent_pid: 4242,
+            secret: [0xab; 32],
+        };
+        assert_eq!(Marker::parse(&m.encode()).unwrap(), m);
+        assert!(Marker::parse("2:7:1:00")
+            .unwrap_err()
+            .contains("different version"));
+        assert!(Marker::parse("1:x:1:00").is_err());
+        assert!(Marker::parse(&format!("1:7:1:{}", "zz".repeat(32))).is_err());
+        assert!(Marker::parse(&format!("{}:extra", m.encode())).is_err());
+    }
+}

@@ -1,0 +1,492 @@
+//! The parent side: starts attempts, authenticates them, collects their reports, reaps
+//! them, and decides what happens next (deliver, retry from the original state, or run
+//! `error` in a fresh child).
+//!
+//! Each process has one supervisor thread, which owns the child's read half and its
+//! `std::process::Child`. The [`Handle`] talks to it through [`Shared`]: a mutex-held
+//! [`Inner`] and a condition variable signalled at every change. The vocabulary is
+//! small: an attempt ends `Reported` (the child sent its report), `Vanished` (end of
+//! file without a report: a crash or a kill) or `Refused` (the channel carried
+//! something invalid); the process ends when a report is final or no life is left.
+
+use std::process::Child;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+
+use crate::channel::{write_frame, Conn, Frame, FrameReader};
+use crate::handle::Handle;
+use crate::protocol::{self, Hello, Mode, ToChild, ToParent, SECRET_LEN};
+use crate::{spawn, sys, Exit, Process, ProcessConfig, ProcessError, ProcessTimers};
+
+/// The output bytes of a finished process, kept inside the frame they arrived in.
+#[derive(Debug)]
+pub(crate) struct Output {
+    frame: Frame,
+    start: usize,
+    len: usize,
+}
+
+impl Output {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.frame.payload()[self.start..self.start + self.len]
+    }
+}
+
+/// What the handle and the supervisor share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: ProcessConfig,
+    pub(crate) timers: OnceLock<ProcessTimers>,
+    inner: Mutex<Inner>,
+    changed: Condvar,
+}
+
+/// The mutable part of [`Shared`].
+#[derive(Debug, Default)]
+pub(crate) struct Inner {
+    /// The current attempt's process id.
+    pub(crate) pid: u32,
+    /// The current attempt's write half, while it runs.
+    pub(crate) writer: Option<Conn>,
+    /// The final outcome, once known.
+    pub(crate) report: Option<Result<Output, ProcessError>>,
+    /// How the attempt that decided the outcome ended.
+    pub(crate) exit: Option<Exit>,
+    /// Every child of this process has been reaped; nothing runs any more.
+    pub(crate) finished: bool,
+    pub(crate) stop_requested: bool,
+    pub(crate) kill_requested: bool,
+    /// Attempts started so far.
+    pub(crate) attempts: u32,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `done` holds or `deadline` passes; returns whether it holds.
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&Inner) -> bool,
+    ) -> (MutexGuard<'_, Inner>, bool) {
+        let mut inner = self.lock();
+        loop {
+            if done(&inner) {
+                return (inner, true);
+            }
+            match deadline {
+                None => {
+                    inner = self
+                        .changed
+                        .wait(inner)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return (inner, false);
+                    }
+                    inner = self
+                        .changed
+                        .wait_timeout(inner, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Inner)) {
+        f(&mut self.lock());
+        self.changed.notify_all();
+    }
+
+    /// Asks the running attempt to stop (and remembers it for later attempts).
+    pub(crate) fn request_stop(&self) {
+        let writer = {
+            let mut inner = self.lock();
+            inner.stop_requested = true;
+            inner.writer.clone()
+        };
+        if let Some(w) = writer {
+            send_stop(&w);
+        }
+    }
+
+    /// Kills the running attempt's process group, unless the outcome is already known.
+    pub(crate) fn request_kill(&self) {
+        let mut inner = self.lock();
+        if inner.finished || inner.report.is_some() {
+            return;
+        }
+        inner.kill_requested = true;
+        if inner.pid != 0 {
+            if let Err(e) = sys::kill_group(inner.pid) {
+                tracing::warn!(process = %self.config.name, pid = inner.pid, "kill failed: {e}");
+            }
+        }
+    }
+}
+
+fn send_stop(writer: &Conn) {
+    // A child that already ended cannot be stopped; that is not an error.
+    if let Ok(frame) = protocol::encode(&ToChild::Stop) {
+        let _ = write_frame(writer, &frame);
+    }
+}
+
+/// Options the transport's own tests use to make a real child misbehave.
+#[derive(Debug, Default, Clone)]
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+pub(crate) struct StartOptions {
+    pub(crate) fault: Option<String>,
+}
+
+const POSTCARD_LIMITS: &str = "postcard, the state's format, does not support \
+     #[serde(flatten)], untagged enums, skip_serializing_if or other self-describing shapes";
+
+/// `Process::start_with`: checks, serializes, spawns the first attempt and the
+/// supervisor thread.
+pub(crate) fn start<T: Process>(
+    obj: &T,
+    config: ProcessConfig,
+) -> Result<Handle<T::Output>, ProcessError> {
+    start_with_options(obj, config, StartOptions::default())
+}
+
+pub(crate) fn start_with_options<T: Process>(
+    obj: &T,
+    config: ProcessConfig,
+    options: StartOptions,
+) -> Result<Handle<T::Output>, ProcessError> {
+    config.validate()?;
+    if std::env::var_os(spawn::MARKER).is_some() {
+        // We are a re-executed child, yet the child entry never ran: without this check
+        // the child would run the user's main again and start children of its own.
+        eprintln!(
+            "process-runtime: this binary was re-executed as a child but its entry point \
+             never ran; mark `main` with #[process_runtime::main]"
+        );
+        sys::exit_now(crate::child::exit_code::BAD_START);
+    }
+    let state = postcard::to_allocvec(obj).map_err(|e| {
+        ProcessError::State(format!("it does not serialize ({e}); {POSTCARD_LIMITS}"))
+    })?;
+    // Postcard cannot decode some serde shapes it can encode (`flatten`, untagged
+    // enums, `skip_serializing_if`): find out here, not in the child.
+    postcard::from_bytes::<T>(&state).map_err(|e| {
+        ProcessError::State(format!(
+            "it serializes but does not deserialize back ({e}); {POSTCARD_LIMITS}"
+        ))
+    })?;
+    let shared = Arc::new(Shared {
+        config,
+        timers: OnceLock::new(),
+        inner: Mutex::new(Inner::default()),
+        changed: Condvar::new(),
+    });
+    let first = Attempt::spawn(&shared, &options)?;
+    let supervisor = Supervisor {
+        shared: Arc::clone(&shared),
+        tag: T::__registration().tag,
+        state,
+        options,
+    };
+    std::thread::Builder::new()
+        .name(format!("process-runtime:{}", shared.config.name))
+        .stack_size(256 * 1024)
+        .spawn(move || supervisor.run(first))
+        .map_err(|e| {
+            shared.request_kill();
+            ProcessError::Io(format!("cannot start the supervisor thread: {e}"))
+        })?;
+    Ok(Handle::new(shared))
+}
+
+/// One child process and its channel.
+struct Attempt {
+    child: Child,
+    reader: FrameReader<Conn>,
+    writer: Conn,
+    secret: [u8; SECRET_LEN],
+    number: u32,
+}
+
+impl Attempt {
+    fn spawn(shared: &Shared, options: &StartOptions) -> Result<Self, ProcessError> {
+        let io = |what: &str, e: std::io::Error| ProcessError::Io(format!("{what}: {e}"));
+        let (parent_end, child_end) =
+            sys::socket_pair().map_err(|e| io("creating the socket pair", e))?;
+        let mut secret = [0u8; SECRET_LEN];
+        getrandom::fill(&mut secret)
+            .map_err(|e| ProcessError::Io(format!("generating the secret: {e}")))?;
+        #[allow(unused_mut)]
+        let mut env = Vec::new();
+        #[cfg(feature = "fault-injection")]
+        if let Some(f) = &options.fault {
+            env.push((crate::child::FAULT.to_owned(), f.clone()));
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = options;
+        let child =
+            spawn::spawn_child(child_end, secret, env).map_err(|e| io("spawning the child", e))?;
+        let conn = Conn::from_fd(parent_end);
+        let writer = conn.clone();
+        let mut inner = shared.lock();
+        inner.attempts += 1;
+        inner.pid = child.id();
+        let number = inner.attempts;
+        drop(inner);
+        tracing::debug!(process = %shared.config.name, pid = child.id(), attempt = number, "child started");
+        Ok(Self {
+            child,
+            reader: FrameReader::new(conn),
+            writer,
+            secret,
+            number,
+        })
+    }
+}
+
+/// How an attempt ended.
+enum AttemptEnd {
+    /// The child reported an output.
+    Done(Output, Box<ProcessTimers>),
+    /// The child reported an error; `last` when it is the process's final outcome.
+    Failed { error: ProcessError, last: bool },
+    /// End-of-file without a report: the child crashed or was killed.
+    Vanished,
+    /// The child broke the protocol; it was killed.
+    Refused(ProcessError),
+}
+
+struct Supervisor {
+    shared: Arc<Shared>,
+    tag: &'static str,
+    state: Vec<u8>,
+    options: StartOptions,
+}
+
+impl Supervisor {
+    fn run(self, first: Attempt) {
+        let lives = self.shared.config.lives;
+        let mut attempt = first;
+        let mut mode = Mode::Run {
+            last_life: lives <= 1,
+        };
+        // When `error` runs in a fresh child, the outcome was decided by the attempt
+        // that failed before it: its exit status is the one `exit_code` reports.
+        let mut failed_exit: Option<Exit> = None;
+        loop {
+            let handling_error = matches!(mode, Mode::HandleError(_));
+            let end = self.run_attempt(&mut attempt, mode);
+            // A final report is published before the child is reaped: `result()` need
+            // not wait for the exit.
+            match end {
+                AttemptEnd::Done(output, timers) => {
+                    self.publish(Ok(output), Some(*timers));
+                    let exit = self.reap(&mut attempt.child);
+                    return self.finish(attempt, failed_exit.unwrap_or(exit));
+                }
+                AttemptEnd::Failed { error, last: true } | AttemptEnd::Refused(error) => {
+                    self.publish(Err(error), None);
+                    let exit = self.reap(&mut attempt.child);
+                    return self.finish(attempt, failed_exit.unwrap_or(exit));
+                }
+                AttemptEnd::Failed { .. } | AttemptEnd::Vanished => {}
+            }
+            let exit = self.reap(&mut attempt.child);
+            let killed = self.shared.lock().kill_requested;
+            let failure = match end {
+                _ if killed => ProcessError::Killed,
+                AttemptEnd::Failed { error, .. } => error,
+                _ => ProcessError::Crashed {
+                    section: None,
+                    exit,
+                },
+            };
+            if handling_error || killed {
+                self.publish(Err(failure), None);
+                return self.finish(attempt, failed_exit.unwrap_or(exit));
+            }
+            tracing::warn!(
+                process = %self.shared.config.name,
+                pid = attempt.child.id(),
+                attempt = attempt.number,
+                lives,
+                "attempt failed: {failure}"
+            );
+            // A life is lost: retry from the original bytes while lives remain; when
+            // none do, run `error` in a fresh child (the failed one is gone).
+            mode = if attempt.number < lives {
+                Mode::Run {
+                    last_life: attempt.number + 1 >= lives,
+                }
+            } else {
+                failed_exit = Some(exit);
+                Mode::HandleError(failure)
+            };
+            attempt = match Attempt::spawn(&self.shared, &self.options) {
+                Ok(next) => next,
+                Err(e) => {
+                    self.publish(Err(e), None);
+                    return self.finish(attempt, exit);
+                }
+            };
+        }
+    }
+
+    /// Handshake, start frame, then wait for the report.
+    fn run_attempt(&self, attempt: &mut Attempt, mode: Mode) -> AttemptEnd {
+        if let Err(end) = self.handshake(attempt) {
+            return end;
+        }
+        let start = ToChild::Start {
+            tag: self.tag,
+            config: self.shared.config.clone(),
+            attempt: attempt.number,
+            mode,
+            state: &self.state,
+        };
+        let sent = protocol::encode(&start).and_then(|f| write_frame(&attempt.writer, &f));
+        if sent.is_err() {
+            // The child died already; its exit status tells why.
+            return AttemptEnd::Vanished;
+        }
+        // Stop requests reach the child only once it has its start frame; one made
+        // earlier was recorded and is sent now.
+        let stop_early = {
+            let mut inner = self.shared.lock();
+            inner.writer = Some(attempt.writer.clone());
+            inner.stop_requested
+        };
+        if stop_early {
+            send_stop(&attempt.writer);
+        }
+        let frame = match attempt.reader.read_frame(protocol::MAX_FRAME) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => unreachable!("the parent's reads have no timeout"),
+            Err(crate::channel::ReadError::Closed { partial: false }) => {
+                return AttemptEnd::Vanished
+            }
+            Err(e) => return self.refuse(attempt, e.into_process_error("report")),
+        };
+        let report = match protocol::decode::<ToParent<'_>>(frame.payload(), "report") {
+            Ok(ToParent::Done { output, timers }) => {
+                let start = output.as_ptr() as usize - frame.payload().as_ptr() as usize;
+                Ok((start, output.len(), Box::new(timers)))
+            }
+            Ok(ToParent::Failed {
+                error,
+                timers,
+                last,
+            }) => Err((error, timers, last)),
+            Err(e) => return self.refuse(attempt, e),
+        };
+        match report {
+            Ok((start, len, timers)) => AttemptEnd::Done(Output { frame, start, len }, timers),
+            Err((error, timers, last)) => {
+                if last {
+                    let _ = self.shared.timers.set(timers);
+                }
+                AttemptEnd::Failed { error, last }
+            }
+        }
+    }
+
+    fn handshake(&self, attempt: &mut Attempt) -> Result<(), AttemptEnd> {
+        let frame = match attempt.reader.read_frame(protocol::MAX_HELLO_FRAME) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => unreachable!("the parent's reads have no timeout"),
+            Err(crate::channel::ReadError::Closed { partial: false }) => {
+                return Err(AttemptEnd::Vanished)
+            }
+            Err(e) => return Err(self.refuse(attempt, e.into_process_error("handshake"))),
+        };
+        let hello: Hello = match protocol::decode(frame.payload(), "handshake") {
+            Ok(h) => h,
+            Err(e) => return Err(self.refuse(attempt, e)),
+        };
+        let problem = if hello.magic != protocol::MAGIC {
+            Some("the peer is not a process-runtime child (bad magic)".to_owned())
+        } else if hello.version != protocol::PROTOCOL_VERSION {
+            Some(format!(
+                "the child speaks protocol version {}, this parent speaks {}",
+                hello.version,
+                protocol::PROTOCOL_VERSION
+            ))
+        } else if hello.fingerprint != protocol::build_fingerprint() {
+            Some("the child was built from different code than this parent (build fingerprint mismatch)".to_owned())
+        } else if !bool::from(hello.secret.ct_eq(&attempt.secret)) {
+            Some("the child did not present this parent's secret".to_owned())
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(self.refuse(
+                attempt,
+                ProcessError::Protocol(format!("handshake refused: {p}")),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn refuse(&self, attempt: &mut Attempt, error: ProcessError) -> AttemptEnd {
+        tracing::warn!(process = %self.shared.config.name, pid = attempt.child.id(), "{error}");
+        if let Err(e) = sys::kill_group(attempt.child.id()) {
+            tracing::warn!(process = %self.shared.config.name, "kill failed: {e}");
+        }
+        AttemptEnd::Refused(error)
+    }
+
+    /// Waits for the child to exit. It closed its socket, so it is exiting; give it a
+    /// moment so that its own exit status (a panic's 101, `exit(7)`) is what we record,
+    /// and only then kill its group.
+    fn reap(&self, child: &mut Child) -> Exit {
+        const GRACE: Duration = Duration::from_secs(2);
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(20);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return sys::exit_of(status),
+                Ok(None) if started.elapsed() < GRACE => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(5));
+                }
+                Ok(None) => {
+                    let _ = sys::kill_group(child.id());
+                    if let Ok(status) = child.wait() {
+                        return sys::exit_of(status);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(process = %self.shared.config.name, "waiting for the child failed: {e}");
+                    let _ = sys::kill_group(child.id());
+                    return child.wait().map_or(Exit::Signal(9), sys::exit_of);
+                }
+            }
+        }
+    }
+
+    fn publish(&self, report: Result<Output, ProcessError>, timers: Option<ProcessTimers>) {
+        if let Some(t) = timers {
+            let _ = self.shared.timers.set(t);
+        }
+        self.shared.update(|inner| inner.report = Some(report));
+    }
+
+    /// Records the end. The attempt's socket is closed first, so that a caller woken by
+    /// `wait()` finds no descriptor of this process still open.
+    fn finish(&self, attempt: Attempt, exit: Exit) {
+        drop(attempt);
+        self.shared.update(|inner| {
+            inner.exit = Some(exit);
+            inner.writer = None;
+            inner.finished = true;
+        });
+    }
+}
