@@ -309,6 +309,15 @@ pub enum ProcessError {
     /// The operating system refused an operation (spawning, a socket).
     #[error("I/O error: {0}")]
     Io(String),
+    /// Every life was spent: `attempts` attempts failed, the last with `last`. Only used
+    /// when `lives` is more than 1; a single attempt's failure is reported as it is.
+    #[error("{last} (all {attempts} lives used)")]
+    LivesExhausted {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's failure.
+        last: Box<ProcessError>,
+    },
     /// The result was already moved out by `Handle::take_result`.
     #[error("the result was already taken from this handle")]
     ResultTaken,
@@ -335,6 +344,20 @@ impl ProcessError {
         }
     }
 
+    /// The error `error()` receives once every life is spent: `last` itself after a
+    /// single attempt, [`ProcessError::LivesExhausted`] after several.
+    #[must_use]
+    pub fn exhausted(attempts: u32, last: ProcessError) -> Self {
+        if attempts <= 1 {
+            last
+        } else {
+            ProcessError::LivesExhausted {
+                attempts,
+                last: Box::new(last),
+            }
+        }
+    }
+
     /// A user-made error, for `Lifecycle::error` implementations.
     #[must_use]
     pub fn custom(error: &(dyn StdError + 'static)) -> Self {
@@ -353,6 +376,7 @@ impl ProcessError {
             ProcessError::ErrorHandler(_) => Some(Section::Error),
             ProcessError::Timeout { section, .. } => Some(*section),
             ProcessError::Crashed { section, .. } => *section,
+            ProcessError::LivesExhausted { last, .. } => last.section(),
             _ => None,
         }
     }
@@ -368,6 +392,7 @@ impl ProcessError {
             | ProcessError::Result(e)
             | ProcessError::ErrorHandler(e)
             | ProcessError::Custom(e) => Some(e),
+            ProcessError::LivesExhausted { last, .. } => last.remote(),
             _ => None,
         }
     }
@@ -474,6 +499,16 @@ mod tests {
             exit: Exit::Code(7),
         };
         assert_eq!(e.to_string(), "the process crashed with exit code 7");
+    }
+
+    #[test]
+    fn exhausted_lives_name_the_attempts_only_when_there_were_several() {
+        let last = ProcessError::MainLoop(RemoteError::msg("boom"));
+        assert_eq!(ProcessError::exhausted(1, last.clone()), last);
+        let e = ProcessError::exhausted(3, last);
+        assert_eq!(e.to_string(), "MainLoopError: boom (all 3 lives used)");
+        assert_eq!(e.section(), Some(Section::MainLoop));
+        assert_eq!(e.remote().unwrap().message(), "boom");
     }
 
     #[test]

@@ -176,6 +176,12 @@ impl Conn {
             interprocess::os::unix::uds_local_socket::Stream::from(fd),
         )))
     }
+
+    /// Sets how long a read may block before it reports a timeout (`None`: for ever).
+    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        use interprocess::local_socket::traits::Stream as _;
+        self.0.set_recv_timeout(timeout)
+    }
 }
 
 impl Read for Conn {

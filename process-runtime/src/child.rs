@@ -13,9 +13,10 @@
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::beacon::Beacon;
 use crate::channel::{write_frame, Conn, FrameReader, ReadError};
 use crate::protocol::{self, Hello, Mode, ToChild, ToParent};
 use crate::spawn::{Marker, MARKER};
@@ -41,6 +42,7 @@ pub(crate) struct ChildRun {
     reader: FrameReader<Conn>,
     writer: Conn,
     parent_pid: u32,
+    beacon: &'static AtomicU64,
     fault: Option<String>,
 }
 
@@ -80,7 +82,11 @@ pub(crate) fn enter_if_marked() {
             "cannot set close-on-exec on the inherited socket: {e}"
         ));
     }
-    handshake_and_run(fd, &marker, fault);
+    let beacon = sys::adopt_fd(marker.beacon_fd)
+        .and_then(|bfd| Beacon::open(&bfd))
+        .unwrap_or_else(|e| bad_start(&format!("the inherited beacon is unusable: {e}")))
+        .leak();
+    handshake_and_run(fd, beacon, &marker, fault);
 }
 
 fn bad_start(why: &str) -> ! {
@@ -88,7 +94,12 @@ fn bad_start(why: &str) -> ! {
     sys::exit_now(exit_code::BAD_START)
 }
 
-fn handshake_and_run(fd: OwnedFd, marker: &Marker, fault: Option<String>) -> ! {
+fn handshake_and_run(
+    fd: OwnedFd,
+    beacon: &'static AtomicU64,
+    marker: &Marker,
+    fault: Option<String>,
+) -> ! {
     let send = Conn::from_fd(fd);
     let recv = send.clone();
     let mut hello = Hello {
@@ -144,6 +155,7 @@ fn handshake_and_run(fd: OwnedFd, marker: &Marker, fault: Option<String>) -> ! {
         reader,
         writer: send,
         parent_pid: marker.parent_pid,
+        beacon,
         fault,
     })
 }
@@ -175,6 +187,7 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
         reader,
         writer,
         parent_pid,
+        beacon,
         fault,
     } = run;
     let Ok(ToChild::Start {
@@ -200,15 +213,19 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
     watch_parent(reader, Arc::clone(&stop));
     let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt);
     let outcome = match mode {
-        Mode::Run { last_life } => match engine::run(&mut obj, &mut cx) {
+        Mode::Run { last_life } => match engine::run(&mut obj, &mut cx, beacon) {
             Ok(output) => Ok(output),
-            Err(error) if last_life => {
-                engine::handle_error(&mut obj, &mut cx, error).map_err(|e| (e, true))
-            }
+            Err(error) if last_life => engine::handle_error(
+                &mut obj,
+                &mut cx,
+                ProcessError::exhausted(attempt, error),
+                beacon,
+            )
+            .map_err(|e| (e, true)),
             Err(error) => Err((error, false)),
         },
         Mode::HandleError(error) => {
-            engine::handle_error(&mut obj, &mut cx, error).map_err(|e| (e, true))
+            engine::handle_error(&mut obj, &mut cx, error, beacon).map_err(|e| (e, true))
         }
     };
     let timers = cx.__take_timers();

@@ -1,18 +1,19 @@
 //! The engine: runs a lifecycle in the child, section by section, lap by lap.
 //!
 //! The hot path is one lap: a relaxed load of the stop flag before each section, a
-//! store of the current section (so that a panic is attributed to it), the three calls,
+//! relaxed store of the current section into the beacon (which the parent watches for
+//! timeouts, and which attributes a panic or crash to its section), the three calls,
 //! and the lap count. Nothing else is paid unless asked for: `join_in` reads the clock
 //! once per lap only when set, and a section is timed only when `#[timethis]` marks it
 //! (the `__TIMETHIS_*` constants are known at compile time, so unmarked sections
 //! compile to a plain call). Panics are caught once, around the whole run, not per
 //! section.
 
-use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::beacon;
 use crate::{BoxError, Context, Lifecycle, ProcessError, RemoteError, Section};
 
 /// Where the panic hook leaves the location of the last panic, for the error report.
@@ -45,9 +46,13 @@ pub(crate) mod panic_location {
 
 /// Runs the lifecycle to its end: laps until stopped or a limit is reached, then
 /// `on_finish` and `result`. The first error or panic ends the run, wrapped by section.
-pub(crate) fn run<T: Lifecycle>(obj: &mut T, cx: &mut Context) -> Result<T::Output, ProcessError> {
-    let current = Cell::new(Section::Preloop);
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| run_sections(obj, cx, &current)));
+pub(crate) fn run<T: Lifecycle>(
+    obj: &mut T,
+    cx: &mut Context,
+    beacon: &AtomicU64,
+) -> Result<T::Output, ProcessError> {
+    let mut tracker = Tracker { beacon, entries: 0 };
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| run_sections(obj, cx, &mut tracker)));
     match outcome {
         Ok(Ok(output)) => Ok(output),
         Ok(Err((section, error))) => Err(ProcessError::in_section(
@@ -55,9 +60,24 @@ pub(crate) fn run<T: Lifecycle>(obj: &mut T, cx: &mut Context) -> Result<T::Outp
             RemoteError::from_error(error.as_ref()),
         )),
         Err(payload) => Err(ProcessError::in_section(
-            current.get(),
+            beacon::section_of(beacon.load(Ordering::Relaxed)).unwrap_or(Section::Preloop),
             RemoteError::from_panic(payload.as_ref(), panic_location::take()),
         )),
+    }
+}
+
+/// Publishes section starts to the beacon.
+struct Tracker<'a> {
+    beacon: &'a AtomicU64,
+    entries: u64,
+}
+
+impl Tracker<'_> {
+    #[inline(always)]
+    fn enter(&mut self, section: Section) {
+        self.entries += 1;
+        self.beacon
+            .store(beacon::encode(self.entries, section), Ordering::Relaxed);
     }
 }
 
@@ -66,7 +86,12 @@ pub(crate) fn handle_error<T: Lifecycle>(
     obj: &mut T,
     cx: &mut Context,
     error: ProcessError,
+    beacon: &AtomicU64,
 ) -> Result<T::Output, ProcessError> {
+    beacon.store(
+        beacon::encode(u64::MAX >> 3, Section::Error),
+        Ordering::Relaxed,
+    );
     match panic::catch_unwind(AssertUnwindSafe(|| obj.error(error, cx))) {
         Ok(result) => result,
         Err(payload) => Err(ProcessError::ErrorHandler(RemoteError::from_panic(
@@ -80,14 +105,14 @@ type SectionFailure = (Section, BoxError);
 
 #[inline(always)]
 fn section(
-    current: &Cell<Section>,
+    tracker: &mut Tracker<'_>,
     which: Section,
     timed: bool,
     lap_time: &mut Duration,
     cx: &mut Context,
     call: impl FnOnce(&mut Context) -> Result<(), BoxError>,
 ) -> Result<(), SectionFailure> {
-    current.set(which);
+    tracker.enter(which);
     let result = if timed {
         let start = Instant::now();
         let result = call(cx);
@@ -110,7 +135,7 @@ fn section(
 fn run_sections<T: Lifecycle>(
     obj: &mut T,
     cx: &mut Context,
-    current: &Cell<Section>,
+    tracker: &mut Tracker<'_>,
 ) -> Result<T::Output, SectionFailure> {
     let stop = std::sync::Arc::clone(cx.__stop_flag());
     let stopped = || stop.load(Ordering::Relaxed);
@@ -121,7 +146,7 @@ fn run_sections<T: Lifecycle>(
     while !stopped() {
         let mut lap_time = Duration::ZERO;
         section(
-            current,
+            tracker,
             Section::Preloop,
             T::__TIMETHIS_PRELOOP,
             &mut lap_time,
@@ -132,7 +157,7 @@ fn run_sections<T: Lifecycle>(
             break;
         }
         section(
-            current,
+            tracker,
             Section::MainLoop,
             T::__TIMETHIS_MAIN_LOOP,
             &mut lap_time,
@@ -143,7 +168,7 @@ fn run_sections<T: Lifecycle>(
             break;
         }
         section(
-            current,
+            tracker,
             Section::Postloop,
             T::__TIMETHIS_POSTLOOP,
             &mut lap_time,
@@ -164,14 +189,14 @@ fn run_sections<T: Lifecycle>(
     }
     let mut unused = Duration::ZERO;
     section(
-        current,
+        tracker,
         Section::OnFinish,
         T::__TIMETHIS_ON_FINISH,
         &mut unused,
         cx,
         |cx| obj.on_finish(cx),
     )?;
-    current.set(Section::Result);
+    tracker.enter(Section::Result);
     obj.result(cx).map_err(|e| (Section::Result, e))
 }
 
@@ -229,6 +254,10 @@ mod tests {
 
     fn cx(config: ProcessConfig) -> Context {
         Context::__new(config, Arc::new(AtomicBool::new(false)), 1, 0, 1)
+    }
+
+    fn run<T: Lifecycle>(obj: &mut T, cx: &mut Context) -> Result<T::Output, ProcessError> {
+        super::run(obj, cx, &AtomicU64::new(beacon::NOT_STARTED))
     }
 
     #[test]

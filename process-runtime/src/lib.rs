@@ -7,6 +7,7 @@ compile_error!(
      (named local sockets) is not written yet"
 );
 
+mod beacon;
 mod channel;
 mod child;
 mod engine;

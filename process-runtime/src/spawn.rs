@@ -25,14 +25,16 @@ use std::sync::{Mutex, OnceLock};
 use crate::sys;
 
 /// The environment variable that marks a re-executed binary as a child and carries
-/// `version:fd:parent-pid:secret-hex`. Removed by the child as soon as it is read.
+/// `version:socket-fd:beacon-fd:parent-pid:secret-hex`. Removed by the child as soon
+/// as it is read.
 pub(crate) const MARKER: &str = "__PROCESS_RUNTIME_CHILD";
-const MARKER_VERSION: &str = "1";
+const MARKER_VERSION: &str = "2";
 
 /// What the child needs to find its channel and prove who it is.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Marker {
     pub fd: i32,
+    pub beacon_fd: i32,
     pub parent_pid: u32,
     pub secret: [u8; crate::protocol::SECRET_LEN],
 }
@@ -40,7 +42,10 @@ pub(crate) struct Marker {
 impl Marker {
     pub(crate) fn encode(&self) -> String {
         let hex: String = self.secret.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{MARKER_VERSION}:{}:{}:{hex}", self.fd, self.parent_pid)
+        format!(
+            "{MARKER_VERSION}:{}:{}:{}:{hex}",
+            self.fd, self.beacon_fd, self.parent_pid
+        )
     }
 
     pub(crate) fn parse(s: &str) -> Result<Self, String> {
@@ -52,6 +57,7 @@ impl Marker {
             ));
         }
         let fd = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let beacon_fd = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let parent_pid = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let hex = parts.next().ok_or_else(bad)?;
         if hex.len() != 2 * crate::protocol::SECRET_LEN || parts.next().is_some() {
@@ -63,6 +69,7 @@ impl Marker {
         }
         Ok(Self {
             fd,
+            beacon_fd,
             parent_pid,
             secret,
         })
@@ -71,14 +78,17 @@ impl Marker {
 
 struct Request {
     child_end: OwnedFd,
+    beacon: OwnedFd,
     secret: [u8; crate::protocol::SECRET_LEN],
     extra_env: Vec<(String, String)>,
     reply: SyncSender<io::Result<Child>>,
 }
 
-/// Spawns a child that inherits `child_end`, through the spawner thread.
+/// Spawns a child that inherits `child_end` and `beacon`, through the spawner thread.
+/// Both descriptors are closed in this process once the child has them.
 pub(crate) fn spawn_child(
     child_end: OwnedFd,
+    beacon: OwnedFd,
     secret: [u8; crate::protocol::SECRET_LEN],
     extra_env: Vec<(String, String)>,
 ) -> io::Result<Child> {
@@ -90,8 +100,10 @@ pub(crate) fn spawn_child(
             .stack_size(256 * 1024)
             .spawn(move || {
                 for req in rx {
-                    let result = spawn_here(&req.child_end, &req.secret, &req.extra_env);
+                    let result =
+                        spawn_here(&req.child_end, &req.beacon, &req.secret, &req.extra_env);
                     drop(req.child_end);
+                    drop(req.beacon);
                     let _ = req.reply.send(result);
                 }
             })
@@ -101,6 +113,7 @@ pub(crate) fn spawn_child(
     let (reply, answer) = mpsc::sync_channel(1);
     let request = Request {
         child_end,
+        beacon,
         secret,
         extra_env,
         reply,
@@ -117,11 +130,13 @@ pub(crate) fn spawn_child(
 
 fn spawn_here(
     child_end: &OwnedFd,
+    beacon: &OwnedFd,
     secret: &[u8; crate::protocol::SECRET_LEN],
     extra_env: &[(String, String)],
 ) -> io::Result<Child> {
     let marker = Marker {
         fd: child_end.as_raw_fd(),
+        beacon_fd: beacon.as_raw_fd(),
         parent_pid: std::process::id(),
         secret: *secret,
     };
@@ -134,10 +149,15 @@ fn spawn_here(
         .stdin(Stdio::null())
         .process_group(0);
     sys::set_cloexec(child_end.as_fd(), false)?;
+    if let Err(e) = sys::set_cloexec(beacon.as_fd(), false) {
+        let _ = sys::set_cloexec(child_end.as_fd(), true);
+        return Err(e);
+    }
     let spawned = cmd.spawn();
-    // Restore the flag even though the descriptor is closed right after: if the close
-    // were ever delayed, no later spawn should inherit it.
+    // Restore the flags even though the descriptors are closed right after: if the
+    // close were ever delayed, no later spawn should inherit them.
     let _ = sys::set_cloexec(child_end.as_fd(), true);
+    let _ = sys::set_cloexec(beacon.as_fd(), true);
     spawned
 }
 
@@ -149,15 +169,16 @@ mod tests {
     fn marker_round_trips_and_rejects_junk() {
         let m = Marker {
             fd: 7,
+            beacon_fd: 8,
             parent_pid: 4242,
             secret: [0xab; 32],
         };
         assert_eq!(Marker::parse(&m.encode()).unwrap(), m);
-        assert!(Marker::parse("2:7:1:00")
+        assert!(Marker::parse("1:7:8:1:00")
             .unwrap_err()
             .contains("different version"));
-        assert!(Marker::parse("1:x:1:00").is_err());
-        assert!(Marker::parse(&format!("1:7:1:{}", "zz".repeat(32))).is_err());
+        assert!(Marker::parse("2:x:8:1:00").is_err());
+        assert!(Marker::parse(&format!("2:7:8:1:{}", "zz".repeat(32))).is_err());
         assert!(Marker::parse(&format!("{}:extra", m.encode())).is_err());
     }
 }

@@ -10,15 +10,19 @@
 //! something invalid); the process ends when a report is final or no life is left.
 
 use std::process::Child;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
-use crate::channel::{write_frame, Conn, Frame, FrameReader};
+use crate::beacon::{self, Beacon};
+use crate::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
 use crate::handle::Handle;
 use crate::protocol::{self, Hello, Mode, ToChild, ToParent, SECRET_LEN};
-use crate::{spawn, sys, Exit, Process, ProcessConfig, ProcessError, ProcessTimers};
+use crate::{
+    spawn, sys, Exit, Process, ProcessConfig, ProcessError, ProcessTimers, Section, Timeouts,
+};
 
 /// The output bytes of a finished process, kept inside the frame they arrived in.
 #[derive(Debug)]
@@ -210,6 +214,7 @@ pub(crate) fn start_with_options<T: Process>(
 /// One child process and its channel.
 struct Attempt {
     child: Child,
+    beacon: Beacon,
     reader: FrameReader<Conn>,
     writer: Conn,
     secret: [u8; SECRET_LEN],
@@ -232,9 +237,12 @@ impl Attempt {
         }
         #[cfg(not(feature = "fault-injection"))]
         let _ = options;
-        let child =
-            spawn::spawn_child(child_end, secret, env).map_err(|e| io("spawning the child", e))?;
+        let (beacon, beacon_fd) = Beacon::create().map_err(|e| io("creating the beacon", e))?;
         let conn = Conn::from_fd(parent_end);
+        conn.set_read_timeout(Some(Watch::tick(&shared.config.timeouts)))
+            .map_err(|e| io("setting the socket's read timeout", e))?;
+        let child = spawn::spawn_child(child_end, beacon_fd, secret, env)
+            .map_err(|e| io("spawning the child", e))?;
         let writer = conn.clone();
         let mut inner = shared.lock();
         inner.attempts += 1;
@@ -244,6 +252,7 @@ impl Attempt {
         tracing::debug!(process = %shared.config.name, pid = child.id(), attempt = number, "child started");
         Ok(Self {
             child,
+            beacon,
             reader: FrameReader::new(conn),
             writer,
             secret,
@@ -262,6 +271,83 @@ enum AttemptEnd {
     Vanished,
     /// The child broke the protocol; it was killed.
     Refused(ProcessError),
+    /// A section ran past its limit; the child was killed.
+    TimedOut { section: Section, limit: Duration },
+}
+
+/// What a tick of the deadline check found.
+#[derive(Debug, PartialEq)]
+enum Overdue {
+    No,
+    Section(Section, Duration),
+    Startup(Duration),
+}
+
+/// Holds the deadlines of one attempt from the beacon's samples.
+///
+/// The parent cannot see when a section started, only when it first saw the beacon
+/// word change; that is at most one tick late, so a timeout fires between its limit
+/// and its limit plus two ticks, with the tick a tenth of the shortest limit (between
+/// 1 ms and 250 ms).
+#[derive(Debug)]
+struct Watch {
+    timeouts: Timeouts,
+    started: Instant,
+    word: u64,
+    since: Instant,
+}
+
+impl Watch {
+    /// How long a child may take from spawn to a completed handshake.
+    const STARTUP_LIMIT: Duration = Duration::from_secs(30);
+
+    fn new(timeouts: Timeouts) -> Self {
+        let now = Instant::now();
+        Self {
+            timeouts,
+            started: now,
+            word: beacon::NOT_STARTED,
+            since: now,
+        }
+    }
+
+    /// The socket read timeout: how often the deadlines are checked.
+    fn tick(timeouts: &Timeouts) -> Duration {
+        let shortest = [
+            timeouts.preloop,
+            timeouts.main_loop,
+            timeouts.postloop,
+            timeouts.on_finish,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(Duration::MAX);
+        (shortest / 10).clamp(Duration::from_millis(1), Duration::from_millis(250))
+    }
+
+    fn check(&mut self, word: u64, now: Instant) -> Overdue {
+        if word != self.word {
+            self.word = word;
+            self.since = now;
+            return Overdue::No;
+        }
+        if word == beacon::NOT_STARTED {
+            // Before the first section: only the start-up limit applies (a child
+            // that has not even sent its handshake, or is decoding a large state).
+            return if now.duration_since(self.started) > Self::STARTUP_LIMIT {
+                Overdue::Startup(Self::STARTUP_LIMIT)
+            } else {
+                Overdue::No
+            };
+        }
+        match beacon::section_of(word).and_then(|s| Some((s, self.timeouts.get(s)?))) {
+            Some((section, limit)) if now.duration_since(self.since) >= limit => {
+                Overdue::Section(section, limit)
+            }
+            _ => Overdue::No,
+        }
+    }
 }
 
 struct Supervisor {
@@ -297,15 +383,16 @@ impl Supervisor {
                     let exit = self.reap(&mut attempt.child);
                     return self.finish(attempt, failed_exit.unwrap_or(exit));
                 }
-                AttemptEnd::Failed { .. } | AttemptEnd::Vanished => {}
+                AttemptEnd::Failed { .. } | AttemptEnd::Vanished | AttemptEnd::TimedOut { .. } => {}
             }
             let exit = self.reap(&mut attempt.child);
             let killed = self.shared.lock().kill_requested;
             let failure = match end {
                 _ if killed => ProcessError::Killed,
                 AttemptEnd::Failed { error, .. } => error,
+                AttemptEnd::TimedOut { section, limit } => ProcessError::Timeout { section, limit },
                 _ => ProcessError::Crashed {
-                    section: None,
+                    section: beacon::section_of(attempt.beacon.word().load(Ordering::Relaxed)),
                     exit,
                 },
             };
@@ -328,7 +415,7 @@ impl Supervisor {
                 }
             } else {
                 failed_exit = Some(exit);
-                Mode::HandleError(failure)
+                Mode::HandleError(ProcessError::exhausted(attempt.number, failure))
             };
             attempt = match Attempt::spawn(&self.shared, &self.options) {
                 Ok(next) => next,
@@ -342,7 +429,8 @@ impl Supervisor {
 
     /// Handshake, start frame, then wait for the report.
     fn run_attempt(&self, attempt: &mut Attempt, mode: Mode) -> AttemptEnd {
-        if let Err(end) = self.handshake(attempt) {
+        let mut watch = Watch::new(self.shared.config.timeouts);
+        if let Err(end) = self.handshake(attempt, &mut watch) {
             return end;
         }
         let start = ToChild::Start {
@@ -367,13 +455,9 @@ impl Supervisor {
         if stop_early {
             send_stop(&attempt.writer);
         }
-        let frame = match attempt.reader.read_frame(protocol::MAX_FRAME) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => unreachable!("the parent's reads have no timeout"),
-            Err(crate::channel::ReadError::Closed { partial: false }) => {
-                return AttemptEnd::Vanished
-            }
-            Err(e) => return self.refuse(attempt, e.into_process_error("report")),
+        let frame = match self.next_frame(attempt, &mut watch, protocol::MAX_FRAME, "report") {
+            Ok(frame) => frame,
+            Err(end) => return end,
         };
         let report = match protocol::decode::<ToParent<'_>>(frame.payload(), "report") {
             Ok(ToParent::Done { output, timers }) => {
@@ -398,15 +482,8 @@ impl Supervisor {
         }
     }
 
-    fn handshake(&self, attempt: &mut Attempt) -> Result<(), AttemptEnd> {
-        let frame = match attempt.reader.read_frame(protocol::MAX_HELLO_FRAME) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => unreachable!("the parent's reads have no timeout"),
-            Err(crate::channel::ReadError::Closed { partial: false }) => {
-                return Err(AttemptEnd::Vanished)
-            }
-            Err(e) => return Err(self.refuse(attempt, e.into_process_error("handshake"))),
-        };
+    fn handshake(&self, attempt: &mut Attempt, watch: &mut Watch) -> Result<(), AttemptEnd> {
+        let frame = self.next_frame(attempt, watch, protocol::MAX_HELLO_FRAME, "handshake")?;
         let hello: Hello = match protocol::decode(frame.payload(), "handshake") {
             Ok(h) => h,
             Err(e) => return Err(self.refuse(attempt, e)),
@@ -435,6 +512,49 @@ impl Supervisor {
         }
     }
 
+    /// Reads the next frame, waking on every tick to hold the deadlines: a section
+    /// running past its limit, or a child that never completes its handshake, is
+    /// killed with its process group.
+    fn next_frame(
+        &self,
+        attempt: &mut Attempt,
+        watch: &mut Watch,
+        max: usize,
+        what: &str,
+    ) -> Result<Frame, AttemptEnd> {
+        loop {
+            match attempt.reader.read_frame(max) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(ReadError::Closed { partial: false }) => return Err(AttemptEnd::Vanished),
+                Err(e) => return Err(self.refuse(attempt, e.into_process_error(what))),
+            }
+            let word = attempt.beacon.word().load(Ordering::Relaxed);
+            match watch.check(word, Instant::now()) {
+                Overdue::No => {}
+                Overdue::Section(section, limit) => {
+                    tracing::warn!(
+                        process = %self.shared.config.name,
+                        pid = attempt.child.id(),
+                        %section,
+                        ?limit,
+                        "section timed out; killing the child"
+                    );
+                    let _ = sys::kill_group(attempt.child.id());
+                    return Err(AttemptEnd::TimedOut { section, limit });
+                }
+                Overdue::Startup(limit) => {
+                    return Err(self.refuse(
+                        attempt,
+                        ProcessError::Protocol(format!(
+                            "the child did not complete its handshake within {limit:?}"
+                        )),
+                    ))
+                }
+            }
+        }
+    }
+
     fn refuse(&self, attempt: &mut Attempt, error: ProcessError) -> AttemptEnd {
         tracing::warn!(process = %self.shared.config.name, pid = attempt.child.id(), "{error}");
         if let Err(e) = sys::kill_group(attempt.child.id()) {
@@ -443,33 +563,44 @@ impl Supervisor {
         AttemptEnd::Refused(error)
     }
 
-    /// Waits for the child to exit. It closed its socket, so it is exiting; give it a
-    /// moment so that its own exit status (a panic's 101, `exit(7)`) is what we record,
-    /// and only then kill its group.
+    /// Waits for the child to exit, then kills whatever is left in its process group
+    /// (grandchildren it started and left behind), then reaps it.
+    ///
+    /// The child closed its socket, so it is exiting: it gets a moment so that its own
+    /// exit status (a panic's 101, `exit(7)`) is what we record, and only then is its
+    /// group killed. The group is signalled while the child is still an unreaped
+    /// zombie, so its id cannot have been reused by an unrelated process.
     fn reap(&self, child: &mut Child) -> Exit {
         const GRACE: Duration = Duration::from_secs(2);
         let started = Instant::now();
         let mut pause = Duration::from_micros(20);
         loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return sys::exit_of(status),
-                Ok(None) if started.elapsed() < GRACE => {
+            match sys::has_exited(child.id()) {
+                Ok(true) => break,
+                Ok(false) if started.elapsed() < GRACE => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(5));
                 }
-                Ok(None) => {
-                    let _ = sys::kill_group(child.id());
-                    if let Ok(status) = child.wait() {
-                        return sys::exit_of(status);
-                    }
+                Ok(false) => {
+                    tracing::warn!(
+                        process = %self.shared.config.name,
+                        pid = child.id(),
+                        "the child closed its channel but did not exit; killing it"
+                    );
+                    break;
                 }
                 Err(e) => {
                     tracing::error!(process = %self.shared.config.name, "waiting for the child failed: {e}");
-                    let _ = sys::kill_group(child.id());
-                    return child.wait().map_or(Exit::Signal(9), sys::exit_of);
+                    break;
                 }
             }
         }
+        if let Err(e) = sys::kill_group(child.id()) {
+            tracing::warn!(process = %self.shared.config.name, "cleaning up the process group failed: {e}");
+        }
+        child
+            .wait()
+            .map_or(Exit::Signal(libc::SIGKILL), sys::exit_of)
     }
 
     fn publish(&self, report: Result<Output, ProcessError>, timers: Option<ProcessTimers>) {
@@ -488,5 +619,87 @@ impl Supervisor {
             inner.writer = None;
             inner.finished = true;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeouts(main_loop: Option<Duration>) -> Timeouts {
+        ProcessConfig::new("t")
+            .with_timeout(Section::MainLoop, main_loop)
+            .timeouts
+    }
+
+    #[test]
+    fn the_tick_is_a_tenth_of_the_shortest_limit_within_bounds() {
+        assert_eq!(
+            Watch::tick(&timeouts(Some(Duration::from_millis(200)))),
+            Duration::from_millis(20)
+        );
+        assert_eq!(
+            Watch::tick(&timeouts(Some(Duration::from_micros(10)))),
+            Duration::from_millis(1)
+        );
+        assert_eq!(
+            Watch::tick(&Timeouts::default()),
+            Duration::from_millis(250)
+        );
+        let none = ProcessConfig::new("t")
+            .with_timeout(Section::Preloop, None)
+            .with_timeout(Section::MainLoop, None)
+            .with_timeout(Section::Postloop, None)
+            .with_timeout(Section::OnFinish, None)
+            .timeouts;
+        assert_eq!(Watch::tick(&none), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_word_that_stays_the_same_past_its_limit_is_overdue() {
+        let limit = Duration::from_millis(100);
+        let mut w = Watch::new(timeouts(Some(limit)));
+        let t0 = w.started;
+        let word = beacon::encode(2, Section::MainLoop);
+        assert_eq!(
+            w.check(word, t0),
+            Overdue::No,
+            "first sight starts the clock"
+        );
+        assert_eq!(w.check(word, t0 + Duration::from_millis(99)), Overdue::No);
+        assert_eq!(
+            w.check(word, t0 + limit),
+            Overdue::Section(Section::MainLoop, limit)
+        );
+        // The next lap's main_loop is a new word: the clock restarts.
+        let next = beacon::encode(5, Section::MainLoop);
+        assert_eq!(w.check(next, t0 + limit), Overdue::No);
+        assert_eq!(
+            w.check(next, t0 + limit + Duration::from_millis(50)),
+            Overdue::No
+        );
+    }
+
+    #[test]
+    fn sections_without_a_limit_never_time_out_but_start_up_does() {
+        let mut w = Watch::new(timeouts(None));
+        let t0 = w.started;
+        let word = beacon::encode(2, Section::MainLoop);
+        w.check(word, t0);
+        assert_eq!(w.check(word, t0 + Duration::from_secs(3600)), Overdue::No);
+        let result = beacon::encode(3, Section::Result);
+        w.check(result, t0);
+        assert_eq!(w.check(result, t0 + Duration::from_secs(3600)), Overdue::No);
+
+        let mut w = Watch::new(Timeouts::default());
+        let t0 = w.started;
+        assert_eq!(
+            w.check(beacon::NOT_STARTED, t0 + Duration::from_secs(29)),
+            Overdue::No
+        );
+        assert_eq!(
+            w.check(beacon::NOT_STARTED, t0 + Duration::from_secs(31)),
+            Overdue::Startup(Watch::STARTUP_LIMIT)
+        );
     }
 }

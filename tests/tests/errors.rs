@@ -158,7 +158,7 @@ fn an_abort_is_a_crash_with_the_signal() {
     assert_eq!(
         r.unwrap_err(),
         ProcessError::Crashed {
-            section: None,
+            section: Some(Section::MainLoop),
             exit: Exit::Signal(6)
         }
     );
@@ -171,7 +171,7 @@ fn an_exit_without_a_report_keeps_its_code() {
     assert_eq!(
         r.unwrap_err(),
         ProcessError::Crashed {
-            section: None,
+            section: Some(Section::Preloop),
             exit: Exit::Code(7)
         }
     );
@@ -183,7 +183,7 @@ fn a_crash_on_the_last_life_still_runs_error_in_a_fresh_child() {
     let (r, code) = run(Section::MainLoop, Fault::Abort, true);
     assert_eq!(
         r.unwrap(),
-        "recovered from the process crashed with signal 6 (SIGABRT)"
+        "recovered from the process crashed in main_loop with signal 6 (SIGABRT)"
     );
     assert_eq!(code, Some(-6), "the exit code is the crashed attempt's");
 }

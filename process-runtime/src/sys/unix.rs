@@ -110,3 +110,26 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and has no preconditions.
     unsafe { libc::_exit(code) }
 }
+
+/// Whether the child `pid` has exited, without reaping it: the zombie keeps its pid
+/// (and so its process group id) reserved, so the group can still be signalled
+/// safely afterwards.
+pub(crate) fn has_exited(pid: u32) -> io::Result<bool> {
+    let id = libc::id_t::from(pid);
+    // SAFETY: siginfo_t is plain data; waitid fills it in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with WNOWAIT only reports the state; `info` is a valid out-pointer.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            id,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: si_pid is set by waitid when a child changed state, and zeroed otherwise.
+    Ok(unsafe { info.si_pid() } != 0)
+}
