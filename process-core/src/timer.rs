@@ -223,9 +223,32 @@ pub struct ProcessTimers {
     /// Per lap, the sum of the timed sections of that lap.
     pub full_loop: Timer,
     named: BTreeMap<String, Timer>,
+    attempt: u32,
+    failed: bool,
 }
 
 impl ProcessTimers {
+    /// The attempt these timers were recorded in (1 for the first; 0 when nothing was
+    /// reported, e.g. before the end or after a crash of the only attempt).
+    #[must_use]
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Whether the attempt these timers come from failed (a section error or panic),
+    /// even if `error` then recovered to a value.
+    #[must_use]
+    pub fn from_failed_attempt(&self) -> bool {
+        self.failed
+    }
+
+    /// Records which attempt the timers describe; used by the runtime before sending.
+    #[doc(hidden)]
+    pub fn __set_origin(&mut self, attempt: u32, failed: bool) {
+        self.attempt = attempt;
+        self.failed = failed;
+    }
+
     /// The timer of a marked method other than the four sections, or of a timer made
     /// with [`ProcessTimers::named_mut`]; `None` if nothing was recorded under `name`.
     #[must_use]

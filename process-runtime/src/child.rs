@@ -212,23 +212,31 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
     let stop = Arc::new(AtomicBool::new(false));
     watch_parent(reader, Arc::clone(&stop));
     let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt);
+    let mut failed = false;
     let outcome = match mode {
         Mode::Run { last_life } => match engine::run(&mut obj, &mut cx, beacon) {
             Ok(output) => Ok(output),
-            Err(error) if last_life => engine::handle_error(
-                &mut obj,
-                &mut cx,
-                ProcessError::exhausted(attempt, error),
-                beacon,
-            )
-            .map_err(|e| (e, true)),
-            Err(error) => Err((error, false)),
+            Err(error) if last_life => {
+                failed = true;
+                engine::handle_error(
+                    &mut obj,
+                    &mut cx,
+                    ProcessError::exhausted(attempt, error),
+                    beacon,
+                )
+                .map_err(|e| (e, true))
+            }
+            Err(error) => {
+                failed = true;
+                Err((error, false))
+            }
         },
         Mode::HandleError(error) => {
             engine::handle_error(&mut obj, &mut cx, error, beacon).map_err(|e| (e, true))
         }
     };
-    let timers = cx.__take_timers();
+    let mut timers = cx.__take_timers();
+    timers.__set_origin(attempt, failed);
     let (report, code) = match outcome {
         Ok(output) => match postcard::to_allocvec(&output) {
             Ok(bytes) => (report_done(&bytes, timers, fault.as_deref()), 0),

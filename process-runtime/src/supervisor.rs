@@ -266,7 +266,11 @@ enum AttemptEnd {
     /// The child reported an output.
     Done(Output, Box<ProcessTimers>),
     /// The child reported an error; `last` when it is the process's final outcome.
-    Failed { error: ProcessError, last: bool },
+    Failed {
+        error: ProcessError,
+        last: bool,
+        timers: Box<ProcessTimers>,
+    },
     /// End-of-file without a report: the child crashed or was killed.
     Vanished,
     /// The child broke the protocol; it was killed.
@@ -367,19 +371,34 @@ impl Supervisor {
         // When `error` runs in a fresh child, the outcome was decided by the attempt
         // that failed before it: its exit status is the one `exit_code` reports.
         let mut failed_exit: Option<Exit> = None;
+        // The timers of the latest attempt that reported any. A child that only runs
+        // `error` has timed nothing, so it keeps the failed attempt's timers.
+        let mut timers: Option<ProcessTimers> = None;
         loop {
             let handling_error = matches!(mode, Mode::HandleError(_));
-            let end = self.run_attempt(&mut attempt, mode);
+            let mut end = self.run_attempt(&mut attempt, mode);
+            if let AttemptEnd::Done(_, reported)
+            | AttemptEnd::Failed {
+                timers: reported, ..
+            } = &mut end
+            {
+                if !handling_error || timers.is_none() {
+                    timers = Some(std::mem::take(&mut **reported));
+                }
+            }
             // A final report is published before the child is reaped: `result()` need
             // not wait for the exit.
             match end {
-                AttemptEnd::Done(output, timers) => {
-                    self.publish(Ok(output), Some(*timers));
+                AttemptEnd::Done(output, _) => {
+                    self.publish(Ok(output), timers);
                     let exit = self.reap(&mut attempt.child);
                     return self.finish(attempt, failed_exit.unwrap_or(exit));
                 }
-                AttemptEnd::Failed { error, last: true } | AttemptEnd::Refused(error) => {
-                    self.publish(Err(error), None);
+                AttemptEnd::Failed {
+                    error, last: true, ..
+                }
+                | AttemptEnd::Refused(error) => {
+                    self.publish(Err(error), timers);
                     let exit = self.reap(&mut attempt.child);
                     return self.finish(attempt, failed_exit.unwrap_or(exit));
                 }
@@ -397,7 +416,7 @@ impl Supervisor {
                 },
             };
             if handling_error || killed {
-                self.publish(Err(failure), None);
+                self.publish(Err(failure), timers);
                 return self.finish(attempt, failed_exit.unwrap_or(exit));
             }
             tracing::warn!(
@@ -420,7 +439,7 @@ impl Supervisor {
             attempt = match Attempt::spawn(&self.shared, &self.options) {
                 Ok(next) => next,
                 Err(e) => {
-                    self.publish(Err(e), None);
+                    self.publish(Err(e), timers);
                     return self.finish(attempt, exit);
                 }
             };
@@ -473,12 +492,11 @@ impl Supervisor {
         };
         match report {
             Ok((start, len, timers)) => AttemptEnd::Done(Output { frame, start, len }, timers),
-            Err((error, timers, last)) => {
-                if last {
-                    let _ = self.shared.timers.set(timers);
-                }
-                AttemptEnd::Failed { error, last }
-            }
+            Err((error, timers, last)) => AttemptEnd::Failed {
+                error,
+                last,
+                timers: Box::new(timers),
+            },
         }
     }
 
