@@ -284,6 +284,27 @@ mod tests {
         assert!(r.buf.len() <= READ_CHUNK);
     }
 
+    proptest::proptest! {
+        /// Whatever arrives, in whatever pieces: frames or an error, never a panic,
+        /// and the buffer never grows past the limit plus one read chunk.
+        #[test]
+        fn arbitrary_streams_give_frames_or_errors(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            step in 1usize..64,
+            max in 0usize..128,
+        ) {
+            let mut r = FrameReader::new(Chunks { data, at: 0, step, timeout_once: true });
+            loop {
+                match r.read_frame(max) {
+                    Ok(Some(f)) => proptest::prop_assert!(f.payload().len() <= max),
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+                proptest::prop_assert!(r.buf.len() <= max + 4 + READ_CHUNK);
+            }
+        }
+    }
+
     #[test]
     fn truncation_is_reported_as_partial() {
         let mut data = framed(&[b"hello"]);

@@ -114,6 +114,31 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
     Ok(value)
 }
 
+/// Decodes and checks a child's handshake: magic, protocol version, build fingerprint,
+/// and the secret (compared in constant time, so timing tells nothing about it).
+pub(crate) fn check_hello(payload: &[u8], secret: &[u8; SECRET_LEN]) -> Result<(), ProcessError> {
+    use subtle::ConstantTimeEq;
+    let hello: Hello = decode(payload, "handshake")?;
+    let problem = if hello.magic != MAGIC {
+        "the peer is not a process-runtime child (bad magic)".to_owned()
+    } else if hello.version != PROTOCOL_VERSION {
+        format!(
+            "the child speaks protocol version {}, this parent speaks {PROTOCOL_VERSION}",
+            hello.version
+        )
+    } else if hello.fingerprint != build_fingerprint() {
+        "the child was built from different code than this parent (build fingerprint mismatch)"
+            .to_owned()
+    } else if !bool::from(hello.secret.ct_eq(secret)) {
+        "the child did not present this parent's secret".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(ProcessError::Protocol(format!(
+        "handshake refused: {problem}"
+    )))
+}
+
 /// The fingerprint of this build's set of process types: a parent and a child that
 /// disagree on it were built from different code and refuse each other.
 pub(crate) fn build_fingerprint() -> u64 {
@@ -154,6 +179,47 @@ mod tests {
             e.to_string(),
             "protocol error: 1 unexpected trailing bytes after a control frame"
         );
+    }
+
+    fn hello(secret: [u8; SECRET_LEN]) -> Hello {
+        Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+            fingerprint: build_fingerprint(),
+            secret,
+        }
+    }
+
+    #[test]
+    fn only_the_right_secret_passes_the_handshake() {
+        let good = postcard::to_allocvec(&hello([9; SECRET_LEN])).unwrap();
+        assert!(check_hello(&good, &[9; SECRET_LEN]).is_ok());
+        let e = check_hello(&good, &[8; SECRET_LEN]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "protocol error: handshake refused: the child did not present this parent's secret"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_pass_the_handshake(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            proptest::prop_assert!(check_hello(&bytes, &[0x5a; SECRET_LEN]).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_frame_decoders(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = decode::<ToParent<'_>>(&bytes, "report");
+            let _ = decode::<ToChild<'_>>(&bytes, "start");
+        }
+
+        #[test]
+        fn a_valid_handshake_with_one_byte_changed_is_refused(index in 0usize..48, flip in 1u8..=255) {
+            let mut bytes = postcard::to_allocvec(&hello([7; SECRET_LEN])).unwrap();
+            let i = index % bytes.len();
+            bytes[i] ^= flip;
+            proptest::prop_assert!(check_hello(&bytes, &[7; SECRET_LEN]).is_err());
+        }
     }
 
     #[test]

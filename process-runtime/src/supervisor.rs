@@ -14,12 +14,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use subtle::ConstantTimeEq;
-
 use crate::beacon::{self, Beacon};
 use crate::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
 use crate::handle::Handle;
-use crate::protocol::{self, Hello, Mode, ToChild, ToParent, SECRET_LEN};
+use crate::protocol::{self, Mode, ToChild, ToParent, SECRET_LEN};
 use crate::{
     spawn, sys, Exit, Process, ProcessConfig, ProcessError, ProcessTimers, Section, Timeouts,
 };
@@ -502,31 +500,9 @@ impl Supervisor {
 
     fn handshake(&self, attempt: &mut Attempt, watch: &mut Watch) -> Result<(), AttemptEnd> {
         let frame = self.next_frame(attempt, watch, protocol::MAX_HELLO_FRAME, "handshake")?;
-        let hello: Hello = match protocol::decode(frame.payload(), "handshake") {
-            Ok(h) => h,
-            Err(e) => return Err(self.refuse(attempt, e)),
-        };
-        let problem = if hello.magic != protocol::MAGIC {
-            Some("the peer is not a process-runtime child (bad magic)".to_owned())
-        } else if hello.version != protocol::PROTOCOL_VERSION {
-            Some(format!(
-                "the child speaks protocol version {}, this parent speaks {}",
-                hello.version,
-                protocol::PROTOCOL_VERSION
-            ))
-        } else if hello.fingerprint != protocol::build_fingerprint() {
-            Some("the child was built from different code than this parent (build fingerprint mismatch)".to_owned())
-        } else if !bool::from(hello.secret.ct_eq(&attempt.secret)) {
-            Some("the child did not present this parent's secret".to_owned())
-        } else {
-            None
-        };
-        match problem {
-            Some(p) => Err(self.refuse(
-                attempt,
-                ProcessError::Protocol(format!("handshake refused: {p}")),
-            )),
-            None => Ok(()),
+        match protocol::check_hello(frame.payload(), &attempt.secret) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.refuse(attempt, e)),
         }
     }
 
