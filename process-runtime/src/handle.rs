@@ -90,6 +90,13 @@ impl<T: DeserializeOwned> Handle<T> {
 
     /// Asks the process to stop: the section running finishes, then `on_finish` and
     /// `result` run. Has no effect on a process that has ended.
+    ///
+    /// A section that never returns is escalated in three steps: the stop request is
+    /// sent at once (the engine sees it between sections); the section's own timeout
+    /// (`timeout.loop` and friends) still runs, and when it passes the child's process
+    /// group is killed and the outcome is `ProcessError::Timeout`; a stopped process is
+    /// not restarted, whatever lives remain (its failure goes to `error`). A section
+    /// with no timeout (`"none"`) is waited for; use [`Handle::kill`] to end it.
     pub fn stop(&self) {
         self.shared.request_stop();
     }

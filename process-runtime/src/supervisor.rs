@@ -425,14 +425,20 @@ impl Supervisor {
                 "attempt failed: {failure}"
             );
             // A life is lost: retry from the original bytes while lives remain; when
-            // none do, run `error` in a fresh child (the failed one is gone).
-            mode = if attempt.number < lives {
+            // none do, run `error` in a fresh child (the failed one is gone). A
+            // process asked to stop is not restarted: its failure goes to `error`.
+            let stopping = self.shared.lock().stop_requested;
+            mode = if attempt.number < lives && !stopping {
                 Mode::Run {
                     last_life: attempt.number + 1 >= lives,
                 }
             } else {
                 failed_exit = Some(exit);
-                Mode::HandleError(ProcessError::exhausted(attempt.number, failure))
+                Mode::HandleError(if attempt.number == lives {
+                    ProcessError::exhausted(attempt.number, failure)
+                } else {
+                    failure
+                })
             };
             attempt = match Attempt::spawn(&self.shared, &self.options) {
                 Ok(next) => next,
