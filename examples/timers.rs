@@ -50,7 +50,10 @@ impl Lifecycle for Crawler {
 }
 
 fn ms(d: Option<Duration>) -> String {
-    d.map_or_else(|| "-".to_owned(), |d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
+    d.map_or_else(
+        || "-".to_owned(),
+        |d| format!("{:.3} ms", d.as_secs_f64() * 1e3),
+    )
 }
 
 #[process_runtime::main]
@@ -78,6 +81,9 @@ fn main() -> Result<(), ProcessError> {
             ms(timer.stdev()),
         );
     }
-    println!("preloop is not marked: {} calls timed", t.preloop.num_times());
+    println!(
+        "preloop is not marked: {} calls timed",
+        t.preloop.num_times()
+    );
     Ok(())
 }

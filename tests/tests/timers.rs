@@ -58,7 +58,10 @@ impl Lifecycle for Workload {
     }
 
     fn result(&mut self, cx: &mut Context) -> Result<Self::Output, BoxError> {
-        Ok((self.fetch_timer.num_times(), cx.timers().main_loop.num_times()))
+        Ok((
+            self.fetch_timer.num_times(),
+            cx.timers().main_loop.num_times(),
+        ))
     }
 }
 
@@ -79,10 +82,15 @@ fn marked_sections_are_timed_and_unmarked_ones_are_not() {
     assert!(t.main_loop.total() < Duration::from_secs(10));
     // full_loop adds up each lap's timed sections, and only those.
     assert_eq!(t.full_loop.total(), t.preloop.total() + t.main_loop.total());
-    let fetch = t.named("fetch").expect("a named timer for the marked method");
+    let fetch = t
+        .named("fetch")
+        .expect("a named timer for the marked method");
     assert_eq!(fetch.num_times(), 2 * laps);
     assert!(fetch.min().unwrap() >= Duration::from_millis(1));
-    assert_eq!(user_timer_count, laps, "a user-made timer lives in the state");
+    assert_eq!(
+        user_timer_count, laps,
+        "a user-made timer lives in the state"
+    );
     assert_eq!(seen_in_child, laps, "cx.timers() inside the child");
     assert_eq!(t.attempt(), 1);
     assert!(!t.from_failed_attempt());
@@ -90,11 +98,20 @@ fn marked_sections_are_timed_and_unmarked_ones_are_not() {
 
 #[test]
 fn timers_are_delivered_after_an_error_and_say_so() {
-    let mut h = Workload { fail_on_lap: Some(3), ..Workload::default() }.start().unwrap();
+    let mut h = Workload {
+        fail_on_lap: Some(3),
+        ..Workload::default()
+    }
+    .start()
+    .unwrap();
     let e = h.result().unwrap_err();
     assert_eq!(e.to_string(), "MainLoopError: lap failed");
     let t = h.timers();
-    assert_eq!(t.main_loop.num_times(), 4, "laps 0..=3, the failing call included");
+    assert_eq!(
+        t.main_loop.num_times(),
+        4,
+        "laps 0..=3, the failing call included"
+    );
     assert_eq!(t.full_loop.num_times(), 3, "only completed laps");
     assert!(t.from_failed_attempt());
     assert_eq!(t.attempt(), 1);
@@ -120,7 +137,13 @@ fn without_timethis_nothing_is_timed() {
     let mut h = Untimed.start().unwrap();
     h.result().unwrap();
     let t = h.timers();
-    for timer in [&t.preloop, &t.main_loop, &t.postloop, &t.on_finish, &t.full_loop] {
+    for timer in [
+        &t.preloop,
+        &t.main_loop,
+        &t.postloop,
+        &t.on_finish,
+        &t.full_loop,
+    ] {
         assert_eq!(timer.num_times(), 0);
     }
     assert_eq!(t.names().count(), 0);
@@ -150,10 +173,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
         }
         let mut fields = Fields::default();
         attrs.record(&mut fields);
-        SPANS
-            .lock()
-            .unwrap()
-            .push(format!("{} {}", attrs.metadata().name(), fields.0.join(" ")));
+        SPANS.lock().unwrap().push(format!(
+            "{} {}",
+            attrs.metadata().name(),
+            fields.0.join(" ")
+        ));
     }
 }
 
