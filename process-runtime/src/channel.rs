@@ -106,6 +106,13 @@ impl<R: Read> FrameReader<R> {
                 }
                 Ok(n) => self.filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // A peer that exits with our bytes unread resets the connection instead
+                // of closing it: for us it is the same end.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Err(ReadError::Closed {
+                        partial: self.filled > self.pos,
+                    })
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -303,6 +310,18 @@ mod tests {
                 proptest::prop_assert!(r.buf.len() <= max + 4 + READ_CHUNK);
             }
         }
+    }
+
+    #[test]
+    fn a_reset_connection_is_a_close() {
+        struct Reset;
+        impl Read for Reset {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::ConnectionReset.into())
+            }
+        }
+        let mut r = FrameReader::new(Reset);
+        assert!(matches!(r.read_frame(64), Err(ReadError::Closed { partial: false })));
     }
 
     #[test]

@@ -452,10 +452,10 @@ impl Supervisor {
 
     /// Handshake, start frame, then wait for the report.
     fn run_attempt(&self, attempt: &mut Attempt, mode: Mode) -> AttemptEnd {
+        /// A start frame this small fits in the socket's buffer, so writing it cannot
+        /// block on a child that is not reading yet.
+        const EARLY_START_MAX: usize = 64 * 1024;
         let mut watch = Watch::new(self.shared.config.timeouts);
-        if let Err(end) = self.handshake(attempt, &mut watch) {
-            return end;
-        }
         let start = ToChild::Start {
             tag: self.tag,
             config: self.shared.config.clone(),
@@ -463,9 +463,24 @@ impl Supervisor {
             mode,
             state: &self.state,
         };
-        let sent = protocol::encode(&start).and_then(|f| write_frame(&attempt.writer, &f));
-        if sent.is_err() {
+        let start = match protocol::encode(&start) {
+            Ok(frame) => frame,
+            Err(e) => return self.refuse(attempt, e),
+        };
+        // A small start frame goes out before the handshake arrives, saving a round
+        // trip: only this child holds the other end of the socket pair, so nobody
+        // else can read it, and nothing the child sends is trusted before its
+        // handshake is checked. A large one waits, so that the write never blocks on a
+        // child that is still starting (the deadline checks run between reads).
+        let early = start.len() <= EARLY_START_MAX;
+        if early && write_frame(&attempt.writer, &start).is_err() {
             // The child died already; its exit status tells why.
+            return AttemptEnd::Vanished;
+        }
+        if let Err(end) = self.handshake(attempt, &mut watch) {
+            return end;
+        }
+        if !early && write_frame(&attempt.writer, &start).is_err() {
             return AttemptEnd::Vanished;
         }
         // Stop requests reach the child only once it has its start frame; one made
@@ -572,28 +587,17 @@ impl Supervisor {
     /// zombie, so its id cannot have been reused by an unrelated process.
     fn reap(&self, child: &mut Child) -> Exit {
         const GRACE: Duration = Duration::from_secs(2);
-        let started = Instant::now();
-        let mut pause = Duration::from_micros(20);
-        loop {
-            match sys::has_exited(child.id()) {
-                Ok(true) => break,
-                Ok(false) if started.elapsed() < GRACE => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(5));
-                }
-                Ok(false) => {
-                    tracing::warn!(
-                        process = %self.shared.config.name,
-                        pid = child.id(),
-                        "the child closed its channel but did not exit; killing it"
-                    );
-                    break;
-                }
-                Err(e) => {
-                    tracing::error!(process = %self.shared.config.name, "waiting for the child failed: {e}");
-                    break;
-                }
-            }
+        match sys::wait_exited(child.id(), GRACE) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                process = %self.shared.config.name,
+                pid = child.id(),
+                "the child closed its channel but did not exit; killing it"
+            ),
+            Err(e) => tracing::error!(
+                process = %self.shared.config.name,
+                "waiting for the child failed: {e}"
+            ),
         }
         if let Err(e) = sys::kill_group(child.id()) {
             tracing::warn!(process = %self.shared.config.name, "cleaning up the process group failed: {e}");

@@ -133,3 +133,63 @@ pub(crate) fn has_exited(pid: u32) -> io::Result<bool> {
     // SAFETY: si_pid is set by waitid when a child changed state, and zeroed otherwise.
     Ok(unsafe { info.si_pid() } != 0)
 }
+
+/// Blocks until the child `pid` has exited (without reaping it) or `timeout` passes;
+/// returns whether it exited. On Linux a pidfd makes this one `poll`; elsewhere, or on
+/// kernels without pidfds, it checks with `waitid` in short, growing sleeps.
+pub(crate) fn wait_exited(pid: u32, timeout: std::time::Duration) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    if let Some(exited) = wait_exited_pidfd(pid, timeout)? {
+        return Ok(exited);
+    }
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(20);
+    loop {
+        if has_exited(pid)? {
+            return Ok(true);
+        }
+        if started.elapsed() >= timeout {
+            return Ok(false);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(5));
+    }
+}
+
+/// `None` when pidfds are not available here.
+#[cfg(target_os = "linux")]
+fn wait_exited_pidfd(pid: u32, timeout: std::time::Duration) -> io::Result<Option<bool>> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let Ok(raw) = RawFd::try_from(raw) else {
+        return Ok(None);
+    };
+    if raw < 0 {
+        return Ok(None);
+    }
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc > 0 {
+            return Ok(Some(true));
+        }
+        if rc == 0 {
+            return Ok(Some(false));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
