@@ -321,7 +321,10 @@ mod tests {
             }
         }
         let mut r = FrameReader::new(Reset);
-        assert!(matches!(r.read_frame(64), Err(ReadError::Closed { partial: false })));
+        assert!(matches!(
+            r.read_frame(64),
+            Err(ReadError::Closed { partial: false })
+        ));
     }
 
     #[test]

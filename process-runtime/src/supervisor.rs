@@ -50,6 +50,9 @@ pub(crate) struct Shared {
 pub(crate) struct Inner {
     /// The current attempt's process id.
     pub(crate) pid: u32,
+    /// The process id while it may be signalled: from the spawn until just before the
+    /// child is reaped (after that the id may belong to someone else).
+    pub(crate) live_pid: Option<u32>,
     /// The current attempt's write half, while it runs.
     pub(crate) writer: Option<Conn>,
     /// The final outcome, once known.
@@ -126,9 +129,9 @@ impl Shared {
             return;
         }
         inner.kill_requested = true;
-        if inner.pid != 0 {
-            if let Err(e) = sys::kill_group(inner.pid) {
-                tracing::warn!(process = %self.config.name, pid = inner.pid, "kill failed: {e}");
+        if let Some(pid) = inner.live_pid {
+            if let Err(e) = sys::kill_group(pid) {
+                tracing::warn!(process = %self.config.name, pid, "kill failed: {e}");
             }
         }
     }
@@ -191,7 +194,7 @@ pub(crate) fn start_with_options<T: Process>(
         inner: Mutex::new(Inner::default()),
         changed: Condvar::new(),
     });
-    let first = Attempt::spawn(&shared, &options)?;
+    let first = Attempt::spawn(&shared, &options, true)?;
     let supervisor = Supervisor {
         shared: Arc::clone(&shared),
         tag: T::__registration().tag,
@@ -220,7 +223,13 @@ struct Attempt {
 }
 
 impl Attempt {
-    fn spawn(shared: &Shared, options: &StartOptions) -> Result<Self, ProcessError> {
+    /// Spawns a child. `new_life` is false for the child that only runs `error`
+    /// after every life was spent: it is not an attempt of its own.
+    fn spawn(
+        shared: &Shared,
+        options: &StartOptions,
+        new_life: bool,
+    ) -> Result<Self, ProcessError> {
         let io = |what: &str, e: std::io::Error| ProcessError::Io(format!("{what}: {e}"));
         let (parent_end, child_end) =
             sys::socket_pair().map_err(|e| io("creating the socket pair", e))?;
@@ -243,9 +252,18 @@ impl Attempt {
             .map_err(|e| io("spawning the child", e))?;
         let writer = conn.clone();
         let mut inner = shared.lock();
-        inner.attempts += 1;
+        if new_life {
+            inner.attempts += 1;
+        }
         inner.pid = child.id();
+        inner.live_pid = Some(child.id());
         let number = inner.attempts;
+        // A kill requested while this child was being spawned was aimed at the
+        // previous one: it applies to this one. Checked under the lock that publishes
+        // the new pid, so no request can fall between the two.
+        if inner.kill_requested {
+            let _ = sys::kill_group(child.id());
+        }
         drop(inner);
         tracing::debug!(process = %shared.config.name, pid = child.id(), attempt = number, "child started");
         Ok(Self {
@@ -440,7 +458,8 @@ impl Supervisor {
                     failure
                 })
             };
-            attempt = match Attempt::spawn(&self.shared, &self.options) {
+            let new_life = matches!(mode, Mode::Run { .. });
+            attempt = match Attempt::spawn(&self.shared, &self.options, new_life) {
                 Ok(next) => next,
                 Err(e) => {
                     self.publish(Err(e), timers);
@@ -602,6 +621,7 @@ impl Supervisor {
         if let Err(e) = sys::kill_group(child.id()) {
             tracing::warn!(process = %self.shared.config.name, "cleaning up the process group failed: {e}");
         }
+        self.shared.lock().live_pid = None;
         child
             .wait()
             .map_or(Exit::Signal(libc::SIGKILL), sys::exit_of)
