@@ -5,9 +5,11 @@
 //! Each process has one supervisor thread, which owns the child's read half and its
 //! `std::process::Child`. The [`Handle`] talks to it through [`Shared`]: a mutex-held
 //! [`Inner`] and a condition variable signalled at every change. The vocabulary is
-//! small: an attempt ends `Reported` (the child sent its report), `Vanished` (end of
-//! file without a report: a crash or a kill) or `Refused` (the channel carried
-//! something invalid); the process ends when a report is final or no life is left.
+//! small: an attempt ends `Done` or `Failed` (the child reported an output or an
+//! error), `Vanished` (end of file without a report: a crash or a kill), `TimedOut` (a
+//! section passed its limit and the child was killed) or `Refused` (the channel
+//! carried something invalid); the process ends when a report is final or no life is
+//! left.
 
 use std::process::Child;
 use std::sync::atomic::Ordering;
@@ -414,6 +416,7 @@ impl Supervisor {
                     error, last: true, ..
                 }
                 | AttemptEnd::Refused(error) => {
+                    self.log_failure(&attempt, &error, "process failed");
                     self.publish(Err(error), timers);
                     let exit = self.reap(&mut attempt.child);
                     return self.finish(attempt, failed_exit.unwrap_or(exit));
@@ -432,16 +435,11 @@ impl Supervisor {
                 },
             };
             if handling_error || killed {
+                self.log_failure(&attempt, &failure, "process failed");
                 self.publish(Err(failure), timers);
                 return self.finish(attempt, failed_exit.unwrap_or(exit));
             }
-            tracing::warn!(
-                process = %self.shared.config.name,
-                pid = attempt.child.id(),
-                attempt = attempt.number,
-                lives,
-                "attempt failed: {failure}"
-            );
+            self.log_failure(&attempt, &failure, "attempt failed");
             // A life is lost: retry from the original bytes while lives remain; when
             // none do, run `error` in a fresh child (the failed one is gone). A
             // process asked to stop is not restarted: its failure goes to `error`.
@@ -621,10 +619,24 @@ impl Supervisor {
         if let Err(e) = sys::kill_group(child.id()) {
             tracing::warn!(process = %self.shared.config.name, "cleaning up the process group failed: {e}");
         }
-        self.shared.lock().live_pid = None;
+        {
+            let mut inner = self.shared.lock();
+            inner.live_pid = None;
+            inner.writer = None;
+        }
         child
             .wait()
             .map_or(Exit::Signal(libc::SIGKILL), sys::exit_of)
+    }
+
+    fn log_failure(&self, attempt: &Attempt, error: &ProcessError, what: &str) {
+        tracing::warn!(
+            process = %self.shared.config.name,
+            pid = attempt.child.id(),
+            attempt = attempt.number,
+            lives = self.shared.config.lives,
+            "{what}: {error}"
+        );
     }
 
     fn publish(&self, report: Result<Output, ProcessError>, timers: Option<ProcessTimers>) {
