@@ -148,6 +148,31 @@ fn handle_stop_ends_an_endless_loop_through_on_finish() {
 }
 
 #[test]
+fn wait_timeout_zero_polls_without_blocking() {
+    let mut h = Endless {
+        laps: 0,
+        finished: false,
+        pause_ms: 1,
+    }
+    .start()
+    .unwrap();
+    let started = Instant::now();
+    assert!(!h.wait_timeout(Duration::ZERO), "still running");
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "a poll does not block"
+    );
+    assert!(
+        !h.wait_timeout(Duration::from_millis(30)),
+        "still running after 30 ms"
+    );
+    h.stop();
+    assert!(h.wait_timeout(Duration::from_secs(10)));
+    assert!(h.wait_timeout(Duration::ZERO), "ended, and stays so");
+    assert_eq!(h.exit_code(), Some(0));
+}
+
+#[test]
 fn stop_before_the_first_lap_still_runs_on_finish_and_result() {
     let mut h = Endless {
         laps: 0,
