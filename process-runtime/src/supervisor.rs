@@ -153,6 +153,17 @@ pub(crate) struct StartOptions {
     pub(crate) fault: Option<String>,
 }
 
+impl StartOptions {
+    /// The environment the child gets besides the marker.
+    fn child_env(&self) -> Vec<(String, String)> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(fault) = &self.fault {
+            return vec![(crate::child::FAULT.to_owned(), fault.clone())];
+        }
+        Vec::new()
+    }
+}
+
 const POSTCARD_LIMITS: &str = "postcard, the state's format, does not support \
      #[serde(flatten)], untagged enums, skip_serializing_if or other self-describing shapes";
 
@@ -238,14 +249,7 @@ impl Attempt {
         let mut secret = [0u8; SECRET_LEN];
         getrandom::fill(&mut secret)
             .map_err(|e| ProcessError::Io(format!("generating the secret: {e}")))?;
-        #[allow(unused_mut)]
-        let mut env = Vec::new();
-        #[cfg(feature = "fault-injection")]
-        if let Some(f) = &options.fault {
-            env.push((crate::child::FAULT.to_owned(), f.clone()));
-        }
-        #[cfg(not(feature = "fault-injection"))]
-        let _ = options;
+        let env = options.child_env();
         let (beacon, beacon_fd) = Beacon::create().map_err(|e| io("creating the beacon", e))?;
         let conn = Conn::from_fd(parent_end);
         conn.set_read_timeout(Some(Watch::tick(&shared.config.timeouts)))
