@@ -169,14 +169,12 @@ fn park_until_parent_gone(mut recv: Conn) -> ! {
 }
 
 fn report_fatal(send: &Conn, error: ProcessError) -> ! {
-    let report = ToParent::Failed {
+    let report = encode_report(&ToParent::Failed {
         error,
         timers: ProcessTimers::default(),
         last: true,
-    };
-    if let Ok(frame) = protocol::encode(&report) {
-        let _ = write_frame(send, &frame);
-    }
+    });
+    let _ = write_frame(send, &report);
     sys::exit_now(exit_code::FAILED)
 }
 
