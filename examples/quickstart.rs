@@ -41,7 +41,7 @@ impl Lifecycle for Counter {
 
 #[process_runtime::main]
 fn main() -> Result<(), ProcessError> {
-    let mut handle = Counter { counter: 0 }.start()?;
+    let handle = Counter { counter: 0 }.start()?;
     println!("started `{}` as pid {}", handle.name(), handle.pid());
     let n: u32 = handle.result()?;
     println!(

@@ -58,7 +58,7 @@ fn ms(d: Option<Duration>) -> String {
 
 #[process_runtime::main]
 fn main() -> Result<(), ProcessError> {
-    let mut handle = Crawler::default().start()?;
+    let handle = Crawler::default().start()?;
     let (pages, parse) = handle.result()?;
     let t = handle.timers();
     println!("{pages} pages in {} laps", t.main_loop.num_times());

@@ -282,7 +282,7 @@ fn floor_once() -> Duration {
 /// One trivial process: (start-to-result, start-to-exit).
 fn trivial_once() -> (Duration, Duration) {
     let t0 = Instant::now();
-    let mut handle = Trivial { value: 7 }.start().expect("start failed");
+    let handle = Trivial { value: 7 }.start().expect("start failed");
     let value = handle.result().expect("the trivial process failed");
     let to_result = t0.elapsed();
     handle.wait();
@@ -358,7 +358,7 @@ fn rss_bytes() -> Option<u64> {
 
 /// Engine ns/lap inside the child.
 fn engine_ns_per_lap<P: Process<Output = u64>>(obj: &P) -> f64 {
-    let mut handle = obj.start().expect("start failed");
+    let handle = obj.start().expect("start failed");
     let ns = handle.take_result().expect("the lap process failed");
     handle.wait();
     #[allow(clippy::cast_precision_loss)]
@@ -432,7 +432,7 @@ fn median_f64(xs: &[f64]) -> f64 {
 
 /// `handle.stop()` to `handle.result()` returning, for a process in its idle loop.
 fn stop_once() -> Duration {
-    let mut handle = Idle.start().expect("start failed");
+    let handle = Idle.start().expect("start failed");
     // Let it reach its loop: the spawn takes ~1-2 ms; 10 ms leaves ample margin.
     std::thread::sleep(Duration::from_millis(10));
     assert!(handle.is_alive(), "the idle process ended by itself");
@@ -448,7 +448,7 @@ fn stop_once() -> Duration {
 /// Start-to-result of [`CrashOnce`]: one aborted attempt, then a successful one.
 fn restart_once() -> Duration {
     let t0 = Instant::now();
-    let mut handle = CrashOnce { value: 9 }.start().expect("start failed");
+    let handle = CrashOnce { value: 9 }.start().expect("start failed");
     let value = handle.result().expect("the restarted process failed");
     let took = t0.elapsed();
     handle.wait();

@@ -10,6 +10,7 @@
 use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -87,24 +88,19 @@ impl fmt::Display for Exit {
     }
 }
 
-/// Names of the signals a crashed child is commonly ended by.
+/// How signal numbers are named. Numbers differ between systems (7 is SIGBUS on Linux
+/// and SIGEMT on macOS), and this crate knows no platform, so the runtime installs the
+/// platform's names when it starts; until then a signal is shown by number alone.
+static SIGNAL_NAMES: OnceLock<fn(i32) -> Option<&'static str>> = OnceLock::new();
+
+/// Installs the platform's signal names; the first call wins. Used by the runtime.
+#[doc(hidden)]
+pub fn __set_signal_names(names: fn(i32) -> Option<&'static str>) {
+    let _ = SIGNAL_NAMES.set(names);
+}
+
 fn signal_name(signal: i32) -> Option<&'static str> {
-    Some(match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return None,
-    })
+    SIGNAL_NAMES.get().and_then(|names| names(signal))
 }
 
 /// An error or panic that happened in a child, carried to the parent as data.
@@ -309,15 +305,6 @@ pub enum ProcessError {
     /// The operating system refused an operation (spawning, a socket).
     #[error("I/O error: {0}")]
     Io(String),
-    /// Every life was spent: `attempts` attempts failed, the last with `last`. Only used
-    /// when `lives` is more than 1; a single attempt's failure is reported as it is.
-    #[error("{last} (all {attempts} lives used)")]
-    LivesExhausted {
-        /// How many attempts were made.
-        attempts: u32,
-        /// The last attempt's failure.
-        last: Box<ProcessError>,
-    },
     /// The result was already moved out by `Handle::take_result`.
     #[error("the result was already taken from this handle")]
     ResultTaken,
@@ -344,20 +331,6 @@ impl ProcessError {
         }
     }
 
-    /// The error `error()` receives once every life is spent: `last` itself after a
-    /// single attempt, [`ProcessError::LivesExhausted`] after several.
-    #[must_use]
-    pub fn exhausted(attempts: u32, last: ProcessError) -> Self {
-        if attempts <= 1 {
-            last
-        } else {
-            ProcessError::LivesExhausted {
-                attempts,
-                last: Box::new(last),
-            }
-        }
-    }
-
     /// A user-made error, for `Lifecycle::error` implementations.
     #[must_use]
     pub fn custom(error: &(dyn StdError + 'static)) -> Self {
@@ -376,7 +349,6 @@ impl ProcessError {
             ProcessError::ErrorHandler(_) => Some(Section::Error),
             ProcessError::Timeout { section, .. } => Some(*section),
             ProcessError::Crashed { section, .. } => *section,
-            ProcessError::LivesExhausted { last, .. } => last.section(),
             _ => None,
         }
     }
@@ -392,7 +364,6 @@ impl ProcessError {
             | ProcessError::Result(e)
             | ProcessError::ErrorHandler(e)
             | ProcessError::Custom(e) => Some(e),
-            ProcessError::LivesExhausted { last, .. } => last.remote(),
             _ => None,
         }
     }
@@ -481,34 +452,36 @@ mod tests {
         );
     }
 
+    /// A stand-in for a platform's names, with numbers no real platform uses for
+    /// these signals, so the test shows that names come from the installed table.
+    fn names(signal: i32) -> Option<&'static str> {
+        match signal {
+            60 => Some("SIGABRT"),
+            61 => Some("SIGSEGV"),
+            _ => None,
+        }
+    }
+
     #[test]
-    fn exit_codes_follow_python() {
+    fn exit_codes_follow_python_and_signals_take_the_platform_names() {
         assert_eq!(Exit::Signal(9).code(), -9);
         assert_eq!(Exit::Code(101).code(), 101);
-        assert_eq!(Exit::Signal(6).to_string(), "signal 6 (SIGABRT)");
+        __set_signal_names(names);
+        assert_eq!(Exit::Signal(60).to_string(), "signal 60 (SIGABRT)");
+        assert_eq!(Exit::Signal(6).to_string(), "signal 6");
         let e = ProcessError::Crashed {
             section: Some(Section::MainLoop),
-            exit: Exit::Signal(11),
+            exit: Exit::Signal(61),
         };
         assert_eq!(
             e.to_string(),
-            "the process crashed in main_loop with signal 11 (SIGSEGV)"
+            "the process crashed in main_loop with signal 61 (SIGSEGV)"
         );
         let e = ProcessError::Crashed {
             section: None,
             exit: Exit::Code(7),
         };
         assert_eq!(e.to_string(), "the process crashed with exit code 7");
-    }
-
-    #[test]
-    fn exhausted_lives_name_the_attempts_only_when_there_were_several() {
-        let last = ProcessError::MainLoop(RemoteError::msg("boom"));
-        assert_eq!(ProcessError::exhausted(1, last.clone()), last);
-        let e = ProcessError::exhausted(3, last);
-        assert_eq!(e.to_string(), "MainLoopError: boom (all 3 lives used)");
-        assert_eq!(e.section(), Some(Section::MainLoop));
-        assert_eq!(e.remote().unwrap().message(), "boom");
     }
 
     #[test]

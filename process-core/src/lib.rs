@@ -15,6 +15,6 @@ mod timer;
 
 pub use config::{ProcessConfig, Timeouts};
 pub use context::Context;
-pub use error::{Exit, ProcessError, RemoteError, Section};
+pub use error::{__set_signal_names, Exit, ProcessError, RemoteError, Section};
 pub use lifecycle::{BoxError, Lifecycle, Outcome};
 pub use timer::{ProcessTimers, TimeThis, Timer};

@@ -3,39 +3,14 @@
 pub use ctor;
 pub use linkme;
 
-use crate::Process;
-
-/// How a re-executed child finds the type it must run: one entry per
-/// `#[derive(Process)]`, collected by the linker (no code runs to build the table, so
-/// it can be read before `main`).
-#[linkme::distributed_slice]
-pub static REGISTRY: [Registration];
-
-/// One process type, as the child needs it.
-#[derive(Debug)]
-pub struct Registration {
-    pub(crate) tag: &'static str,
-    pub(crate) type_name: fn() -> &'static str,
-    pub(crate) run: fn(crate::child::ChildRun) -> !,
-}
-
-impl Registration {
-    /// The registration of `T` under `tag` (the type's module path and name).
-    #[must_use]
-    pub const fn new<T: Process>(tag: &'static str) -> Self {
-        Self {
-            tag,
-            type_name: std::any::type_name::<T>,
-            run: crate::child::run::<T>,
-        }
-    }
-}
+pub use crate::registry::{Registration, REGISTRY};
 
 /// Takes over this process if it was started as a child by `process-runtime`, and
 /// returns otherwise. Called at the top of a `#[process_runtime::main]` function and
 /// by the constructor the derive emits.
 pub fn child_entry() {
-    crate::child::enter_if_marked();
+    crate::__set_signal_names(crate::sys::signal_name);
+    crate::child::enter_if_marked(crate::registry::entry_of, crate::registry::fingerprint);
 }
 
 /// Emits the constructor that enters a re-executed child before `main` runs, so that

@@ -11,12 +11,13 @@
 //! names the section it died in.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::sys::SharedMapping;
 use crate::Section;
 
+/// Bytes of the shared mapping.
 const MAP_LEN: usize = 4096;
 
 /// The value before the engine entered any section.
@@ -53,112 +54,42 @@ pub(crate) fn section_of(word: u64) -> Option<Section> {
     })
 }
 
-/// A shared one-page mapping holding the beacon word.
+/// The shared mapping that holds the beacon word.
 #[derive(Debug)]
 pub(crate) struct Beacon {
-    ptr: NonNull<AtomicU64>,
+    mapping: SharedMapping,
 }
 
-// SAFETY: the mapping is only accessed through an atomic, and lives until drop.
-unsafe impl Send for Beacon {}
-// SAFETY: as above; every access is an atomic operation.
-unsafe impl Sync for Beacon {}
-
 impl Beacon {
-    /// Creates a fresh zero-filled mapping and returns it with the descriptor to hand
-    /// to the child.
+    /// Creates a fresh mapping and returns it with the descriptor to hand to the child.
     pub(crate) fn create() -> io::Result<(Self, OwnedFd)> {
-        let fd = shared_file()?;
-        let len = libc::off_t::try_from(MAP_LEN).expect("one page fits off_t");
-        // SAFETY: ftruncate on a descriptor we own.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let beacon = Self::map(&fd)?;
+        let (mapping, fd) = SharedMapping::create(MAP_LEN)?;
+        let beacon = Self { mapping };
         beacon.word().store(NOT_STARTED, Ordering::Relaxed);
         Ok((beacon, fd))
     }
 
     /// Maps the page behind an inherited descriptor (the child's side).
     pub(crate) fn open(fd: &OwnedFd) -> io::Result<Self> {
-        Self::map(fd)
-    }
-
-    fn map(fd: &OwnedFd) -> io::Result<Self> {
-        // SAFETY: a fresh shared mapping of a descriptor we own; the result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                MAP_LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast::<AtomicU64>())
-            .ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Self { ptr })
+        Ok(Self {
+            mapping: SharedMapping::open(fd, MAP_LEN)?,
+        })
     }
 
     /// The shared word.
     pub(crate) fn word(&self) -> &AtomicU64 {
-        // SAFETY: the mapping is page-aligned, at least 8 bytes long, and valid until
-        // drop; AtomicU64 has no invalid bit patterns.
-        unsafe { self.ptr.as_ref() }
+        // SAFETY: the mapping is page-aligned, longer than 8 bytes and valid while
+        // `self` lives; AtomicU64 has no invalid bit patterns.
+        unsafe { self.mapping.as_ptr().cast::<AtomicU64>().as_ref() }
     }
 
     /// Keeps the mapping for the rest of the process's life (the child's side: the
     /// engine holds a `'static` reference to the word).
     pub(crate) fn leak(self) -> &'static AtomicU64 {
-        let ptr = self.ptr;
-        std::mem::forget(self);
-        // SAFETY: the mapping is never unmapped now.
-        unsafe { ptr.as_ref() }
+        let ptr = self.mapping.leak();
+        // SAFETY: the mapping is never unmapped now; see `word`.
+        unsafe { ptr.cast::<AtomicU64>().as_ref() }
     }
-}
-
-impl Drop for Beacon {
-    fn drop(&mut self) {
-        // SAFETY: unmaps the mapping made in `map`, which nothing references any more
-        // (references borrow `self`).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), MAP_LEN);
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn shared_file() -> io::Result<OwnedFd> {
-    // SAFETY: memfd_create with a static C string; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"process-runtime-beacon".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn shared_file() -> io::Result<OwnedFd> {
-    // Elsewhere: a temporary file created exclusively and unlinked at once, so only
-    // the descriptor remains.
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
-    let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let path = std::env::temp_dir().join(format!(".process-runtime-beacon-{name}"));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    std::fs::remove_file(&path)?;
-    Ok(file.into())
 }
 
 #[cfg(test)]

@@ -2,19 +2,23 @@
 //! and `std::process::Child`.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::supervisor::Shared;
+use crate::parent::shared::Shared;
+use crate::wire::protocol::POSTCARD_LIMITS;
 use crate::{ProcessError, ProcessTimers};
 
 /// A process started by `Process::start`.
 ///
-/// `result()` blocks until the outcome is known and returns it; the output is kept, so
-/// it returns the same value on every call (which is why it needs `T: Clone`; use
-/// [`Handle::take_result`] to move a large output out instead).
+/// `result()` blocks until the process has ended and returns its outcome; the output is
+/// kept, so it returns the same value on every call (which is why it needs `T: Clone`;
+/// use [`Handle::take_result`] to move a large output out instead).
+///
+/// Every method takes `&self` and the handle is `Sync` (for a `Send` output): one
+/// thread may wait in `result()` while another calls `kill()`.
 ///
 /// Dropping a handle never leaves an orphan: a daemon is killed; any other process is
 /// asked to stop and waited for, for at most its `on_finish` timeout (60 s by default),
@@ -22,7 +26,8 @@ use crate::{ProcessError, ProcessTimers};
 #[derive(Debug)]
 pub struct Handle<T> {
     shared: Arc<Shared>,
-    output: Option<Result<T, ProcessError>>,
+    /// The decoded outcome, once asked for.
+    output: Mutex<Option<Result<T, ProcessError>>>,
     _output: PhantomData<fn() -> T>,
 }
 
@@ -33,7 +38,7 @@ impl<T: DeserializeOwned> Handle<T> {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared,
-            output: None,
+            output: Mutex::new(None),
             _output: PhantomData,
         }
     }
@@ -54,7 +59,7 @@ impl<T: DeserializeOwned> Handle<T> {
     /// Whether the process is still running (a child exists or is being restarted).
     #[must_use]
     pub fn is_alive(&self) -> bool {
-        !self.shared.lock().finished
+        !self.shared.lock().finished()
     }
 
     /// How the child that decided the outcome ended, in the convention of Python's
@@ -62,12 +67,7 @@ impl<T: DeserializeOwned> Handle<T> {
     /// an exit code, `Some(-signal)` for a signal (`Some(-9)` after `kill`).
     #[must_use]
     pub fn exit_code(&self) -> Option<i32> {
-        let inner = self.shared.lock();
-        if inner.finished {
-            inner.exit.map(crate::Exit::code)
-        } else {
-            None
-        }
+        self.shared.lock().end.as_ref().map(|end| end.exit.code())
     }
 
     /// How many attempts were started: 1 unless lives were used.
@@ -77,15 +77,15 @@ impl<T: DeserializeOwned> Handle<T> {
     }
 
     /// Blocks until the process has ended and every child of it has been reaped.
-    pub fn wait(&mut self) {
-        drop(self.shared.wait_until(None, |i| i.finished));
+    pub fn wait(&self) {
+        drop(self.shared.wait_until(None, |i| i.finished()));
     }
 
     /// Blocks for at most `timeout`; returns whether the process has ended.
     /// `Duration::ZERO` polls without blocking.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> bool {
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        self.shared.wait_until(deadline, |i| i.finished).1
+        self.shared.wait_until(deadline, |i| i.finished()).1
     }
 
     /// Asks the process to stop: the section running finishes, then `on_finish` and
@@ -108,18 +108,18 @@ impl<T: DeserializeOwned> Handle<T> {
         self.shared.request_kill();
     }
 
-    /// Blocks until the outcome is known and returns it: the output of `result` (or of
-    /// `error`, when it recovered), or why there is none.
+    /// Blocks until the process has ended and returns its outcome: the output of
+    /// `result` (or of `error`, when it recovered), or why there is none. When it
+    /// returns, [`Handle::exit_code`] is known and every child of the process is reaped.
     ///
     /// # Errors
     /// The wrapped section error, timeout, crash or kill; [`ProcessError::ResultTaken`]
     /// after [`Handle::take_result`].
-    pub fn result(&mut self) -> Result<T, ProcessError>
+    pub fn result(&self) -> Result<T, ProcessError>
     where
         T: Clone,
     {
-        self.decode();
-        self.output.clone().expect("decoded above")
+        self.with_output(|output| output.clone())
     }
 
     /// Like [`Handle::result`], but moves the output out instead of cloning it; later
@@ -127,24 +127,27 @@ impl<T: DeserializeOwned> Handle<T> {
     ///
     /// # Errors
     /// As [`Handle::result`].
-    pub fn take_result(&mut self) -> Result<T, ProcessError> {
-        self.decode();
-        let taken = self.output.replace(Err(ProcessError::ResultTaken));
-        taken.expect("decoded above")
+    pub fn take_result(&self) -> Result<T, ProcessError> {
+        self.with_output(|output| std::mem::replace(output, Err(ProcessError::ResultTaken)))
     }
 
-    fn decode(&mut self) {
-        if self.output.is_some() {
-            return;
-        }
-        let (inner, _) = self.shared.wait_until(None, |i| i.report.is_some());
-        let decoded = match inner.report.as_ref().expect("waited for the report") {
-            Ok(output) => postcard::from_bytes(output.bytes())
-                .map_err(|e| ProcessError::Output(format!("the parent cannot decode it: {e}"))),
-            Err(e) => Err(e.clone()),
-        };
+    /// Waits for the end, decodes the outcome once, and lets `f` read or take it.
+    fn with_output<R>(&self, f: impl FnOnce(&mut Result<T, ProcessError>) -> R) -> R {
+        let inner = self.shared.wait_until(None, |i| i.finished()).0;
+        let mut output = self.output.lock().unwrap_or_else(PoisonError::into_inner);
+        let decoded = output.get_or_insert_with(|| {
+            match &inner.end.as_ref().expect("waited for the end").report {
+                Ok(bytes) => postcard::from_bytes(bytes.bytes()).map_err(|e| {
+                    ProcessError::Output(format!(
+                        "the parent cannot decode `{}` ({e}); {POSTCARD_LIMITS}",
+                        std::any::type_name::<T>()
+                    ))
+                }),
+                Err(e) => Err(e.clone()),
+            }
+        });
         drop(inner);
-        self.output = Some(decoded);
+        f(decoded)
     }
 
     /// The child's section timers, once the process has ended (empty before, and for
@@ -161,7 +164,7 @@ impl<T: DeserializeOwned> Handle<T> {
 
 impl<T> Drop for Handle<T> {
     fn drop(&mut self) {
-        if self.shared.lock().finished {
+        if self.shared.lock().finished() {
             return;
         }
         if self.shared.config.daemon {
@@ -175,12 +178,12 @@ impl<T> Drop for Handle<T> {
                 .on_finish
                 .unwrap_or(DROP_GRACE_WITHOUT_LIMIT);
             let deadline = Instant::now().checked_add(grace);
-            if !self.shared.wait_until(deadline, |i| i.finished).1 {
+            if !self.shared.wait_until(deadline, |i| i.finished()).1 {
                 self.shared.request_kill();
             }
         }
         // The supervisor reaps the killed child; wait for it so no zombie outlives us.
         let deadline = Instant::now().checked_add(Duration::from_secs(5));
-        drop(self.shared.wait_until(deadline, |i| i.finished));
+        drop(self.shared.wait_until(deadline, |i| i.finished()));
     }
 }

@@ -1,22 +1,16 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(not(unix))]
-compile_error!(
-    "process-runtime supports Unix targets only for now: the Windows transport \
-     (named local sockets) is not written yet"
-);
-
 mod beacon;
-mod channel;
 mod child;
-mod engine;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod handle;
+mod parent;
 mod process;
-mod protocol;
-mod spawn;
-mod supervisor;
+mod registry;
 mod sys;
+mod wire;
 
 #[doc(hidden)]
 pub mod __private;
@@ -27,24 +21,20 @@ pub mod __private;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod __testing {
+    pub use crate::fault::Fault;
     use crate::{Handle, Process, ProcessConfig, ProcessError};
 
-    /// Starts `obj` with the child told to inject `fault`.
+    /// Starts `obj` with the child told to commit `fault`.
     ///
     /// # Errors
     /// As `Process::start_with`.
     pub fn start_with_fault<T: Process>(
         obj: &T,
         config: ProcessConfig,
-        fault: &str,
+        fault: Fault,
     ) -> Result<Handle<T::Output>, ProcessError> {
-        crate::supervisor::start_with_options(
-            obj,
-            config,
-            crate::supervisor::StartOptions {
-                fault: Some(fault.to_owned()),
-            },
-        )
+        let options = crate::parent::attempt::StartOptions { fault: Some(fault) };
+        crate::parent::start::start(obj, config, options).map(Handle::new)
     }
 }
 
@@ -55,6 +45,8 @@ pub use process_core::{
     RemoteError, Section, TimeThis, Timeouts, Timer,
 };
 pub use process_macros::{main, timethis, Process};
+
+use process_core::__set_signal_names;
 
 /// Everything a user needs in scope: `use process_runtime::prelude::*;`.
 pub mod prelude {

@@ -18,7 +18,7 @@ pub trait Process: Lifecycle + Serialize + DeserializeOwned + 'static {
 
     /// The registration that lets a child find this type by its tag.
     #[doc(hidden)]
-    fn __registration() -> &'static crate::__private::Registration;
+    fn __registration() -> &'static crate::registry::Registration;
 
     /// Starts the process in a child OS process, with the attribute's configuration.
     ///
@@ -40,6 +40,7 @@ pub trait Process: Lifecycle + Serialize + DeserializeOwned + 'static {
     where
         Self: Sized,
     {
-        crate::supervisor::start::<Self>(self, config)
+        let shared = crate::parent::start::start(self, config, Default::default())?;
+        Ok(Handle::new(shared))
     }
 }

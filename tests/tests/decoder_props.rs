@@ -80,12 +80,7 @@ fn process_error() -> impl Strategy<Value = ProcessError> {
         ".*".prop_map(ProcessError::Protocol),
         ".*".prop_map(ProcessError::State),
     ];
-    leaf.prop_recursive(3, 8, 1, |inner| {
-        (any::<u32>(), inner).prop_map(|(attempts, last)| ProcessError::LivesExhausted {
-            attempts,
-            last: Box::new(last),
-        })
-    })
+    leaf
 }
 
 fn process_config() -> impl Strategy<Value = ProcessConfig> {
@@ -204,7 +199,7 @@ impl Lifecycle for Scribbler {
 
 fn scribble(bytes: Vec<u8>) -> (Result<u32, ProcessError>, u32, Duration) {
     let started = Instant::now();
-    let mut h = Scribbler { bytes }.start().unwrap();
+    let h = Scribbler { bytes }.start().unwrap();
     let pid = h.pid();
     let r = h.result();
     h.wait();

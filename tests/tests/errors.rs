@@ -77,7 +77,7 @@ fn run(
     fault: Fault,
     recover: bool,
 ) -> (Result<String, ProcessError>, Option<i32>) {
-    let mut h = Faulty {
+    let h = Faulty {
         section,
         fault,
         recover,
@@ -213,7 +213,7 @@ impl Lifecycle for Sleeper {
 fn kill_ends_the_child_at_once_without_on_finish() {
     let dir = Scratch::new("kill");
     let marker = dir.file("on_finish");
-    let mut h = Sleeper {
+    let h = Sleeper {
         marker: marker.to_string_lossy().into_owned(),
     }
     .start()
@@ -235,7 +235,7 @@ fn kill_ends_the_child_at_once_without_on_finish() {
 fn stop_runs_on_finish_where_kill_does_not() {
     let dir = Scratch::new("stop");
     let marker = dir.file("on_finish");
-    let mut h = Sleeper {
+    let h = Sleeper {
         marker: marker.to_string_lossy().into_owned(),
     }
     .start()

@@ -12,7 +12,7 @@
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::time::{Duration, Instant};
 
-use process_runtime::__testing::start_with_fault;
+use process_runtime::__testing::{start_with_fault, Fault as Injected};
 use process_runtime::prelude::*;
 use process_runtime::Exit;
 use process_runtime_tests::{
@@ -132,7 +132,7 @@ fn serial() -> MutexGuard<'static, ()> {
     static WARM_UP: Once = Once::new();
     let guard = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     WARM_UP.call_once(|| {
-        let mut h = Nap.start().unwrap();
+        let h = Nap.start().unwrap();
         h.result().unwrap();
         h.wait();
     });
@@ -141,7 +141,7 @@ fn serial() -> MutexGuard<'static, ()> {
 
 /// Asserts nothing is left of a finished process: its pids are neither running nor
 /// zombies of ours, this process has no child at all, and no descriptor leaked.
-fn assert_nothing_left(what: &str, pids: &[u32], fds_before: usize) {
+fn assert_nothing_left(what: impl std::fmt::Display, pids: &[u32], fds_before: usize) {
     for &pid in pids {
         assert!(reaped(pid), "{what}: child {pid} is still there");
     }
@@ -156,7 +156,7 @@ fn assert_nothing_left(what: &str, pids: &[u32], fds_before: usize) {
 /// Starts a victim, returns its outcome and exit code, and checks nothing is left.
 fn run(section: Section, fault: Fault) -> (Result<String, ProcessError>, Option<i32>) {
     let fds_before = open_descriptors();
-    let mut h = Victim {
+    let h = Victim {
         section,
         fault,
         ready: String::new(),
@@ -168,7 +168,7 @@ fn run(section: Section, fault: Fault) -> (Result<String, ProcessError>, Option<
     h.wait();
     // (`lives_used()` after a crash on the last life is checked in lives.rs.)
     assert_nothing_left(
-        &format!("{fault:?} in {section}"),
+        format!("{fault:?} in {section}"),
         &[first, h.pid()],
         fds_before,
     );
@@ -225,7 +225,7 @@ fn sigkill_from_outside_is_a_crash_not_a_kill() {
     let fds_before = open_descriptors();
     let dir = Scratch::new("sigkill");
     let ready = dir.file("ready");
-    let mut h = Victim {
+    let h = Victim {
         section: Section::MainLoop,
         fault: Fault::WaitForKill,
         ready: ready.to_string_lossy().into_owned(),
@@ -289,7 +289,7 @@ fn death_before_the_handshake_is_a_crash_without_a_section() {
     let _serial = serial();
     let fds_before = open_descriptors();
     let started = Instant::now();
-    let mut h = start_with_fault(&Nap, Nap::config(), "exit-before-hello").unwrap();
+    let h = start_with_fault(&Nap, Nap::config(), Injected::ExitBeforeHello).unwrap();
     let first = h.pid();
     assert_eq!(
         h.result(),
@@ -301,7 +301,7 @@ fn death_before_the_handshake_is_a_crash_without_a_section() {
     h.wait();
     assert_eq!(h.exit_code(), Some(7));
     assert!(started.elapsed() < Duration::from_secs(10), "no hang");
-    assert_nothing_left("exit-before-hello", &[first, h.pid()], fds_before);
+    assert_nothing_left(Injected::ExitBeforeHello, &[first, h.pid()], fds_before);
 }
 
 /// A child that breaks the protocol is refused at once: a protocol error, whatever
@@ -315,21 +315,21 @@ fn a_broken_channel_is_final_and_leaves_no_process_zombie_or_descriptor() {
     // may run to the end (0) before it is refused, as may a child with a bad report
     // after writing it: 0 or -9.
     let cases = [
-        ("hello-garbage", &[-9][..]),
-        ("hello-oversized", &[-9]),
-        ("hello-bad-secret", &[0, -9]),
-        ("hello-bad-version", &[0, -9]),
-        ("hello-bad-magic", &[0, -9]),
-        ("hello-bad-fingerprint", &[0, -9]),
-        ("report-garbage", &[0, -9]),
-        ("report-trailing", &[0, -9]),
-        ("report-oversized", &[0, -9]),
-        ("report-truncated", &[0, -9]),
+        (Injected::HelloGarbage, &[-9][..]),
+        (Injected::HelloOversized, &[-9]),
+        (Injected::HelloBadSecret, &[0, -9]),
+        (Injected::HelloBadVersion, &[0, -9]),
+        (Injected::HelloBadMagic, &[0, -9]),
+        (Injected::HelloBadFingerprint, &[0, -9]),
+        (Injected::ReportGarbage, &[0, -9]),
+        (Injected::ReportTrailing, &[0, -9]),
+        (Injected::ReportOversized, &[0, -9]),
+        (Injected::ReportTruncated, &[0, -9]),
     ];
     for (fault, codes) in cases {
         let fds_before = open_descriptors();
         let started = Instant::now();
-        let mut h = start_with_fault(&Nap, Nap::config().with_lives(3), fault).unwrap();
+        let h = start_with_fault(&Nap, Nap::config().with_lives(3), fault).unwrap();
         let pid = h.pid();
         let e = h.result().unwrap_err();
         assert!(matches!(e, ProcessError::Protocol(_)), "{fault}: {e:?}");
@@ -352,7 +352,7 @@ fn a_broken_channel_is_final_and_leaves_no_process_zombie_or_descriptor() {
 fn die_with_an_unread_frame(external: bool) -> (Result<String, ProcessError>, Option<i32>) {
     let dir = Scratch::new("unread");
     let ready = dir.file("ready");
-    let mut h = Victim {
+    let h = Victim {
         section: Section::MainLoop,
         fault: Fault::WaitForKill,
         ready: ready.to_string_lossy().into_owned(),

@@ -50,7 +50,7 @@ impl Lifecycle for Recorder {
 
 #[test]
 fn sections_run_in_order_for_num_loops_laps() {
-    let mut h = Recorder::default().start().unwrap();
+    let h = Recorder::default().start().unwrap();
     let (calls, laps) = h.result().unwrap();
     let lap = ["preloop", "main_loop", "postloop"];
     let mut expected: Vec<&str> = lap.iter().chain(&lap).chain(&lap).copied().collect();
@@ -81,7 +81,7 @@ fn cx_stop_finishes_the_lap_section_then_on_finish() {
 
 #[test]
 fn result_is_the_same_on_every_call_and_can_be_taken_once() {
-    let mut h = Recorder::default().start().unwrap();
+    let h = Recorder::default().start().unwrap();
     let first = h.result().unwrap();
     assert_eq!(h.result().unwrap(), first);
     assert_eq!(h.take_result().unwrap(), first);
@@ -91,8 +91,8 @@ fn result_is_the_same_on_every_call_and_can_be_taken_once() {
 #[test]
 fn start_does_not_consume_the_value_and_each_start_is_independent() {
     let r = Recorder::default();
-    let mut a = r.start().unwrap();
-    let mut b = r.start().unwrap();
+    let a = r.start().unwrap();
+    let b = r.start().unwrap();
     assert_ne!(a.pid(), b.pid());
     assert_eq!(a.result().unwrap(), b.result().unwrap());
     assert!(r.calls.is_empty(), "the parent's copy is untouched");
@@ -128,7 +128,7 @@ impl Lifecycle for Endless {
 
 #[test]
 fn handle_stop_ends_an_endless_loop_through_on_finish() {
-    let mut h = Endless {
+    let h = Endless {
         laps: 0,
         finished: false,
         pause_ms: 1,
@@ -149,7 +149,7 @@ fn handle_stop_ends_an_endless_loop_through_on_finish() {
 
 #[test]
 fn wait_timeout_zero_polls_without_blocking() {
-    let mut h = Endless {
+    let h = Endless {
         laps: 0,
         finished: false,
         pause_ms: 1,
@@ -174,7 +174,7 @@ fn wait_timeout_zero_polls_without_blocking() {
 
 #[test]
 fn stop_before_the_first_lap_still_runs_on_finish_and_result() {
-    let mut h = Endless {
+    let h = Endless {
         laps: 0,
         finished: false,
         pause_ms: 1,
@@ -223,7 +223,7 @@ fn context_reports_identity() {
             ))
         }
     }
-    let mut h = Who.start().unwrap();
+    let h = Who.start().unwrap();
     let (pid, ppid, name, attempt) = h.result().unwrap();
     assert_eq!(pid, h.pid());
     assert_eq!(ppid, std::process::id());

@@ -49,7 +49,7 @@ impl Lifecycle for Outer {
 fn a_nested_child_dies_within_a_second_when_its_parent_is_sigkilled() {
     let dir = Scratch::new("nested");
     let file = dir.file("inner-pid");
-    let mut a = Outer {
+    let a = Outer {
         inner_pid: file.to_string_lossy().into_owned(),
     }
     .start()
@@ -116,7 +116,7 @@ impl Lifecycle for Abandoner {
 
 #[test]
 fn a_grandchild_left_by_a_child_that_ended_is_gone_within_a_second() {
-    let mut h = Abandoner {
+    let h = Abandoner {
         hang: false,
         pid_file: String::new(),
         grandchild: 0,
@@ -153,7 +153,7 @@ fn grandchild_of(dir: &Scratch) -> u32 {
 #[test]
 fn kill_takes_the_grandchildren_too() {
     let dir = Scratch::new("kill-grandchild");
-    let mut h = hanging_abandoner(&dir).start().unwrap();
+    let h = hanging_abandoner(&dir).start().unwrap();
     let grandchild = grandchild_of(&dir);
     h.kill();
     assert_eq!(h.result(), Err(ProcessError::Killed));
@@ -169,7 +169,7 @@ fn kill_takes_the_grandchildren_too() {
 fn a_timeout_takes_the_grandchildren_too() {
     let dir = Scratch::new("timeout-grandchild");
     let limit = Duration::from_millis(300);
-    let mut h = hanging_abandoner(&dir)
+    let h = hanging_abandoner(&dir)
         .start_with(Abandoner::config().with_timeout(Section::MainLoop, Some(limit)))
         .unwrap();
     let grandchild = grandchild_of(&dir);

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use process_runtime::__testing::start_with_fault;
+use process_runtime::__testing::{start_with_fault, Fault};
 use process_runtime::prelude::*;
 use process_runtime_tests::{open_descriptors, process_running};
 use serde::{Deserialize, Serialize};
@@ -27,8 +27,8 @@ impl Lifecycle for Nap {
     }
 }
 
-fn faulty(fault: &str) -> (ProcessError, u32) {
-    let mut h = start_with_fault(&Nap, Nap::config(), fault).unwrap();
+fn faulty(fault: Fault) -> (ProcessError, u32) {
+    let h = start_with_fault(&Nap, Nap::config(), fault).unwrap();
     let pid = h.pid();
     let e = h.result().unwrap_err();
     h.wait();
@@ -38,19 +38,19 @@ fn faulty(fault: &str) -> (ProcessError, u32) {
 #[test]
 fn a_broken_channel_is_a_clear_protocol_error_and_leaves_nothing_behind() {
     let cases = [
-        ("hello-garbage", "protocol error: malformed handshake frame"),
-        ("hello-oversized", "protocol error: a handshake frame announced 4294967295 bytes, more than the maximum of 1024 bytes"),
-        ("hello-bad-secret", "protocol error: handshake refused: the child did not present this parent's secret"),
-        ("hello-bad-version", "protocol error: handshake refused: the child speaks protocol version 2, this parent speaks 1"),
-        ("hello-bad-magic", "protocol error: handshake refused: the peer is not a process-runtime child (bad magic)"),
-        ("hello-bad-fingerprint", "protocol error: handshake refused: the child was built from different code than this parent (build fingerprint mismatch)"),
-        ("report-garbage", "protocol error: malformed report frame"),
-        ("report-trailing", "protocol error: 1 unexpected trailing bytes after a report frame"),
-        ("report-oversized", "protocol error: a report frame announced 4294967295 bytes, more than the maximum of 1073741824 bytes"),
-        ("report-truncated", "protocol error: the connection closed in the middle of a report frame (truncated frame)"),
+        (Fault::HelloGarbage, "protocol error: malformed handshake frame"),
+        (Fault::HelloOversized, "protocol error: a handshake frame announced 4294967295 bytes, more than the maximum of 1024 bytes"),
+        (Fault::HelloBadSecret, "protocol error: handshake refused: the child did not present this parent's secret"),
+        (Fault::HelloBadVersion, "protocol error: handshake refused: the child speaks protocol version 2, this parent speaks 1"),
+        (Fault::HelloBadMagic, "protocol error: handshake refused: the peer is not a process-runtime child (bad magic)"),
+        (Fault::HelloBadFingerprint, "protocol error: handshake refused: the child was built from different code than this parent (build fingerprint mismatch)"),
+        (Fault::ReportGarbage, "protocol error: malformed report frame"),
+        (Fault::ReportTrailing, "protocol error: 1 unexpected trailing bytes after a report frame"),
+        (Fault::ReportOversized, "protocol error: a report frame announced 4294967295 bytes, more than the maximum of 1073741824 bytes"),
+        (Fault::ReportTruncated, "protocol error: the connection closed in the middle of a report frame (truncated frame)"),
     ];
     // Warm up once so that lazily opened descriptors (the spawner thread's) are counted.
-    faulty("report-garbage");
+    faulty(Fault::ReportGarbage);
     let fds_before = open_descriptors();
     for (fault, expected) in cases {
         let started = Instant::now();
@@ -63,7 +63,7 @@ fn a_broken_channel_is_a_clear_protocol_error_and_leaves_nothing_behind() {
             "{fault}: no hang"
         );
     }
-    let (e, _) = faulty("exit-before-hello");
+    let (e, _) = faulty(Fault::ExitBeforeHello);
     assert_eq!(
         e,
         ProcessError::Crashed {

@@ -168,14 +168,14 @@ impl Lifecycle for SlowLoop {
 fn the_attributes_limit_bounds_each_call_not_their_sum() {
     // Three laps of 100 ms: 300 ms in main_loop in all, more than its 250 ms limit,
     // but no call reaches it; on_finish has no limit.
-    let mut h = SlowLoop { nap_ms: 100 }.start().unwrap();
+    let h = SlowLoop { nap_ms: 100 }.start().unwrap();
     assert_eq!(h.result(), Ok(3));
     h.wait();
     assert_eq!(h.exit_code(), Some(0));
 
     // One call past the limit.
     let started = Instant::now();
-    let mut h = SlowLoop { nap_ms: 60_000 }.start().unwrap();
+    let h = SlowLoop { nap_ms: 60_000 }.start().unwrap();
     assert_eq!(
         h.result(),
         Err(ProcessError::Timeout {
@@ -208,7 +208,7 @@ fn wait_ready(dir: &Scratch) -> u32 {
 #[test]
 fn a_child_ignoring_sigterm_is_still_killed_by_kill() {
     let dir = Scratch::new("ignore-term-kill");
-    let mut h = ready_hang(&dir, true)
+    let h = ready_hang(&dir, true)
         .start_with(Hang::config().with_timeout(Section::MainLoop, None))
         .unwrap();
     let pid = wait_ready(&dir);
@@ -227,7 +227,7 @@ fn a_child_ignoring_sigterm_is_still_killed_by_kill() {
 fn a_child_ignoring_sigterm_is_still_killed_by_its_timeout() {
     let dir = Scratch::new("ignore-term-timeout");
     let started = Instant::now();
-    let mut h = ready_hang(&dir, true)
+    let h = ready_hang(&dir, true)
         .start_with(Hang::config().with_timeout(Section::MainLoop, Some(LIMIT)))
         .unwrap();
     assert_eq!(
@@ -251,7 +251,7 @@ fn a_child_ignoring_sigterm_is_still_killed_by_its_timeout() {
 fn stop_on_a_child_stuck_in_a_section_escalates_to_its_timeout() {
     let dir = Scratch::new("stop-escalation");
     let limit = Duration::from_millis(500);
-    let mut h = ready_hang(&dir, false)
+    let h = ready_hang(&dir, false)
         .start_with(Hang::config().with_timeout(Section::MainLoop, Some(limit)))
         .unwrap();
     let pid = wait_ready(&dir);

@@ -67,7 +67,7 @@ impl Lifecycle for Workload {
 
 #[test]
 fn marked_sections_are_timed_and_unmarked_ones_are_not() {
-    let mut h = Workload::default().start().unwrap();
+    let h = Workload::default().start().unwrap();
     let (user_timer_count, seen_in_child) = h.result().unwrap();
     let t = h.timers();
     let laps = usize::try_from(LAPS).unwrap();
@@ -98,7 +98,7 @@ fn marked_sections_are_timed_and_unmarked_ones_are_not() {
 
 #[test]
 fn timers_are_delivered_after_an_error_and_say_so() {
-    let mut h = Workload {
+    let h = Workload {
         fail_on_lap: Some(3),
         ..Workload::default()
     }
@@ -134,7 +134,7 @@ impl Lifecycle for Untimed {
 
 #[test]
 fn without_timethis_nothing_is_timed() {
-    let mut h = Untimed.start().unwrap();
+    let h = Untimed.start().unwrap();
     h.result().unwrap();
     let t = h.timers();
     for timer in [

@@ -30,7 +30,7 @@ fn a_ten_megabyte_state_travels_both_ways() {
     let payload: Vec<u8> = (0..10 * 1024 * 1024)
         .map(|i: u32| (i % 251) as u8)
         .collect();
-    let mut h = Echo {
+    let h = Echo {
         payload: payload.clone(),
     }
     .start()

@@ -1,7 +1,100 @@
-//! Operating-system specifics behind one interface, so that no `cfg` is scattered
-//! through the supervision logic.
+//! The platform boundary: every call into the operating system goes through this module.
+//!
+//! This file is the interface a platform must provide, written out function by function
+//! rather than re-exported wholesale, so that a second platform (`windows.rs` one day) is
+//! told by the compiler exactly what it lacks. Nothing outside `sys/` names `libc`,
+//! `nix` or a `cfg(target_os)`; `.ci/run` checks that.
+//!
+//! Unix is the only implementation today (`unix.rs`): a socket pair for the channel,
+//! descriptors inherited across `exec`, a process group per child, `SIGKILL` for the
+//! group, a pidfd (Linux) or `waitid` polling to learn of an exit without reaping it,
+//! and a shared mapping (`memfd` on Linux) for the beacon.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use interprocess::local_socket::Stream;
+
+use crate::Exit;
 
 #[cfg(unix)]
-mod unix;
-#[cfg(unix)]
-pub(crate) use unix::*;
+#[path = "unix.rs"]
+mod imp;
+
+#[cfg(not(unix))]
+compile_error!(
+    "process-runtime supports Unix targets only for now: the Windows transport \
+     (named local sockets) is not written yet"
+);
+
+pub(crate) use imp::SharedMapping;
+
+/// A command that re-executes this binary as a child: named like this process
+/// (`argv[0]`), in a process group of its own. Where the platform can name the running
+/// file itself (Linux's `/proc/self/exe`), a rebuild on disk never mixes two builds.
+pub(crate) fn child_command() -> io::Result<Command> {
+    imp::child_command()
+}
+
+/// A connected pair of stream sockets, `(parent's end, child's end)`, both
+/// close-on-exec.
+pub(crate) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    imp::socket_pair()
+}
+
+/// Wraps one end of [`socket_pair`] as an `interprocess` local-socket stream.
+pub(crate) fn local_stream(fd: OwnedFd) -> Stream {
+    imp::local_stream(fd)
+}
+
+/// Sets or clears close-on-exec on `fd`.
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    imp::set_cloexec(fd, on)
+}
+
+/// Takes ownership of an inherited descriptor number, after checking that it is open.
+pub(crate) fn adopt_fd(raw: RawFd) -> io::Result<OwnedFd> {
+    imp::adopt_fd(raw)
+}
+
+/// The child's first act: arrange to die with the parent, and treat a closed pipe as an
+/// error rather than a signal (as a Rust `main` would). Returns false if the parent is
+/// not `expected_parent` any more (it died before the arrangement was made).
+pub(crate) fn child_init(expected_parent: u32) -> bool {
+    imp::child_init(expected_parent)
+}
+
+/// Kills the whole process group led by `pid`. A group that is already gone is not an
+/// error.
+pub(crate) fn kill_group(pid: u32) -> io::Result<()> {
+    imp::kill_group(pid)
+}
+
+/// How a reaped child ended.
+pub(crate) fn exit_of(status: ExitStatus) -> Exit {
+    imp::exit_of(status)
+}
+
+/// The exit a child is recorded with when its status cannot be read: killed.
+pub(crate) fn killed_exit() -> Exit {
+    imp::killed_exit()
+}
+
+/// The platform's name for signal `number` (`SIGABRT`), if it has one.
+pub(crate) fn signal_name(number: i32) -> Option<&'static str> {
+    imp::signal_name(number)
+}
+
+/// Ends this process at once with `code`: no destructors, no exit handlers, no flush.
+pub(crate) fn exit_now(code: i32) -> ! {
+    imp::exit_now(code)
+}
+
+/// Blocks until the child `pid` has exited, without reaping it, or `timeout` passes;
+/// returns whether it exited. The unreaped child keeps its pid (and its process
+/// group's id) reserved, so the group can still be signalled safely afterwards.
+pub(crate) fn wait_exited(pid: u32, timeout: Duration) -> io::Result<bool> {
+    imp::wait_exited(pid, timeout)
+}

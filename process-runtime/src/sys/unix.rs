@@ -1,17 +1,27 @@
-//! Unix: socket pairs, descriptor inheritance, process groups, signals.
+//! Unix: socket pairs, descriptor inheritance, process groups, signals, shared mappings.
+//!
+//! `nix` makes the calls where it covers them; raw `libc` remains only for what it does
+//! not (`pidfd_open`, `_exit`, and `waitid` with `WNOWAIT` outside Linux).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::ExitStatus;
+use std::process::{Command, ExitStatus};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use interprocess::local_socket::Stream;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 
 use crate::Exit;
 
-/// The binary a child is started from. On Linux `/proc/self/exe` names the running
-/// file even if it was replaced on disk since (a rebuild never mixes two builds).
-pub(crate) fn current_exe() -> io::Result<PathBuf> {
+fn current_exe() -> io::Result<PathBuf> {
     if cfg!(target_os = "linux") {
         Ok(PathBuf::from("/proc/self/exe"))
     } else {
@@ -19,36 +29,37 @@ pub(crate) fn current_exe() -> io::Result<PathBuf> {
     }
 }
 
-/// A connected pair: (parent's end, child's end), both close-on-exec.
-pub(crate) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(super) fn child_command() -> io::Result<Command> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(current_exe()?);
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    cmd.process_group(0);
+    Ok(cmd)
+}
+
+pub(super) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let (a, b) = UnixStream::pair()?;
     Ok((a.into(), b.into()))
 }
 
-/// Sets or clears close-on-exec.
-pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we borrow; F_GETFD/F_SETFD touch only its flags.
-    unsafe {
-        let flags = libc::fcntl(raw, libc::F_GETFD);
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let new = if on {
-            flags | libc::FD_CLOEXEC
-        } else {
-            flags & !libc::FD_CLOEXEC
-        };
-        if new != flags && libc::fcntl(raw, libc::F_SETFD, new) < 0 {
-            return Err(io::Error::last_os_error());
-        }
+pub(super) fn local_stream(fd: OwnedFd) -> Stream {
+    Stream::from(interprocess::os::unix::uds_local_socket::Stream::from(fd))
+}
+
+pub(super) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let flags = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD)?);
+    let mut new = flags;
+    new.set(FdFlag::FD_CLOEXEC, on);
+    if new != flags {
+        fcntl(fd, FcntlArg::F_SETFD(new))?;
     }
     Ok(())
 }
 
-/// Takes ownership of an inherited descriptor number, after checking it is open.
-pub(crate) fn adopt_fd(raw: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: F_GETFD only queries the descriptor.
+pub(super) fn adopt_fd(raw: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only queries the descriptor, and fails if it is not open.
     if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -57,46 +68,26 @@ pub(crate) fn adopt_fd(raw: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// Child-side setup before anything else runs: die with the parent, and behave as a
-/// Rust `main` would about SIGPIPE.
-///
-/// Returns false if the parent is already gone (it died between spawning this child
-/// and the parent-death signal being armed: the race the check after `prctl` closes).
-pub(crate) fn child_init(expected_parent: u32) -> bool {
-    // SAFETY: plain signal disposition change; the Rust runtime does the same before main,
-    // but a child entered from a constructor runs before that.
+pub(super) fn child_init(expected_parent: u32) -> bool {
+    // SAFETY: ignoring a signal installs no handler code. A child entered from a
+    // constructor runs before the Rust runtime would have done the same.
     unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; no memory is touched.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    std::os::unix::process::parent_id() == expected_parent
+}
+
+pub(super) fn kill_group(pid: u32) -> io::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    match killpg(Pid::from_raw(pid), Signal::SIGKILL) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    parent_pid() == expected_parent
 }
 
-/// The parent's process id.
-pub(crate) fn parent_pid() -> u32 {
-    std::os::unix::process::parent_id()
-}
-
-/// Sends SIGKILL to the whole process group led by `pid` (the child and whatever it
-/// started in its group). A group that is already gone is not an error.
-pub(crate) fn kill_group(pid: u32) -> io::Result<()> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
-    // SAFETY: killpg only sends a signal.
-    if unsafe { libc::killpg(pid, libc::SIGKILL) } < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ESRCH) {
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// How a reaped child ended.
-pub(crate) fn exit_of(status: ExitStatus) -> Exit {
+pub(super) fn exit_of(status: ExitStatus) -> Exit {
     match (status.code(), status.signal()) {
         (Some(code), _) => Exit::Code(code),
         (None, Some(sig)) => Exit::Signal(sig),
@@ -104,17 +95,40 @@ pub(crate) fn exit_of(status: ExitStatus) -> Exit {
     }
 }
 
-/// Ends the process at once, without running destructors, atexit handlers or flushing
-/// stdio buffers: used when the parent is gone and nothing is left to report to.
-pub(crate) fn exit_now(code: i32) -> ! {
+pub(super) fn killed_exit() -> Exit {
+    Exit::Signal(Signal::SIGKILL as i32)
+}
+
+pub(super) fn signal_name(number: i32) -> Option<&'static str> {
+    Signal::try_from(number).ok().map(Signal::as_str)
+}
+
+pub(super) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and has no preconditions.
     unsafe { libc::_exit(code) }
 }
 
-/// Whether the child `pid` has exited, without reaping it: the zombie keeps its pid
-/// (and so its process group id) reserved, so the group can still be signalled
-/// safely afterwards.
-pub(crate) fn has_exited(pid: u32) -> io::Result<bool> {
+pub(super) fn wait_exited(pid: u32, timeout: Duration) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    if let Some(exited) = wait_exited_pidfd(pid, timeout)? {
+        return Ok(exited);
+    }
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(20);
+    loop {
+        if has_exited(pid)? {
+            return Ok(true);
+        }
+        if started.elapsed() >= timeout {
+            return Ok(false);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
+
+/// Whether the child `pid` has exited, without reaping it.
+fn has_exited(pid: u32) -> io::Result<bool> {
     let id = libc::id_t::from(pid);
     // SAFETY: siginfo_t is plain data; waitid fills it in.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -134,31 +148,10 @@ pub(crate) fn has_exited(pid: u32) -> io::Result<bool> {
     Ok(unsafe { info.si_pid() } != 0)
 }
 
-/// Blocks until the child `pid` has exited (without reaping it) or `timeout` passes;
-/// returns whether it exited. On Linux a pidfd makes this one `poll`; elsewhere, or on
-/// kernels without pidfds, it checks with `waitid` in short, growing sleeps.
-pub(crate) fn wait_exited(pid: u32, timeout: std::time::Duration) -> io::Result<bool> {
-    #[cfg(target_os = "linux")]
-    if let Some(exited) = wait_exited_pidfd(pid, timeout)? {
-        return Ok(exited);
-    }
-    let started = std::time::Instant::now();
-    let mut pause = std::time::Duration::from_micros(20);
-    loop {
-        if has_exited(pid)? {
-            return Ok(true);
-        }
-        if started.elapsed() >= timeout {
-            return Ok(false);
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(std::time::Duration::from_millis(5));
-    }
-}
-
-/// `None` when pidfds are not available here.
+/// One `poll` on a pidfd; `None` when the kernel has no pidfds.
 #[cfg(target_os = "linux")]
-fn wait_exited_pidfd(pid: u32, timeout: std::time::Duration) -> io::Result<Option<bool>> {
+fn wait_exited_pidfd(pid: u32, timeout: Duration) -> io::Result<Option<bool>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -170,26 +163,111 @@ fn wait_exited_pidfd(pid: u32, timeout: std::time::Duration) -> io::Result<Optio
     }
     // SAFETY: a fresh descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = Instant::now() + timeout;
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc > 0 {
-            return Ok(Some(true));
-        }
-        if rc == 0 {
-            return Ok(Some(false));
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => return Ok(Some(false)),
+            Ok(_) => return Ok(Some(true)),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// A region of memory shared between a parent and its child: made by the parent,
+/// handed to the child as a descriptor, mapped by both.
+#[derive(Debug)]
+pub(crate) struct SharedMapping {
+    ptr: NonNull<u8>,
+    len: NonZeroUsize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value until drop; what is stored in
+// it and how it is accessed (atomics, or reads after the other side is gone) is the
+// business of the types built on it.
+unsafe impl Send for SharedMapping {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMapping {}
+
+impl SharedMapping {
+    /// A fresh zero-filled mapping of `len` bytes, with the descriptor for the child.
+    pub(crate) fn create(len: usize) -> io::Result<(Self, OwnedFd)> {
+        let fd = shared_file()?;
+        let size = libc::off_t::try_from(len).map_err(|_| io::Error::other("mapping too large"))?;
+        nix::unistd::ftruncate(&fd, size)?;
+        let mapping = Self::open(&fd, len)?;
+        Ok((mapping, fd))
+    }
+
+    /// Maps `len` bytes of the file behind an inherited descriptor (the child's side).
+    pub(crate) fn open(fd: &OwnedFd, len: usize) -> io::Result<Self> {
+        let len = NonZeroUsize::new(len).ok_or_else(|| io::Error::other("empty mapping"))?;
+        // SAFETY: a fresh shared mapping of a descriptor we hold; nothing else is at the
+        // address the kernel picks.
+        let ptr = unsafe {
+            mmap(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                fd,
+                0,
+            )?
+        };
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// The first byte: page-aligned, valid for `len` bytes until drop.
+    pub(crate) fn as_ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// Keeps the mapping for the rest of the process's life.
+    pub(crate) fn leak(self) -> NonNull<u8> {
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        ptr
+    }
+}
+
+impl Drop for SharedMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the mapping made in `open`; references into it borrow `self`.
+        let _ = unsafe { munmap(self.ptr.cast(), self.len.get()) };
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn shared_file() -> io::Result<OwnedFd> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    Ok(memfd_create(
+        c"process-runtime-beacon",
+        MFdFlags::MFD_CLOEXEC,
+    )?)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn shared_file() -> io::Result<OwnedFd> {
+    // Elsewhere: a temporary file created exclusively and unlinked at once, so only the
+    // descriptor remains.
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+    let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!(".process-runtime-beacon-{name}"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file.into())
 }

@@ -73,7 +73,7 @@ fn main() {
     let mut failures = Vec::new();
 
     // Warm up: the spawner thread and lazily opened descriptors exist from here on.
-    let mut h = Trivial { n: 0 }.start().expect("start");
+    let h = Trivial { n: 0 }.start().expect("start");
     assert_eq!(h.result(), Ok(1));
     h.wait();
 
@@ -142,7 +142,7 @@ fn main() {
             rss_after_tenth = status_kb("VmRSS").unwrap_or(0);
         }
         let t = Instant::now();
-        let mut h = Trivial { n }.start().expect("start");
+        let h = Trivial { n }.start().expect("start");
         let r = h.result();
         h.wait();
         times.push(t.elapsed());

@@ -17,69 +17,17 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::{Mutex, OnceLock};
 
 use crate::sys;
-
-/// The environment variable that marks a re-executed binary as a child and carries
-/// `version:socket-fd:beacon-fd:parent-pid:secret-hex`. Removed by the child as soon
-/// as it is read.
-pub(crate) const MARKER: &str = "__PROCESS_RUNTIME_CHILD";
-const MARKER_VERSION: &str = "2";
-
-/// What the child needs to find its channel and prove who it is.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Marker {
-    pub fd: i32,
-    pub beacon_fd: i32,
-    pub parent_pid: u32,
-    pub secret: [u8; crate::protocol::SECRET_LEN],
-}
-
-impl Marker {
-    pub(crate) fn encode(&self) -> String {
-        let hex: String = self.secret.iter().map(|b| format!("{b:02x}")).collect();
-        format!(
-            "{MARKER_VERSION}:{}:{}:{}:{hex}",
-            self.fd, self.beacon_fd, self.parent_pid
-        )
-    }
-
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
-        let bad = || format!("malformed {MARKER} value");
-        let mut parts = s.split(':');
-        if parts.next() != Some(MARKER_VERSION) {
-            return Err(format!(
-                "{MARKER} was set by a different version of process-runtime"
-            ));
-        }
-        let fd = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let beacon_fd = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let parent_pid = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        let hex = parts.next().ok_or_else(bad)?;
-        if hex.len() != 2 * crate::protocol::SECRET_LEN || parts.next().is_some() {
-            return Err(bad());
-        }
-        let mut secret = [0u8; crate::protocol::SECRET_LEN];
-        for (i, byte) in secret.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        Ok(Self {
-            fd,
-            beacon_fd,
-            parent_pid,
-            secret,
-        })
-    }
-}
+use crate::wire::handoff::{Marker, MARKER, SECRET_LEN};
 
 struct Request {
     child_end: OwnedFd,
     beacon: OwnedFd,
-    secret: [u8; crate::protocol::SECRET_LEN],
+    secret: [u8; SECRET_LEN],
     extra_env: Vec<(String, String)>,
     reply: SyncSender<io::Result<Child>>,
 }
@@ -89,7 +37,7 @@ struct Request {
 pub(crate) fn spawn_child(
     child_end: OwnedFd,
     beacon: OwnedFd,
-    secret: [u8; crate::protocol::SECRET_LEN],
+    secret: [u8; SECRET_LEN],
     extra_env: Vec<(String, String)>,
 ) -> io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
@@ -131,7 +79,7 @@ pub(crate) fn spawn_child(
 fn spawn_here(
     child_end: &OwnedFd,
     beacon: &OwnedFd,
-    secret: &[u8; crate::protocol::SECRET_LEN],
+    secret: &[u8; SECRET_LEN],
     extra_env: &[(String, String)],
 ) -> io::Result<Child> {
     let marker = Marker {
@@ -140,14 +88,10 @@ fn spawn_here(
         parent_pid: std::process::id(),
         secret: *secret,
     };
-    let mut cmd = Command::new(sys::current_exe()?);
-    if let Some(arg0) = std::env::args_os().next() {
-        cmd.arg0(arg0);
-    }
+    let mut cmd = sys::child_command()?;
     cmd.env(MARKER, marker.encode())
         .envs(extra_env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .process_group(0);
+        .stdin(Stdio::null());
     sys::set_cloexec(child_end.as_fd(), false)?;
     if let Err(e) = sys::set_cloexec(beacon.as_fd(), false) {
         let _ = sys::set_cloexec(child_end.as_fd(), true);
@@ -159,26 +103,4 @@ fn spawn_here(
     let _ = sys::set_cloexec(child_end.as_fd(), true);
     let _ = sys::set_cloexec(beacon.as_fd(), true);
     spawned
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn marker_round_trips_and_rejects_junk() {
-        let m = Marker {
-            fd: 7,
-            beacon_fd: 8,
-            parent_pid: 4242,
-            secret: [0xab; 32],
-        };
-        assert_eq!(Marker::parse(&m.encode()).unwrap(), m);
-        assert!(Marker::parse("1:7:8:1:00")
-            .unwrap_err()
-            .contains("different version"));
-        assert!(Marker::parse("2:x:8:1:00").is_err());
-        assert!(Marker::parse(&format!("2:7:8:1:{}", "zz".repeat(32))).is_err());
-        assert!(Marker::parse(&format!("{}:extra", m.encode())).is_err());
-    }
 }

@@ -15,7 +15,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::handoff::SECRET_LEN;
 use crate::{ProcessConfig, ProcessError, ProcessTimers};
+
+/// What to tell a user whose type postcard rejects: the serde shapes it cannot carry.
+pub(crate) const POSTCARD_LIMITS: &str = "postcard, the wire format, does not support \
+     #[serde(flatten)], untagged enums, skip_serializing_if or other self-describing shapes";
 
 /// First bytes of every handshake: identifies the peer as this library.
 pub(crate) const MAGIC: [u8; 8] = *b"PRCSRT\r\n";
@@ -25,8 +30,6 @@ pub(crate) const PROTOCOL_VERSION: u32 = 1;
 pub(crate) const MAX_HELLO_FRAME: usize = 1024;
 /// Largest frame after the handshake (states and outputs travel in one frame).
 pub(crate) const MAX_FRAME: usize = 1 << 30;
-/// Bytes of the per-child secret.
-pub(crate) const SECRET_LEN: usize = 32;
 
 /// The child's first frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,9 +117,14 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
     Ok(value)
 }
 
-/// Decodes and checks a child's handshake: magic, protocol version, build fingerprint,
-/// and the secret (compared in constant time, so timing tells nothing about it).
-pub(crate) fn check_hello(payload: &[u8], secret: &[u8; SECRET_LEN]) -> Result<(), ProcessError> {
+/// Decodes and checks a child's handshake: magic, protocol version, build fingerprint
+/// (`fingerprint`, the parent's own), and the secret (compared in constant time, so
+/// timing tells nothing about it).
+pub(crate) fn check_hello(
+    payload: &[u8],
+    secret: &[u8; SECRET_LEN],
+    fingerprint: u64,
+) -> Result<(), ProcessError> {
     use subtle::ConstantTimeEq;
     let hello: Hello = decode(payload, "handshake")?;
     let problem = if hello.magic != MAGIC {
@@ -126,7 +134,7 @@ pub(crate) fn check_hello(payload: &[u8], secret: &[u8; SECRET_LEN]) -> Result<(
             "the child speaks protocol version {}, this parent speaks {PROTOCOL_VERSION}",
             hello.version
         )
-    } else if hello.fingerprint != build_fingerprint() {
+    } else if hello.fingerprint != fingerprint {
         "the child was built from different code than this parent (build fingerprint mismatch)"
             .to_owned()
     } else if !bool::from(hello.secret.ct_eq(secret)) {
@@ -139,29 +147,11 @@ pub(crate) fn check_hello(payload: &[u8], secret: &[u8; SECRET_LEN]) -> Result<(
     )))
 }
 
-/// The fingerprint of this build's set of process types: a parent and a child that
-/// disagree on it were built from different code and refuse each other.
-pub(crate) fn build_fingerprint() -> u64 {
-    // FNV-1a, order-independent over registrations (summed), so the linker's order of
-    // the registry does not matter.
-    fn fnv(bytes: &[u8], mut h: u64) -> u64 {
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h
-    }
-    let base = fnv(env!("CARGO_PKG_VERSION").as_bytes(), 0xcbf2_9ce4_8422_2325);
-    let base = fnv(&PROTOCOL_VERSION.to_le_bytes(), base);
-    crate::__private::REGISTRY.iter().fold(base, |acc, reg| {
-        let h = fnv(reg.tag.as_bytes(), base);
-        acc.wrapping_add(fnv((reg.type_name)().as_bytes(), h))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FINGERPRINT: u64 = 0x0123_4567_89ab_cdef;
 
     #[test]
     fn frames_round_trip_and_reject_trailing_bytes() {
@@ -185,7 +175,7 @@ mod tests {
         Hello {
             magic: MAGIC,
             version: PROTOCOL_VERSION,
-            fingerprint: build_fingerprint(),
+            fingerprint: FINGERPRINT,
             secret,
         }
     }
@@ -193,8 +183,8 @@ mod tests {
     #[test]
     fn only_the_right_secret_passes_the_handshake() {
         let good = postcard::to_allocvec(&hello([9; SECRET_LEN])).unwrap();
-        assert!(check_hello(&good, &[9; SECRET_LEN]).is_ok());
-        let e = check_hello(&good, &[8; SECRET_LEN]).unwrap_err();
+        assert!(check_hello(&good, &[9; SECRET_LEN], FINGERPRINT).is_ok());
+        let e = check_hello(&good, &[8; SECRET_LEN], FINGERPRINT).unwrap_err();
         assert_eq!(
             e.to_string(),
             "protocol error: handshake refused: the child did not present this parent's secret"
@@ -204,7 +194,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_pass_the_handshake(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
-            proptest::prop_assert!(check_hello(&bytes, &[0x5a; SECRET_LEN]).is_err());
+            proptest::prop_assert!(check_hello(&bytes, &[0x5a; SECRET_LEN], FINGERPRINT).is_err());
         }
 
         #[test]
@@ -218,7 +208,7 @@ mod tests {
             let mut bytes = postcard::to_allocvec(&hello([7; SECRET_LEN])).unwrap();
             let i = index % bytes.len();
             bytes[i] ^= flip;
-            proptest::prop_assert!(check_hello(&bytes, &[7; SECRET_LEN]).is_err());
+            proptest::prop_assert!(check_hello(&bytes, &[7; SECRET_LEN], FINGERPRINT).is_err());
         }
     }
 

@@ -177,11 +177,8 @@ pub(crate) struct Conn(Arc<Stream>);
 
 impl Conn {
     /// Wraps a connected socket descriptor as an `interprocess` local-socket stream.
-    #[cfg(unix)]
     pub(crate) fn from_fd(fd: std::os::fd::OwnedFd) -> Self {
-        Self(Arc::new(Stream::from(
-            interprocess::os::unix::uds_local_socket::Stream::from(fd),
-        )))
+        Self(Arc::new(crate::sys::local_stream(fd)))
     }
 
     /// Sets how long a read may block before it reports a timeout (`None`: for ever).

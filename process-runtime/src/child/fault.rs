@@ -1,0 +1,101 @@
+//! Where a test child breaks the protocol on purpose. Without the `fault-injection`
+//! feature every hook is an empty inline function, so production code carries no
+//! branch for it.
+
+use crate::wire::channel::Conn;
+use crate::wire::protocol::Hello;
+
+/// What the handshake should do after the fault was applied.
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+pub(crate) enum HelloStep {
+    /// Send the (possibly altered) handshake.
+    Send,
+    /// A broken frame was sent instead: wait for the parent to hang up.
+    Park,
+}
+
+#[cfg(feature = "fault-injection")]
+mod imp {
+    use super::{Conn, Hello, HelloStep};
+    use crate::fault::Fault;
+    use crate::wire::channel::write_frame;
+
+    /// The fault this child was told to commit, if any.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub(crate) struct Injector(Option<Fault>);
+
+    impl Injector {
+        /// Reads the fault from the environment and removes it. A name that no fault
+        /// has is a broken test: the child refuses to start.
+        pub(crate) fn from_env() -> Result<Self, String> {
+            let Some(name) = std::env::var_os(Fault::ENV) else {
+                return Ok(Self(None));
+            };
+            std::env::remove_var(Fault::ENV);
+            let name = name.to_string_lossy();
+            Fault::from_name(&name)
+                .map(|f| Self(Some(f)))
+                .ok_or_else(|| format!("unknown fault `{name}`"))
+        }
+
+        pub(crate) fn before_hello(self, hello: &mut Hello, send: &Conn) -> HelloStep {
+            match self.0 {
+                Some(Fault::ExitBeforeHello) => crate::sys::exit_now(7),
+                Some(Fault::HelloGarbage) => {
+                    let _ = write_frame(send, &[5, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0xff]);
+                    return HelloStep::Park;
+                }
+                Some(Fault::HelloOversized) => {
+                    let _ = write_frame(send, &u32::MAX.to_le_bytes());
+                    return HelloStep::Park;
+                }
+                Some(Fault::HelloBadSecret) => hello.secret[0] ^= 1,
+                Some(Fault::HelloBadVersion) => hello.version += 1,
+                Some(Fault::HelloBadMagic) => hello.magic[0] ^= 1,
+                Some(Fault::HelloBadFingerprint) => hello.fingerprint ^= 1,
+                _ => {}
+            }
+            HelloStep::Send
+        }
+
+        pub(crate) fn on_report(self, frame: &mut Vec<u8>) {
+            match self.0 {
+                Some(Fault::ReportTrailing) => {
+                    frame.push(0);
+                    let len = u32::try_from(frame.len() - 4).expect("frame length");
+                    frame[..4].copy_from_slice(&len.to_le_bytes());
+                }
+                Some(Fault::ReportOversized) => *frame = u32::MAX.to_le_bytes().to_vec(),
+                Some(Fault::ReportTruncated) => frame.truncate(frame.len() / 2),
+                Some(Fault::ReportGarbage) => *frame = vec![3, 0, 0, 0, 0xff, 0xff, 0xff],
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+mod imp {
+    use super::{Conn, Hello, HelloStep};
+
+    /// No faults without the feature.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub(crate) struct Injector;
+
+    impl Injector {
+        #[inline(always)]
+        pub(crate) fn from_env() -> Result<Self, String> {
+            Ok(Self)
+        }
+
+        #[inline(always)]
+        pub(crate) fn before_hello(self, _: &mut Hello, _: &Conn) -> HelloStep {
+            HelloStep::Send
+        }
+
+        #[inline(always)]
+        pub(crate) fn on_report(self, _: &mut Vec<u8>) {}
+    }
+}
+
+pub(crate) use imp::Injector;

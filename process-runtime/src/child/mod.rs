@@ -1,0 +1,10 @@
+//! The child side: entered before any user code when the binary was re-executed by a
+//! parent; it authenticates, receives the state, runs the engine and reports.
+
+mod engine;
+pub(crate) mod entry;
+mod fault;
+mod run;
+
+pub(crate) use entry::{enter_if_marked, exit_code};
+pub(crate) use run::{run, ChildRun};

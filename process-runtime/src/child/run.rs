@@ -1,0 +1,160 @@
+//! Running a registered type in the child: decode the state, run the engine (or only
+//! `error`), report, exit.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::engine;
+use super::entry::exit_code;
+use super::fault::Injector;
+use crate::sys;
+use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
+use crate::wire::protocol::{self, Mode, ToChild, ToParent};
+use crate::{Context, Process, ProcessError, ProcessTimers};
+
+/// What a registered type's entry point receives.
+pub(crate) struct ChildRun {
+    pub(super) frame: Frame,
+    pub(super) reader: FrameReader<Conn>,
+    pub(super) writer: Conn,
+    pub(super) parent_pid: u32,
+    pub(super) beacon: &'static AtomicU64,
+    pub(super) fault: Injector,
+}
+
+/// Reports a failure that ends the child before its lifecycle ran, then exits.
+pub(super) fn report_fatal(send: &Conn, error: ProcessError) -> ! {
+    let report = encode_report(&ToParent::Failed {
+        error,
+        timers: ProcessTimers::default(),
+        last: true,
+    });
+    let _ = write_frame(send, &report);
+    sys::exit_now(exit_code::FAILED)
+}
+
+/// The entry point registered for `T`: decode the state, run, report, exit.
+pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
+    let ChildRun {
+        frame,
+        reader,
+        writer,
+        parent_pid,
+        beacon,
+        fault,
+    } = run;
+    let Ok(ToChild::Start {
+        config,
+        attempt,
+        mode,
+        state,
+        ..
+    }) = protocol::decode::<ToChild<'_>>(frame.payload(), "start")
+    else {
+        unreachable!("the start frame was decoded before dispatch")
+    };
+    let mut obj: T = match postcard::from_bytes(state) {
+        Ok(obj) => obj,
+        Err(e) => report_fatal(
+            &writer,
+            ProcessError::State(format!("the child cannot decode it: {e}")),
+        ),
+    };
+    drop(frame);
+    engine::panic_location::install();
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_parent(reader, Arc::clone(&stop));
+    let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt);
+    let mut failed = false;
+    let outcome = match mode {
+        Mode::Run { last_life } => match engine::run(&mut obj, &mut cx, beacon) {
+            Ok(output) => Ok(output),
+            Err(error) if last_life => {
+                failed = true;
+                // The last attempt's own error, as it is: seed 003 hands `error` the
+                // wrapped section error, and a match on `Crashed` or `Timeout` must not
+                // depend on how many lives there were.
+                engine::handle_error(&mut obj, &mut cx, error, beacon).map_err(|e| (e, true))
+            }
+            Err(error) => {
+                failed = true;
+                Err((error, false))
+            }
+        },
+        Mode::HandleError(error) => {
+            engine::handle_error(&mut obj, &mut cx, error, beacon).map_err(|e| (e, true))
+        }
+    };
+    let mut timers = cx.__take_timers();
+    timers.__set_origin(attempt, failed);
+    let (report, code) = match outcome {
+        Ok(output) => match postcard::to_allocvec(&output) {
+            Ok(bytes) => (report_done(&bytes, timers, fault), 0),
+            Err(e) => (
+                encode_report(&ToParent::Failed {
+                    error: ProcessError::Output(e.to_string()),
+                    timers,
+                    last: true,
+                }),
+                exit_code::FAILED,
+            ),
+        },
+        Err((error, last)) => (
+            encode_report(&ToParent::Failed {
+                error,
+                timers,
+                last,
+            }),
+            exit_code::FAILED,
+        ),
+    };
+    if write_frame(&writer, &report).is_err() {
+        sys::exit_now(exit_code::PARENT_GONE);
+    }
+    // Exit without running the user's `main` (or returning into the constructor's
+    // caller); stdout is flushed so that the user's prints are not lost.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    sys::exit_now(code)
+}
+
+fn report_done(output: &[u8], timers: ProcessTimers, fault: Injector) -> Vec<u8> {
+    let mut frame = encode_report(&ToParent::Done { output, timers });
+    fault.on_report(&mut frame);
+    frame
+}
+
+fn encode_report(report: &ToParent<'_>) -> Vec<u8> {
+    protocol::encode(report).unwrap_or_else(|e| {
+        protocol::encode(&ToParent::Failed {
+            error: e,
+            timers: ProcessTimers::default(),
+            last: true,
+        })
+        .expect("an error report always encodes")
+    })
+}
+
+/// Reads the parent's frames on a thread of its own: a stop request sets the flag the
+/// engine checks; end-of-file (the parent died or dropped us) ends the process at once.
+fn watch_parent(mut reader: FrameReader<Conn>, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("process-runtime-parent-watch".into())
+        .stack_size(64 * 1024)
+        .spawn(move || loop {
+            match reader.read_frame(1024) {
+                Ok(Some(frame)) => {
+                    match protocol::decode::<ToChild<'_>>(frame.payload(), "control") {
+                        Ok(ToChild::Stop) => stop.store(true, Ordering::Relaxed),
+                        Ok(ToChild::Start { .. }) | Err(_) => sys::exit_now(exit_code::BAD_START),
+                    }
+                }
+                Ok(None) => {}
+                Err(ReadError::Closed { .. } | ReadError::Io(_) | ReadError::TooLarge { .. }) => {
+                    sys::exit_now(exit_code::PARENT_GONE)
+                }
+            }
+        });
+    if spawned.is_err() {
+        sys::exit_now(exit_code::BAD_START);
+    }
+}

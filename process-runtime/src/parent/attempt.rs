@@ -1,0 +1,293 @@
+//! One child process and its channel, as an explicit state machine.
+//!
+//! An attempt is `Handshake` (spawned; waiting for the child to prove who it is), then
+//! `Running` (started; control frames may flow; waiting for the report), then ended
+//! with an [`AttemptEnd`]. Events move it on: a frame, end-of-file, a broken read, or a
+//! tick on which the deadlines are checked. The attempt never blocks of its own accord:
+//! [`Attempt::next_event`] is the one blocking read, kept apart so that one event loop
+//! can later feed many attempts from readiness instead.
+
+use std::process::Child;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::deadline::{Overdue, Watch};
+use super::shared::{send_stop, Output, Shared};
+use super::spawn;
+use crate::beacon::{self, Beacon};
+use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
+use crate::wire::handoff::{new_secret, SECRET_LEN};
+use crate::wire::protocol::{self, ToParent};
+use crate::{registry, sys, ProcessError, ProcessTimers, Section};
+
+/// What the child is told besides the marker (only fault injection, for now).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StartOptions {
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fault: Option<crate::fault::Fault>,
+}
+
+impl StartOptions {
+    /// The environment the child gets besides the marker.
+    fn child_env(&self) -> Vec<(String, String)> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(fault) = self.fault {
+            return vec![(crate::fault::Fault::ENV.to_owned(), fault.name().to_owned())];
+        }
+        Vec::new()
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug)]
+pub(crate) enum AttemptEnd {
+    /// The child reported an output.
+    Done(Output, Box<ProcessTimers>),
+    /// The child reported an error; `last` when it is the process's final outcome.
+    Failed {
+        error: ProcessError,
+        last: bool,
+        timers: Box<ProcessTimers>,
+    },
+    /// End-of-file without a report: the child crashed or was killed.
+    Vanished,
+    /// The child broke the protocol; it was killed.
+    Refused(ProcessError),
+    /// A section ran past its limit; the child was killed.
+    TimedOut { section: Section, limit: Duration },
+}
+
+/// Something that happened on an attempt's channel.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A whole frame arrived.
+    Frame(Frame),
+    /// The child closed its end between frames (it exited or died).
+    Closed,
+    /// The channel broke: closed inside a frame, an oversized prefix, an I/O error.
+    Broken(ReadError),
+    /// Nothing arrived within a tick; time to check the deadlines.
+    Tick,
+}
+
+/// Where an attempt is.
+#[derive(Debug)]
+enum Phase {
+    /// Spawned, waiting for the handshake. `late_start` is the start frame when it is
+    /// too large to send before the child is known to read.
+    Handshake { late_start: Option<Vec<u8>> },
+    /// Started; the report ends it.
+    Running,
+}
+
+/// One child process and its channel.
+pub(crate) struct Attempt {
+    pub(crate) child: Child,
+    pub(crate) beacon: Beacon,
+    reader: FrameReader<Conn>,
+    writer: Conn,
+    secret: [u8; SECRET_LEN],
+    /// 1 for the first attempt; the child that only runs `error` keeps the number of
+    /// the attempt that failed before it.
+    pub(crate) number: u32,
+    watch: Watch,
+    phase: Phase,
+}
+
+impl Attempt {
+    /// Spawns a child. `new_life` is false for the child that only runs `error` after
+    /// every life was spent: it is not an attempt of its own.
+    pub(crate) fn spawn(
+        shared: &Shared,
+        options: &StartOptions,
+        new_life: bool,
+    ) -> Result<Self, ProcessError> {
+        let io = |what: &str, e: std::io::Error| ProcessError::Io(format!("{what}: {e}"));
+        let (parent_end, child_end) =
+            sys::socket_pair().map_err(|e| io("creating the socket pair", e))?;
+        let secret = new_secret().map_err(|e| io("generating the secret", e))?;
+        let (beacon, beacon_fd) = Beacon::create().map_err(|e| io("creating the beacon", e))?;
+        let conn = Conn::from_fd(parent_end);
+        conn.set_read_timeout(Some(Watch::tick(&shared.config.timeouts)))
+            .map_err(|e| io("setting the socket's read timeout", e))?;
+        let child = spawn::spawn_child(child_end, beacon_fd, secret, options.child_env())
+            .map_err(|e| io("spawning the child", e))?;
+        let mut inner = shared.lock();
+        if new_life {
+            inner.attempts += 1;
+        }
+        inner.pid = child.id();
+        inner.live_pid = Some(child.id());
+        let number = inner.attempts;
+        // A kill requested while this child was being spawned was aimed at the
+        // previous one: it applies to this one. Checked under the lock that publishes
+        // the new pid, so no request can fall between the two.
+        if inner.kill_requested {
+            let _ = sys::kill_group(child.id());
+        }
+        drop(inner);
+        tracing::debug!(process = %shared.config.name, pid = child.id(), attempt = number, "child started");
+        Ok(Self {
+            child,
+            beacon,
+            reader: FrameReader::new(conn.clone()),
+            writer: conn,
+            secret,
+            number,
+            watch: Watch::new(shared.config.timeouts),
+            phase: Phase::Handshake { late_start: None },
+        })
+    }
+
+    /// Hands the attempt its start frame. A small one goes out at once, before the
+    /// handshake arrives, saving a round trip: only this child holds the other end of
+    /// the socket pair, so nobody else can read it, and nothing the child sends is
+    /// trusted before its handshake is checked. A large one waits for the handshake, so
+    /// that the write never blocks on a child that is still starting.
+    pub(crate) fn begin(&mut self, start: Vec<u8>) -> Option<AttemptEnd> {
+        /// A start frame this small fits in the socket's buffer, so writing it cannot
+        /// block on a child that is not reading yet.
+        const EARLY_START_MAX: usize = 64 * 1024;
+        if start.len() > EARLY_START_MAX {
+            self.phase = Phase::Handshake {
+                late_start: Some(start),
+            };
+            return None;
+        }
+        // A failed write means the child died already; its exit status tells why.
+        write_frame(&self.writer, &start)
+            .err()
+            .map(|_| AttemptEnd::Vanished)
+    }
+
+    /// Blocks for the next event: a frame, or a tick when nothing arrived in time.
+    pub(crate) fn next_event(&mut self) -> Event {
+        let max = match self.phase {
+            Phase::Handshake { .. } => protocol::MAX_HELLO_FRAME,
+            Phase::Running => protocol::MAX_FRAME,
+        };
+        match self.reader.read_frame(max) {
+            Ok(Some(frame)) => Event::Frame(frame),
+            Ok(None) => Event::Tick,
+            Err(ReadError::Closed { partial: false }) => Event::Closed,
+            Err(e) => Event::Broken(e),
+        }
+    }
+
+    /// Moves the attempt on; `Some` when it has ended.
+    pub(crate) fn on_event(&mut self, event: Event, shared: &Shared) -> Option<AttemptEnd> {
+        let end = match event {
+            Event::Frame(frame) => self.on_frame(frame, shared),
+            Event::Closed => Some(AttemptEnd::Vanished),
+            Event::Broken(e) => {
+                let what = self.frame_kind();
+                Some(self.refuse(shared, e.into_process_error(what)))
+            }
+            Event::Tick => None,
+        };
+        // Deadlines are held on every event, so that a child that keeps sending cannot
+        // starve the check.
+        end.or_else(|| self.check_deadlines(shared, Instant::now()))
+    }
+
+    fn frame_kind(&self) -> &'static str {
+        match self.phase {
+            Phase::Handshake { .. } => "handshake",
+            Phase::Running => "report",
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame, shared: &Shared) -> Option<AttemptEnd> {
+        match &mut self.phase {
+            Phase::Handshake { late_start } => {
+                let late_start = late_start.take();
+                if let Err(e) =
+                    protocol::check_hello(frame.payload(), &self.secret, registry::fingerprint())
+                {
+                    return Some(self.refuse(shared, e));
+                }
+                if let Some(start) = late_start {
+                    if write_frame(&self.writer, &start).is_err() {
+                        return Some(AttemptEnd::Vanished);
+                    }
+                }
+                self.phase = Phase::Running;
+                // Stop requests reach the child only once it has its start frame; one
+                // made earlier was recorded and is sent now.
+                let stop_early = {
+                    let mut inner = shared.lock();
+                    inner.writer = Some(self.writer.clone());
+                    inner.stop_requested
+                };
+                if stop_early {
+                    send_stop(&self.writer);
+                }
+                None
+            }
+            Phase::Running => Some(self.on_report(frame, shared)),
+        }
+    }
+
+    fn on_report(&mut self, frame: Frame, shared: &Shared) -> AttemptEnd {
+        let report = match protocol::decode::<ToParent<'_>>(frame.payload(), "report") {
+            Ok(ToParent::Done { output, timers }) => {
+                let start = output.as_ptr() as usize - frame.payload().as_ptr() as usize;
+                Ok((start, output.len(), Box::new(timers)))
+            }
+            Ok(ToParent::Failed {
+                error,
+                timers,
+                last,
+            }) => Err((error, Box::new(timers), last)),
+            Err(e) => return self.refuse(shared, e),
+        };
+        match report {
+            Ok((start, len, timers)) => AttemptEnd::Done(Output::new(frame, start, len), timers),
+            Err((error, timers, last)) => AttemptEnd::Failed {
+                error,
+                last,
+                timers,
+            },
+        }
+    }
+
+    /// A section running past its limit, or a child that never completes its
+    /// handshake, is killed with its process group.
+    fn check_deadlines(&mut self, shared: &Shared, now: Instant) -> Option<AttemptEnd> {
+        let word = self.beacon.word().load(Ordering::Relaxed);
+        match self.watch.check(word, now) {
+            Overdue::No => None,
+            Overdue::Section(section, limit) => {
+                tracing::warn!(
+                    process = %shared.config.name,
+                    pid = self.child.id(),
+                    %section,
+                    ?limit,
+                    "section timed out; killing the child"
+                );
+                let _ = sys::kill_group(self.child.id());
+                Some(AttemptEnd::TimedOut { section, limit })
+            }
+            Overdue::Startup(limit) => Some(self.refuse(
+                shared,
+                ProcessError::Protocol(format!(
+                    "the child did not complete its handshake within {limit:?}"
+                )),
+            )),
+        }
+    }
+
+    /// Kills the child for breaking the protocol.
+    pub(crate) fn refuse(&self, shared: &Shared, error: ProcessError) -> AttemptEnd {
+        tracing::warn!(process = %shared.config.name, pid = self.child.id(), "{error}");
+        if let Err(e) = sys::kill_group(self.child.id()) {
+            tracing::warn!(process = %shared.config.name, "kill failed: {e}");
+        }
+        AttemptEnd::Refused(error)
+    }
+
+    /// The section the child was in when it last told the beacon.
+    pub(crate) fn last_section(&self) -> Option<Section> {
+        beacon::section_of(self.beacon.word().load(Ordering::Relaxed))
+    }
+}

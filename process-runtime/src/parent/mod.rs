@@ -1,0 +1,20 @@
+//! The parent side: what a [`Handle`](crate::Handle) shares with the supervision of its
+//! process, and the supervision itself.
+//!
+//! - [`start`] checks and serializes the state and starts the supervisor.
+//! - [`spawn`] re-executes the binary from one long-lived thread.
+//! - [`attempt`] is one child: an explicit state machine that frames, ticks and
+//!   end-of-file move on, with no blocking call of its own.
+//! - [`deadline`] holds section timeouts from the beacon's samples.
+//! - [`policy`] decides, as pure functions, what a failure means: retry, run `error`
+//!   in a fresh child, or end with which error.
+//! - [`supervisor`] feeds an attempt its events, reaps it, and applies the policy.
+//! - [`shared`] is the state the handle and the supervisor share.
+
+pub(crate) mod attempt;
+pub(crate) mod deadline;
+pub(crate) mod policy;
+pub(crate) mod shared;
+pub(crate) mod spawn;
+pub(crate) mod start;
+pub(crate) mod supervisor;

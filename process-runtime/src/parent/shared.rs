@@ -1,0 +1,164 @@
+//! What a handle and the supervisor of its process share: a mutex-held [`Inner`] and a
+//! condition variable signalled at every change.
+//!
+//! The outcome and the exit are published together, after every child of the process
+//! has been reaped: whoever is woken by the outcome finds `exit_code()` known and
+//! `is_alive()` false.
+
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
+
+use crate::wire::channel::{write_frame, Conn, Frame};
+use crate::wire::protocol::{self, ToChild};
+use crate::{sys, Exit, ProcessConfig, ProcessError, ProcessTimers};
+
+/// The output bytes of a finished process, kept inside the frame they arrived in.
+#[derive(Debug)]
+pub(crate) struct Output {
+    frame: Frame,
+    start: usize,
+    len: usize,
+}
+
+impl Output {
+    /// `len` bytes at `start` of `frame`'s payload.
+    pub(crate) fn new(frame: Frame, start: usize, len: usize) -> Self {
+        Self { frame, start, len }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.frame.payload()[self.start..self.start + self.len]
+    }
+}
+
+/// What the handle and the supervisor share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: ProcessConfig,
+    pub(crate) timers: OnceLock<ProcessTimers>,
+    inner: Mutex<Inner>,
+    changed: Condvar,
+}
+
+/// The mutable part of [`Shared`].
+#[derive(Debug, Default)]
+pub(crate) struct Inner {
+    /// The current attempt's process id.
+    pub(crate) pid: u32,
+    /// The process id while it may be signalled: from the spawn until just before the
+    /// child is reaped (after that the id may belong to someone else).
+    pub(crate) live_pid: Option<u32>,
+    /// The current attempt's socket, once it may carry control frames.
+    pub(crate) writer: Option<Conn>,
+    /// The outcome and how the deciding attempt ended, set together once everything
+    /// of this process has been reaped.
+    pub(crate) end: Option<End>,
+    /// A final report arrived: the outcome is decided, and a kill changes nothing.
+    pub(crate) decided: bool,
+    pub(crate) stop_requested: bool,
+    pub(crate) kill_requested: bool,
+    /// Attempts started so far.
+    pub(crate) attempts: u32,
+}
+
+/// A process's end: its outcome and the exit status of the attempt that decided it.
+#[derive(Debug)]
+pub(crate) struct End {
+    pub(crate) report: Result<Output, ProcessError>,
+    pub(crate) exit: Exit,
+}
+
+impl Inner {
+    /// Whether the process has ended (everything reaped, outcome known).
+    pub(crate) fn finished(&self) -> bool {
+        self.end.is_some()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(config: ProcessConfig) -> Self {
+        Self {
+            config,
+            timers: OnceLock::new(),
+            inner: Mutex::new(Inner::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `done` holds or `deadline` passes; returns whether it holds.
+    pub(crate) fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&Inner) -> bool,
+    ) -> (MutexGuard<'_, Inner>, bool) {
+        let mut inner = self.lock();
+        loop {
+            if done(&inner) {
+                return (inner, true);
+            }
+            match deadline {
+                None => {
+                    inner = self
+                        .changed
+                        .wait(inner)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return (inner, false);
+                    }
+                    inner = self
+                        .changed
+                        .wait_timeout(inner, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// Changes the shared state and wakes every waiter.
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Inner)) {
+        f(&mut self.lock());
+        self.changed.notify_all();
+    }
+
+    /// Asks the running attempt to stop (and remembers it for later attempts).
+    pub(crate) fn request_stop(&self) {
+        let writer = {
+            let mut inner = self.lock();
+            inner.stop_requested = true;
+            inner.writer.clone()
+        };
+        if let Some(w) = writer {
+            send_stop(&w);
+        }
+    }
+
+    /// Kills the running attempt's process group, unless the outcome is decided.
+    pub(crate) fn request_kill(&self) {
+        let mut inner = self.lock();
+        if inner.decided || inner.finished() {
+            return;
+        }
+        inner.kill_requested = true;
+        if let Some(pid) = inner.live_pid {
+            if let Err(e) = sys::kill_group(pid) {
+                tracing::warn!(process = %self.config.name, pid, "kill failed: {e}");
+            }
+        }
+    }
+}
+
+/// Sends a stop request. A child that already ended cannot be stopped; that is not an
+/// error.
+pub(crate) fn send_stop(writer: &Conn) {
+    if let Ok(frame) = protocol::encode(&ToChild::Stop) {
+        let _ = write_frame(writer, &frame);
+    }
+}
