@@ -14,7 +14,6 @@
 use std::hint::black_box;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use process_runtime::prelude::*;
@@ -371,7 +370,7 @@ fn direct_ns_per_lap() -> f64 {
     let mut obj = EmptyLaps;
     let mut cx = Context::__new(
         EmptyLaps::config(),
-        Arc::new(AtomicBool::new(false)),
+        Box::leak(Box::new(AtomicBool::new(false))),
         std::process::id(),
         std::process::id(),
         1,
@@ -398,7 +397,7 @@ fn hand_timed_ns_per_lap() -> f64 {
     let mut obj = EmptyLaps;
     let mut cx = Context::__new(
         EmptyLaps::config(),
-        Arc::new(AtomicBool::new(false)),
+        Box::leak(Box::new(AtomicBool::new(false))),
         std::process::id(),
         std::process::id(),
         1,

@@ -1,7 +1,6 @@
 //! What a running section can see of its process and do to it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::ProcessConfig;
@@ -12,7 +11,9 @@ use crate::timer::ProcessTimers;
 /// It is built by the runtime; user code only reads it and calls [`Context::stop`].
 #[derive(Debug)]
 pub struct Context {
-    stop: Arc<AtomicBool>,
+    /// The stop flag. In a child it lives in the page shared with the parent, so that
+    /// `Handle::stop` is one store on the parent's side and one load on this one.
+    stop: &'static AtomicBool,
     lap: u64,
     pid: u32,
     parent_pid: u32,
@@ -29,7 +30,7 @@ impl Context {
     #[must_use]
     pub fn __new(
         config: ProcessConfig,
-        stop: Arc<AtomicBool>,
+        stop: &'static AtomicBool,
         pid: u32,
         parent_pid: u32,
         attempt: u32,
@@ -115,8 +116,8 @@ impl Context {
     /// The stop flag, for the engine's checks between sections.
     #[doc(hidden)]
     #[must_use]
-    pub fn __stop_flag(&self) -> &Arc<AtomicBool> {
-        &self.stop
+    pub fn __stop_flag(&self) -> &'static AtomicBool {
+        self.stop
     }
 
     /// Records that a lap was completed.

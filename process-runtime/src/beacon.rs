@@ -12,13 +12,15 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::sys::SharedMapping;
 use crate::Section;
 
 /// Bytes of the shared mapping.
 const MAP_LEN: usize = 4096;
+/// Where the stop flag sits in the mapping, after the beacon word.
+const STOP_OFFSET: usize = 8;
 
 /// The value before the engine entered any section.
 pub(crate) const NOT_STARTED: u64 = 7;
@@ -83,12 +85,32 @@ impl Beacon {
         unsafe { self.mapping.as_ptr().cast::<AtomicU64>().as_ref() }
     }
 
+    /// The stop flag: set by the parent's `Handle::stop`, read by the engine between
+    /// sections and by `Context::is_stopping`, with no frame and no thread between them.
+    pub(crate) fn stop_flag(&self) -> &AtomicBool {
+        // SAFETY: byte STOP_OFFSET of a mapping longer than that, valid while `self`
+        // lives; AtomicBool is one byte, and the parent only ever stores 0 or 1 there.
+        // A child that scribbles another value only confuses itself.
+        unsafe {
+            self.mapping
+                .as_ptr()
+                .add(STOP_OFFSET)
+                .cast::<AtomicBool>()
+                .as_ref()
+        }
+    }
+
     /// Keeps the mapping for the rest of the process's life (the child's side: the
-    /// engine holds a `'static` reference to the word).
-    pub(crate) fn leak(self) -> &'static AtomicU64 {
+    /// engine and the context hold `'static` references into it).
+    pub(crate) fn leak(self) -> (&'static AtomicU64, &'static AtomicBool) {
         let ptr = self.mapping.leak();
-        // SAFETY: the mapping is never unmapped now; see `word`.
-        unsafe { ptr.cast::<AtomicU64>().as_ref() }
+        // SAFETY: the mapping is never unmapped now; see `word` and `stop_flag`.
+        unsafe {
+            (
+                ptr.cast::<AtomicU64>().as_ref(),
+                ptr.add(STOP_OFFSET).cast::<AtomicBool>().as_ref(),
+            )
+        }
     }
 }
 

@@ -152,7 +152,7 @@ fn run_sections<T: Lifecycle>(
     cx: &mut Context,
     tracker: &mut Tracker<'_>,
 ) -> Result<T::Output, SectionFailure> {
-    let stop = std::sync::Arc::clone(cx.__stop_flag());
+    let stop = cx.__stop_flag();
     let stopped = || stop.load(Ordering::Relaxed);
     let num_loops = cx.config().num_loops;
     let deadline = cx.config().join_in.map(|d| Instant::now() + d);
@@ -218,7 +218,6 @@ fn run_sections<T: Lifecycle>(
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
 
     use super::*;
     use crate::ProcessConfig;
@@ -268,7 +267,7 @@ mod tests {
     }
 
     fn cx(config: ProcessConfig) -> Context {
-        Context::__new(config, Arc::new(AtomicBool::new(false)), 1, 0, 1)
+        Context::__new(config, Box::leak(Box::new(AtomicBool::new(false))), 1, 0, 1)
     }
 
     fn run<T: Lifecycle>(obj: &mut T, cx: &mut Context) -> Result<T::Output, ProcessError> {

@@ -12,7 +12,7 @@
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::fault::{HelloStep, Injector};
 use super::run::{report_fatal, ChildRun};
@@ -66,11 +66,12 @@ pub(crate) fn enter_if_marked(entry_of: EntryOf, fingerprint: fn() -> u64) {
             "cannot set close-on-exec on the inherited socket: {e}"
         ));
     }
-    let beacon = sys::adopt_fd(marker.beacon_fd)
+    let (beacon, stop) = sys::adopt_fd(marker.beacon_fd)
         .and_then(|bfd| Beacon::open(&bfd))
         .unwrap_or_else(|e| bad_start(&format!("the inherited beacon is unusable: {e}")))
         .leak();
-    handshake_and_run(fd, beacon, &marker, fault, entry_of, fingerprint());
+    let shared = SharedWords { beacon, stop };
+    handshake_and_run(fd, shared, &marker, fault, entry_of, fingerprint());
 }
 
 fn bad_start(why: &str) -> ! {
@@ -78,9 +79,15 @@ fn bad_start(why: &str) -> ! {
     sys::exit_now(exit_code::BAD_START)
 }
 
+/// The child's view of the page it shares with the parent.
+struct SharedWords {
+    beacon: &'static AtomicU64,
+    stop: &'static AtomicBool,
+}
+
 fn handshake_and_run(
     fd: OwnedFd,
-    beacon: &'static AtomicU64,
+    shared: SharedWords,
     marker: &Marker,
     fault: Injector,
     entry_of: EntryOf,
@@ -109,10 +116,6 @@ fn handshake_and_run(
     };
     let tag = match protocol::decode::<ToChild<'_>>(frame.payload(), "start") {
         Ok(ToChild::Start { tag, .. }) => tag.to_owned(),
-        Ok(_) => report_fatal(
-            &send,
-            ProcessError::Protocol("the first frame was not a start frame".into()),
-        ),
         Err(e) => report_fatal(&send, e),
     };
     let Some(entry) = entry_of(&tag) else {
@@ -128,7 +131,8 @@ fn handshake_and_run(
         reader,
         writer: send,
         parent_pid: marker.parent_pid,
-        beacon,
+        beacon: shared.beacon,
+        stop: shared.stop,
         fault,
     })
 }

@@ -1,15 +1,14 @@
 //! Running a registered type in the child: decode the state, run the engine (or only
 //! `error`), report, exit.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::engine;
 use super::entry::exit_code;
 use super::fault::Injector;
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
-use crate::wire::protocol::{self, Mode, ToChild, ToParent};
+use crate::wire::protocol::{self, Mode, ToChild, ToParent, POSTCARD_LIMITS};
 use crate::{Context, Process, ProcessError, ProcessTimers};
 
 /// What a registered type's entry point receives.
@@ -19,6 +18,7 @@ pub(crate) struct ChildRun {
     pub(super) writer: Conn,
     pub(super) parent_pid: u32,
     pub(super) beacon: &'static AtomicU64,
+    pub(super) stop: &'static AtomicBool,
     pub(super) fault: Injector,
 }
 
@@ -41,6 +41,7 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
         writer,
         parent_pid,
         beacon,
+        stop,
         fault,
     } = run;
     let Ok(ToChild::Start {
@@ -62,8 +63,12 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
     };
     drop(frame);
     engine::panic_location::install();
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_parent(reader, Arc::clone(&stop));
+    // Stop requests arrive through the shared page, so nothing has to read the socket
+    // while the engine runs. Where the platform cannot signal a parent's death, a
+    // thread watches the socket for end-of-file instead.
+    if !sys::parent_death_signal_armed() {
+        exit_with_parent(reader);
+    }
     let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt);
     let mut failed = false;
     let outcome = match mode {
@@ -92,7 +97,10 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
             Ok(bytes) => (report_done(&bytes, timers, fault), 0),
             Err(e) => (
                 encode_report(&ToParent::Failed {
-                    error: ProcessError::Output(e.to_string()),
+                    error: ProcessError::Output(format!(
+                        "the child cannot encode `{}` ({e}); {POSTCARD_LIMITS}",
+                        std::any::type_name::<T::Output>()
+                    )),
                     timers,
                     last: true,
                 }),
@@ -134,21 +142,17 @@ fn encode_report(report: &ToParent<'_>) -> Vec<u8> {
     })
 }
 
-/// Reads the parent's frames on a thread of its own: a stop request sets the flag the
-/// engine checks; end-of-file (the parent died or dropped us) ends the process at once.
-fn watch_parent(mut reader: FrameReader<Conn>, stop: Arc<AtomicBool>) {
+/// Ends the process when the parent's end of the socket closes (the parent died), on a
+/// thread of its own. The parent sends nothing after the start frame, so any frame is a
+/// broken channel.
+fn exit_with_parent(mut reader: FrameReader<Conn>) {
     let spawned = std::thread::Builder::new()
         .name("process-runtime-parent-watch".into())
         .stack_size(64 * 1024)
         .spawn(move || loop {
             match reader.read_frame(1024) {
-                Ok(Some(frame)) => {
-                    match protocol::decode::<ToChild<'_>>(frame.payload(), "control") {
-                        Ok(ToChild::Stop) => stop.store(true, Ordering::Relaxed),
-                        Ok(ToChild::Start { .. }) | Err(_) => sys::exit_now(exit_code::BAD_START),
-                    }
-                }
                 Ok(None) => {}
+                Ok(Some(_)) => sys::exit_now(exit_code::BAD_START),
                 Err(ReadError::Closed { .. } | ReadError::Io(_) | ReadError::TooLarge { .. }) => {
                     sys::exit_now(exit_code::PARENT_GONE)
                 }

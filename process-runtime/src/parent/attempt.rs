@@ -9,10 +9,11 @@
 
 use std::process::Child;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::deadline::{Overdue, Watch};
-use super::shared::{send_stop, Output, Shared};
+use super::shared::{Output, Shared};
 use super::spawn;
 use crate::beacon::{self, Beacon};
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
@@ -74,16 +75,27 @@ pub(crate) enum Event {
 #[derive(Debug)]
 enum Phase {
     /// Spawned, waiting for the handshake. `late_start` is the start frame when it is
-    /// too large to send before the child is known to read.
-    Handshake { late_start: Option<Vec<u8>> },
+    /// too large to send before the child is known to read; `lost` when the early start
+    /// frame could not be written (the child died at once).
+    Handshake {
+        late_start: Option<Vec<u8>>,
+        lost: bool,
+    },
     /// Started; the report ends it.
     Running,
 }
 
+/// A start frame this small fits in the socket's buffer, so writing it cannot block on
+/// a child that is not reading yet: it is sent at spawn, before the handshake arrives,
+/// which saves a round trip. Only this child holds the other end of the socket pair, so
+/// nobody else can read it, and nothing the child sends is trusted before its handshake
+/// is checked. A larger one waits for the handshake.
+const EARLY_START_MAX: usize = 64 * 1024;
+
 /// One child process and its channel.
 pub(crate) struct Attempt {
     pub(crate) child: Child,
-    pub(crate) beacon: Beacon,
+    pub(crate) beacon: Arc<Beacon>,
     reader: FrameReader<Conn>,
     writer: Conn,
     secret: [u8; SECRET_LEN],
@@ -95,29 +107,40 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    /// Spawns a child. `new_life` is false for the child that only runs `error` after
-    /// every life was spent: it is not an attempt of its own.
+    /// Spawns a child that is to run `start`. `new_life` is false for the child that only
+    /// runs `error` after every life was spent: it is not an attempt of its own.
     pub(crate) fn spawn(
         shared: &Shared,
         options: &StartOptions,
         new_life: bool,
+        start: Vec<u8>,
     ) -> Result<Self, ProcessError> {
         let io = |what: &str, e: std::io::Error| ProcessError::Io(format!("{what}: {e}"));
         let (parent_end, child_end) =
             sys::socket_pair().map_err(|e| io("creating the socket pair", e))?;
         let secret = new_secret().map_err(|e| io("generating the secret", e))?;
         let (beacon, beacon_fd) = Beacon::create().map_err(|e| io("creating the beacon", e))?;
+        let beacon = Arc::new(beacon);
         let conn = Conn::from_fd(parent_end);
         conn.set_read_timeout(Some(Watch::tick(&shared.config.timeouts)))
             .map_err(|e| io("setting the socket's read timeout", e))?;
+        let early = start.len() <= EARLY_START_MAX;
         let child = spawn::spawn_child(child_end, beacon_fd, secret, options.child_env())
             .map_err(|e| io("spawning the child", e))?;
+        // A failed write means the child died already; its exit status tells why.
+        let lost = early && write_frame(&conn, &start).is_err();
         let mut inner = shared.lock();
         if new_life {
             inner.attempts += 1;
         }
         inner.pid = child.id();
         inner.live_pid = Some(child.id());
+        // A stop requested before this child existed applies to it (a stopped process
+        // is not restarted, but `error` may still run, and should stop at once).
+        if inner.stop_requested {
+            beacon.stop_flag().store(true, Ordering::Relaxed);
+        }
+        inner.beacon = Some(Arc::clone(&beacon));
         let number = inner.attempts;
         // A kill requested while this child was being spawned was aimed at the
         // previous one: it applies to this one. Checked under the lock that publishes
@@ -135,29 +158,17 @@ impl Attempt {
             secret,
             number,
             watch: Watch::new(shared.config.timeouts),
-            phase: Phase::Handshake { late_start: None },
+            phase: Phase::Handshake {
+                late_start: (!early).then_some(start),
+                lost,
+            },
         })
     }
 
-    /// Hands the attempt its start frame. A small one goes out at once, before the
-    /// handshake arrives, saving a round trip: only this child holds the other end of
-    /// the socket pair, so nobody else can read it, and nothing the child sends is
-    /// trusted before its handshake is checked. A large one waits for the handshake, so
-    /// that the write never blocks on a child that is still starting.
-    pub(crate) fn begin(&mut self, start: Vec<u8>) -> Option<AttemptEnd> {
-        /// A start frame this small fits in the socket's buffer, so writing it cannot
-        /// block on a child that is not reading yet.
-        const EARLY_START_MAX: usize = 64 * 1024;
-        if start.len() > EARLY_START_MAX {
-            self.phase = Phase::Handshake {
-                late_start: Some(start),
-            };
-            return None;
-        }
-        // A failed write means the child died already; its exit status tells why.
-        write_frame(&self.writer, &start)
-            .err()
-            .map(|_| AttemptEnd::Vanished)
+    /// `Some` when the attempt ended before its first event: the child died before it
+    /// could be handed its start frame.
+    pub(crate) fn lost_at_start(&self) -> Option<AttemptEnd> {
+        matches!(self.phase, Phase::Handshake { lost: true, .. }).then_some(AttemptEnd::Vanished)
     }
 
     /// Blocks for the next event: a frame, or a tick when nothing arrived in time.
@@ -199,7 +210,7 @@ impl Attempt {
 
     fn on_frame(&mut self, frame: Frame, shared: &Shared) -> Option<AttemptEnd> {
         match &mut self.phase {
-            Phase::Handshake { late_start } => {
+            Phase::Handshake { late_start, .. } => {
                 let late_start = late_start.take();
                 if let Err(e) =
                     protocol::check_hello(frame.payload(), &self.secret, registry::fingerprint())
@@ -212,16 +223,6 @@ impl Attempt {
                     }
                 }
                 self.phase = Phase::Running;
-                // Stop requests reach the child only once it has its start frame; one
-                // made earlier was recorded and is sent now.
-                let stop_early = {
-                    let mut inner = shared.lock();
-                    inner.writer = Some(self.writer.clone());
-                    inner.stop_requested
-                };
-                if stop_early {
-                    send_stop(&self.writer);
-                }
                 None
             }
             Phase::Running => Some(self.on_report(frame, shared)),

@@ -8,8 +8,11 @@
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
-use crate::wire::channel::{write_frame, Conn, Frame};
-use crate::wire::protocol::{self, ToChild};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::beacon::Beacon;
+use crate::wire::channel::Frame;
 use crate::{sys, Exit, ProcessConfig, ProcessError, ProcessTimers};
 
 /// The output bytes of a finished process, kept inside the frame they arrived in.
@@ -48,8 +51,8 @@ pub(crate) struct Inner {
     /// The process id while it may be signalled: from the spawn until just before the
     /// child is reaped (after that the id may belong to someone else).
     pub(crate) live_pid: Option<u32>,
-    /// The current attempt's socket, once it may carry control frames.
-    pub(crate) writer: Option<Conn>,
+    /// The current attempt's shared page, where a stop request is stored.
+    pub(crate) beacon: Option<Arc<Beacon>>,
     /// The outcome and how the deciding attempt ended, set together once everything
     /// of this process has been reaped.
     pub(crate) end: Option<End>,
@@ -128,15 +131,13 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    /// Asks the running attempt to stop (and remembers it for later attempts).
+    /// Asks the running attempt to stop (and remembers it for later attempts): one store
+    /// into the page the child's engine reads between sections.
     pub(crate) fn request_stop(&self) {
-        let writer = {
-            let mut inner = self.lock();
-            inner.stop_requested = true;
-            inner.writer.clone()
-        };
-        if let Some(w) = writer {
-            send_stop(&w);
+        let mut inner = self.lock();
+        inner.stop_requested = true;
+        if let Some(beacon) = &inner.beacon {
+            beacon.stop_flag().store(true, Ordering::Relaxed);
         }
     }
 
@@ -152,13 +153,5 @@ impl Shared {
                 tracing::warn!(process = %self.config.name, pid, "kill failed: {e}");
             }
         }
-    }
-}
-
-/// Sends a stop request. A child that already ended cannot be stopped; that is not an
-/// error.
-pub(crate) fn send_stop(writer: &Conn) {
-    if let Ok(frame) = protocol::encode(&ToChild::Stop) {
-        let _ = write_frame(writer, &frame);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::attempt::{Attempt, StartOptions};
+use super::attempt::StartOptions;
 use super::shared::Shared;
 use super::supervisor::Supervisor;
 use crate::wire::handoff::MARKER;
@@ -38,13 +38,13 @@ pub(crate) fn start<T: Process>(
         ))
     })?;
     let shared = Arc::new(Shared::new(config));
-    let first = Attempt::spawn(&shared, &options, true)?;
     let supervisor = Supervisor {
         shared: Arc::clone(&shared),
         tag: T::__registration().tag(),
         state,
         options,
     };
+    let first = supervisor.spawn(supervisor.first_mode(), true)?;
     std::thread::Builder::new()
         .name(format!("process-runtime:{}", shared.config.name))
         .stack_size(256 * 1024)

@@ -26,13 +26,32 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
+    /// The mode of the first attempt.
+    pub(crate) fn first_mode(&self) -> Mode {
+        Mode::Run {
+            last_life: self.shared.config.lives <= 1,
+        }
+    }
+
+    /// Spawns the next attempt, in `mode`. `new_life` is false for the child that only
+    /// runs `error`: it keeps the number of the attempt that failed before it.
+    pub(crate) fn spawn(&self, mode: Mode, new_life: bool) -> Result<Attempt, ProcessError> {
+        let number = self.shared.lock().attempts + u32::from(new_life);
+        let start = protocol::encode(&ToChild::Start {
+            tag: self.tag,
+            config: self.shared.config.clone(),
+            attempt: number,
+            mode,
+            state: &self.state,
+        })?;
+        Attempt::spawn(&self.shared, &self.options, new_life, start)
+    }
+
     /// Runs attempts until the outcome is decided, then publishes it.
     pub(crate) fn run(self, first: Attempt) {
         let lives = self.shared.config.lives;
         let mut attempt = first;
-        let mut mode = Mode::Run {
-            last_life: lives <= 1,
-        };
+        let mut mode = self.first_mode();
         // When `error` runs in a fresh child, the outcome was decided by the attempt
         // that failed before it: its exit status is the one `exit_code` reports.
         let mut failed_exit: Option<Exit> = None;
@@ -41,7 +60,7 @@ impl Supervisor {
         let mut timers: Option<ProcessTimers> = None;
         loop {
             let handling_error = matches!(mode, Mode::HandleError(_));
-            let end = self.drive(&mut attempt, mode);
+            let end = self.drive(&mut attempt);
             let (ending, output, reported) = split(end, &attempt);
             if let Some(reported) = reported {
                 if !handling_error || timers.is_none() {
@@ -85,27 +104,16 @@ impl Supervisor {
                     false
                 }
             };
-            attempt = match Attempt::spawn(&self.shared, &self.options, new_life) {
+            attempt = match self.spawn(mode.clone(), new_life) {
                 Ok(next) => next,
                 Err(e) => return self.finish(attempt, Err(e), timers, exit),
             };
         }
     }
 
-    /// Sends the start frame and feeds the attempt its events until it ends.
-    fn drive(&self, attempt: &mut Attempt, mode: Mode) -> AttemptEnd {
-        let start = ToChild::Start {
-            tag: self.tag,
-            config: self.shared.config.clone(),
-            attempt: attempt.number,
-            mode,
-            state: &self.state,
-        };
-        let start = match protocol::encode(&start) {
-            Ok(frame) => frame,
-            Err(e) => return attempt.refuse(&self.shared, e),
-        };
-        if let Some(end) = attempt.begin(start) {
+    /// Feeds the attempt its events until it ends.
+    fn drive(&self, attempt: &mut Attempt) -> AttemptEnd {
+        if let Some(end) = attempt.lost_at_start() {
             return end;
         }
         loop {
@@ -143,7 +151,7 @@ impl Supervisor {
         {
             let mut inner = self.shared.lock();
             inner.live_pid = None;
-            inner.writer = None;
+            inner.beacon = None;
         }
         child
             .wait()
@@ -175,7 +183,7 @@ impl Supervisor {
         }
         self.shared.update(|inner| {
             inner.end = Some(End { report, exit });
-            inner.writer = None;
+            inner.beacon = None;
             inner.live_pid = None;
         });
     }

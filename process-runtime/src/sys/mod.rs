@@ -66,6 +66,13 @@ pub(crate) fn child_init(expected_parent: u32) -> bool {
     imp::child_init(expected_parent)
 }
 
+/// Whether [`child_init`] armed a signal that kills this child when its parent dies
+/// (Linux's parent-death signal). Where it did not, the child watches its socket for
+/// end-of-file instead.
+pub(crate) fn parent_death_signal_armed() -> bool {
+    imp::parent_death_signal_armed()
+}
+
 /// Kills the whole process group led by `pid`. A group that is already gone is not an
 /// error.
 pub(crate) fn kill_group(pid: u32) -> io::Result<()> {

@@ -11,6 +11,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use interprocess::local_socket::Stream;
@@ -75,8 +76,17 @@ pub(super) fn child_init(expected_parent: u32) -> bool {
         let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
     }
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_ok() {
+        PARENT_DEATH_SIGNAL.store(true, Ordering::Relaxed);
+    }
     std::os::unix::process::parent_id() == expected_parent
+}
+
+/// Set when `child_init` armed the parent-death signal.
+static PARENT_DEATH_SIGNAL: AtomicBool = AtomicBool::new(false);
+
+pub(super) fn parent_death_signal_armed() -> bool {
+    PARENT_DEATH_SIGNAL.load(Ordering::Relaxed)
 }
 
 pub(super) fn kill_group(pid: u32) -> io::Result<()> {

@@ -7,11 +7,13 @@
 //! saying which, never a hang, a panic or an unbounded allocation.
 //!
 //! The child speaks first with a [`Hello`] (magic, protocol version, build fingerprint,
-//! and the secret it was given out of band); the parent answers with a
-//! [`ToChild::Start`] carrying the type tag, configuration and state. After that the
-//! parent may send [`ToChild::Stop`], and the child ends with one [`ToParent`] report.
-//! Both enums only ever grow at the end (postcard encodes the variant index), which is
-//! how messages, links and monitors will be added without breaking the handshake.
+//! and the secret it was given out of band); the parent trusts nothing it sends before
+//! checking that. The parent sends a [`ToChild::Start`] carrying the type tag,
+//! configuration and state (at once when it is small, after the hello otherwise), and
+//! the child ends with one [`ToParent`] report. A stop request does not travel here: it
+//! is a flag in the page the two share. Both enums only ever grow at the end (postcard encodes the
+//! variant index), which is how messages, links and monitors will be added without
+//! breaking the handshake.
 
 use serde::{Deserialize, Serialize};
 
@@ -64,8 +66,6 @@ pub(crate) enum ToChild<'a> {
         #[serde(borrow)]
         state: &'a [u8],
     },
-    /// Finish the current section, then `on_finish` and `result`.
-    Stop,
 }
 
 /// Frames from the child to the parent.
@@ -155,20 +155,36 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_reject_trailing_bytes() {
-        let f = encode(&ToChild::Stop).unwrap();
+        let report = ToParent::Done {
+            output: &[1, 2, 3],
+            timers: ProcessTimers::default(),
+        };
+        let f = encode(&report).unwrap();
         let len = u32::from_le_bytes(f[..4].try_into().unwrap()) as usize;
         assert_eq!(len, f.len() - 4);
         assert!(matches!(
-            decode::<ToChild<'_>>(&f[4..], "control").unwrap(),
-            ToChild::Stop
+            decode::<ToParent<'_>>(&f[4..], "report").unwrap(),
+            ToParent::Done {
+                output: [1, 2, 3],
+                ..
+            }
         ));
         let mut long = f[4..].to_vec();
         long.push(0);
-        let e = decode::<ToChild<'_>>(&long, "control").unwrap_err();
+        let e = decode::<ToParent<'_>>(&long, "report").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "protocol error: 1 unexpected trailing bytes after a control frame"
+            "protocol error: 1 unexpected trailing bytes after a report frame"
         );
+    }
+
+    #[test]
+    fn a_child_of_another_build_is_refused() {
+        let mut other = hello([9; SECRET_LEN]);
+        other.fingerprint ^= 1;
+        let bytes = postcard::to_allocvec(&other).unwrap();
+        let e = check_hello(&bytes, &[9; SECRET_LEN], FINGERPRINT).unwrap_err();
+        assert!(e.to_string().contains("build fingerprint mismatch"), "{e}");
     }
 
     fn hello(secret: [u8; SECRET_LEN]) -> Hello {
