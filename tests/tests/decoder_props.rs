@@ -241,7 +241,7 @@ fn a_lying_length_prefix_costs_only_the_bytes_sent() {
     // 1 GiB - 1 announced (within the report limit, so the reader starts reading it),
     // then 1000 bytes, then the child dies.
     let mut bytes = ((1u32 << 30) - 1).to_le_bytes().to_vec();
-    bytes.extend(std::iter::repeat(0xa5).take(1000));
+    bytes.extend(std::iter::repeat_n(0xa5, 1000));
     let peak_before = status_kb("VmHWM").unwrap();
     let (r, pid, took) = scribble(bytes);
     let grew_kb = status_kb("VmHWM").unwrap() - peak_before;
