@@ -9,11 +9,14 @@
 //! - [`policy`] decides, as pure functions, what a failure means: retry, run `error`
 //!   in a fresh child, or end with which error.
 //! - [`supervisor`] feeds an attempt its events, reaps it, and applies the policy.
+//! - [`reap`] ends a process: exit, group cleanup, reaping, publishing; possibly on the
+//!   thread of a caller waiting for it.
 //! - [`shared`] is the state the handle and the supervisor share.
 
 pub(crate) mod attempt;
 pub(crate) mod deadline;
 pub(crate) mod policy;
+pub(crate) mod reap;
 pub(crate) mod shared;
 pub(crate) mod spawn;
 pub(crate) mod start;

@@ -11,6 +11,7 @@ use std::time::Instant;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::reap::Reaping;
 use crate::beacon::Beacon;
 use crate::wire::channel::Frame;
 use crate::{sys, Exit, ProcessConfig, ProcessError, ProcessTimers};
@@ -58,6 +59,10 @@ pub(crate) struct Inner {
     pub(crate) end: Option<End>,
     /// A final report arrived: the outcome is decided, and a kill changes nothing.
     pub(crate) decided: bool,
+    /// Callers blocked until the end with no time limit (`result`, `wait`).
+    pub(crate) waiting: u32,
+    /// A decided process's child, handed to one of those callers to reap.
+    pub(crate) reaping: Option<Reaping>,
     pub(crate) stop_requested: bool,
     pub(crate) kill_requested: bool,
     /// Attempts started so far.
@@ -125,9 +130,37 @@ impl Shared {
         }
     }
 
+    /// Blocks until the process has ended. A caller waiting here may be handed the
+    /// reaping of the deciding child (see [`Reaping`]) and does it.
+    pub(crate) fn wait_for_end(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        inner.waiting += 1;
+        loop {
+            if inner.finished() {
+                inner.waiting -= 1;
+                return inner;
+            }
+            if let Some(reaping) = inner.reaping.take() {
+                drop(inner);
+                reaping.complete(self);
+                inner = self.lock();
+                continue;
+            }
+            inner = self
+                .changed
+                .wait(inner)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
     /// Changes the shared state and wakes every waiter.
     pub(crate) fn update(&self, f: impl FnOnce(&mut Inner)) {
         f(&mut self.lock());
+        self.changed.notify_all();
+    }
+
+    /// Wakes every waiter.
+    pub(crate) fn notify(&self) {
         self.changed.notify_all();
     }
 

@@ -1,16 +1,19 @@
-//! Starting a child: the same binary, re-executed, from one long-lived thread.
+//! Starting a child: the same binary, re-executed, from a thread that lives as long as
+//! the process.
 //!
-//! Why a dedicated thread: Linux's parent-death signal fires when the *thread* that
-//! spawned a child exits, not the process. A child spawned from a short-lived user
-//! thread would be killed when that thread ends; spawning every child from one thread
-//! that lives as long as the process ties the signal to the process's life.
+//! Why that matters: Linux's parent-death signal fires when the *thread* that spawned a
+//! child exits, not the process. A child spawned from a short-lived user thread would
+//! be killed when that thread ends. The main thread lives as long as the process (when
+//! `main` returns, the process exits), so a start made there spawns in place; a start
+//! made on any other thread is handed to one long-lived spawner thread, at the price of
+//! two thread wake-ups.
 //!
 //! Why no `fork` of our own and no `pre_exec`: `std::process::Command` uses
 //! `posix_spawn` (vfork-like, no copy of the parent's page tables) as long as no
 //! `pre_exec` closure is set, which keeps the spawn cost flat however large the parent
 //! is. The child's socket end is handed over by clearing its close-on-exec flag in this
-//! thread just before spawning, and the parent's copy is closed right after. Because
-//! every spawn of this library happens on this thread, no other child of ours can
+//! thread just before spawning, and the parent's copy is closed right after. Every spawn
+//! of this library holds one lock across that window, so no other child of ours can
 //! inherit it; a `Command` spawned by user code on another thread in that window could,
 //! which is the price of staying on the posix_spawn path without hand-written
 //! `posix_spawn` file actions.
@@ -40,6 +43,9 @@ pub(crate) fn spawn_child(
     secret: [u8; SECRET_LEN],
     extra_env: Vec<(String, String)>,
 ) -> io::Result<Child> {
+    if sys::on_main_thread() {
+        return spawn_here(&child_end, &beacon, &secret, &extra_env);
+    }
     static SPAWNER: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
     let sender = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Request>();
@@ -82,6 +88,9 @@ fn spawn_here(
     secret: &[u8; SECRET_LEN],
     extra_env: &[(String, String)],
 ) -> io::Result<Child> {
+    /// Held while a child's descriptors are inheritable, so that a child spawned at the
+    /// same time on another thread cannot inherit them.
+    static INHERITABLE: Mutex<()> = Mutex::new(());
     let marker = Marker {
         fd: child_end.as_raw_fd(),
         beacon_fd: beacon.as_raw_fd(),
@@ -92,6 +101,9 @@ fn spawn_here(
     cmd.env(MARKER, marker.encode())
         .envs(extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null());
+    let _window = INHERITABLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     sys::set_cloexec(child_end.as_fd(), false)?;
     if let Err(e) = sys::set_cloexec(beacon.as_fd(), false) {
         let _ = sys::set_cloexec(child_end.as_fd(), true);

@@ -6,15 +6,14 @@
 //! [`Shared`]. The outcome is published only after the deciding child and its process
 //! group are reaped, so `result()` returning means the process has ended.
 
-use std::process::Child;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::attempt::{Attempt, AttemptEnd, StartOptions};
 use super::policy::{self, Circumstances, Decision, Ending};
-use super::shared::{End, Output, Shared};
+use super::reap::{self, Reaping};
+use super::shared::{Output, Shared};
 use crate::wire::protocol::{self, Mode, ToChild};
-use crate::{sys, Exit, ProcessError, ProcessTimers};
+use crate::{Exit, ProcessError, ProcessTimers};
 
 /// Supervises one process from its first attempt to its end.
 pub(crate) struct Supervisor {
@@ -67,11 +66,17 @@ impl Supervisor {
                     timers = Some(*reported);
                 }
             }
-            if matches!(ending, Ending::Done | Ending::Failed { last: true, .. }) {
-                // The child finished: a kill from now on changes nothing.
-                self.shared.lock().decided = true;
+            if let Ending::Done | Ending::Failed { last: true, .. } = ending {
+                let report = match ending {
+                    Ending::Failed { error, .. } => {
+                        self.log_failure(&attempt, &error, "process failed");
+                        Err(error)
+                    }
+                    _ => Ok(output.expect("a reported output")),
+                };
+                return self.conclude(attempt, report, timers, failed_exit);
             }
-            let exit = self.reap(&mut attempt.child);
+            let exit = reap::reap(&self.shared, &mut attempt.child);
             let facts = {
                 let inner = self.shared.lock();
                 Circumstances {
@@ -124,40 +129,6 @@ impl Supervisor {
         }
     }
 
-    /// Waits for the child to exit, then kills whatever is left in its process group
-    /// (grandchildren it started and left behind), then reaps it.
-    ///
-    /// The child closed its socket or was killed, so it is exiting: it gets a moment so
-    /// that its own exit status (a panic's 101, `exit(7)`) is what we record, and only
-    /// then is its group killed. The group is signalled while the child is still an
-    /// unreaped zombie, so its id cannot have been reused by an unrelated process.
-    fn reap(&self, child: &mut Child) -> Exit {
-        const GRACE: Duration = Duration::from_secs(2);
-        match sys::wait_exited(child.id(), GRACE) {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                process = %self.shared.config.name,
-                pid = child.id(),
-                "the child did not exit after its channel ended; killing it"
-            ),
-            Err(e) => tracing::error!(
-                process = %self.shared.config.name,
-                "waiting for the child failed: {e}"
-            ),
-        }
-        if let Err(e) = sys::kill_group(child.id()) {
-            tracing::warn!(process = %self.shared.config.name, "cleaning up the process group failed: {e}");
-        }
-        {
-            let mut inner = self.shared.lock();
-            inner.live_pid = None;
-            inner.beacon = None;
-        }
-        child
-            .wait()
-            .map_or_else(|_| sys::killed_exit(), sys::exit_of)
-    }
-
     fn log_failure(&self, attempt: &Attempt, error: &ProcessError, what: &str) {
         tracing::warn!(
             process = %self.shared.config.name,
@@ -178,14 +149,37 @@ impl Supervisor {
         exit: Exit,
     ) {
         drop(attempt);
-        if let Some(t) = timers {
-            let _ = self.shared.timers.set(t);
+        reap::publish(&self.shared, report, timers, exit);
+    }
+
+    /// The child reported the outcome, so nothing can change it any more: what is left
+    /// is its exit. A caller already blocked on the end is handed the reaping (see
+    /// [`reap`]); otherwise this thread does it.
+    fn conclude(
+        &self,
+        attempt: Attempt,
+        report: Result<Output, ProcessError>,
+        timers: Option<ProcessTimers>,
+        decided_exit: Option<Exit>,
+    ) {
+        let Attempt { child, .. } = attempt;
+        let reaping = Reaping {
+            child,
+            report,
+            timers,
+            decided_exit,
+        };
+        let mut inner = self.shared.lock();
+        // From here on a kill changes nothing: the child finished.
+        inner.decided = true;
+        if inner.waiting > 0 {
+            inner.reaping = Some(reaping);
+            drop(inner);
+            self.shared.notify();
+        } else {
+            drop(inner);
+            reaping.complete(&self.shared);
         }
-        self.shared.update(|inner| {
-            inner.end = Some(End { report, exit });
-            inner.beacon = None;
-            inner.live_pid = None;
-        });
     }
 }
 

@@ -38,6 +38,12 @@ pub(crate) fn child_command() -> io::Result<Command> {
     imp::child_command()
 }
 
+/// Whether the calling thread is the process's main thread, whose end is the
+/// process's end (`main` returning exits the process).
+pub(crate) fn on_main_thread() -> bool {
+    imp::on_main_thread()
+}
+
 /// A connected pair of stream sockets, `(parent's end, child's end)`, both
 /// close-on-exec.
 pub(crate) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {

@@ -40,6 +40,17 @@ pub(super) fn child_command() -> io::Result<Command> {
     Ok(cmd)
 }
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(super) fn on_main_thread() -> bool {
+    nix::unistd::gettid() == nix::unistd::getpid()
+}
+
+/// Elsewhere the spawner thread serves every start, which is always correct.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(super) fn on_main_thread() -> bool {
+    false
+}
+
 pub(super) fn socket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let (a, b) = UnixStream::pair()?;
     Ok((a.into(), b.into()))

@@ -1,0 +1,90 @@
+//! The end of a process: wait for its deciding child to exit, clean up its process
+//! group, reap it, publish the outcome with the exit status.
+//!
+//! Once a child has reported its outcome, all that is left is its exit. The supervisor
+//! does not wait for it when a caller is already blocked in `result()` or `wait()`: it
+//! hands the [`Reaping`] to that caller, who is woken while the child is still tearing
+//! itself down and then waits for the exit itself. That takes one thread wake-up off
+//! the path from the child's exit to the caller's return, which is then what it is for
+//! `waitpid` on a plain child: one.
+
+use std::process::Child;
+use std::time::Duration;
+
+use super::shared::{End, Output, Shared};
+use crate::{sys, Exit, ProcessError, ProcessTimers};
+
+/// A decided process whose child is still to be reaped.
+#[derive(Debug)]
+pub(crate) struct Reaping {
+    pub(crate) child: Child,
+    pub(crate) report: Result<Output, ProcessError>,
+    pub(crate) timers: Option<ProcessTimers>,
+    /// The exit status that decided the outcome when it is not this child's own (the
+    /// failed attempt before a child that only ran `error`).
+    pub(crate) decided_exit: Option<Exit>,
+}
+
+impl Reaping {
+    /// Reaps the child and publishes the end.
+    pub(crate) fn complete(mut self, shared: &Shared) {
+        let exit = reap(shared, &mut self.child);
+        publish(
+            shared,
+            self.report,
+            self.timers,
+            self.decided_exit.unwrap_or(exit),
+        );
+    }
+}
+
+/// Waits for the child to exit, then kills whatever is left in its process group
+/// (grandchildren it started and left behind), then reaps it.
+///
+/// The child closed its socket or was killed, so it is exiting: it gets a moment so
+/// that its own exit status (a panic's 101, `exit(7)`) is what we record, and only then
+/// is its group killed. The group is signalled while the child is still an unreaped
+/// zombie, so its id cannot have been reused by an unrelated process.
+pub(crate) fn reap(shared: &Shared, child: &mut Child) -> Exit {
+    const GRACE: Duration = Duration::from_secs(2);
+    match sys::wait_exited(child.id(), GRACE) {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            process = %shared.config.name,
+            pid = child.id(),
+            "the child did not exit after its channel ended; killing it"
+        ),
+        Err(e) => tracing::error!(
+            process = %shared.config.name,
+            "waiting for the child failed: {e}"
+        ),
+    }
+    if let Err(e) = sys::kill_group(child.id()) {
+        tracing::warn!(process = %shared.config.name, "cleaning up the process group failed: {e}");
+    }
+    {
+        let mut inner = shared.lock();
+        inner.live_pid = None;
+        inner.beacon = None;
+    }
+    child
+        .wait()
+        .map_or_else(|_| sys::killed_exit(), sys::exit_of)
+}
+
+/// Records the end and wakes every waiter.
+pub(crate) fn publish(
+    shared: &Shared,
+    report: Result<Output, ProcessError>,
+    timers: Option<ProcessTimers>,
+    exit: Exit,
+) {
+    if let Some(t) = timers {
+        let _ = shared.timers.set(t);
+    }
+    shared.update(|inner| {
+        inner.end = Some(End { report, exit });
+        inner.beacon = None;
+        inner.live_pid = None;
+    });
+}
