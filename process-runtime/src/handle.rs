@@ -78,7 +78,7 @@ impl<T: DeserializeOwned> Handle<T> {
 
     /// Blocks until the process has ended and every child of it has been reaped.
     pub fn wait(&self) {
-        drop(self.shared.wait_for_end());
+        drop(crate::parent::reap::wait_for_end(&self.shared));
     }
 
     /// Blocks for at most `timeout`; returns whether the process has ended.
@@ -133,7 +133,7 @@ impl<T: DeserializeOwned> Handle<T> {
 
     /// Waits for the end, decodes the outcome once, and lets `f` read or take it.
     fn with_output<R>(&self, f: impl FnOnce(&mut Result<T, ProcessError>) -> R) -> R {
-        let inner = self.shared.wait_for_end();
+        let inner = crate::parent::reap::wait_for_end(&self.shared);
         let mut output = self.output.lock().unwrap_or_else(PoisonError::into_inner);
         let decoded = output.get_or_insert_with(|| {
             match &inner.end.as_ref().expect("waited for the end").report {

@@ -9,32 +9,41 @@
 //! `waitpid` on a plain child: one.
 
 use std::process::Child;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
-use super::shared::{End, Output, Shared};
+use super::shared::{End, Inner, Output, Reaping, Shared};
 use crate::{sys, Exit, ProcessError, ProcessTimers};
 
-/// A decided process whose child is still to be reaped.
-#[derive(Debug)]
-pub(crate) struct Reaping {
-    pub(crate) child: Child,
-    pub(crate) report: Result<Output, ProcessError>,
-    pub(crate) timers: Option<ProcessTimers>,
-    /// The exit status that decided the outcome when it is not this child's own (the
-    /// failed attempt before a child that only ran `error`).
-    pub(crate) decided_exit: Option<Exit>,
+/// Reaps the child of a decided process and publishes the end.
+pub(crate) fn complete(reaping: Reaping, shared: &Shared) {
+    let Reaping {
+        mut child,
+        report,
+        timers,
+        decided_exit,
+    } = reaping;
+    let exit = reap(shared, &mut child);
+    publish(shared, report, timers, decided_exit.unwrap_or(exit));
 }
 
-impl Reaping {
-    /// Reaps the child and publishes the end.
-    pub(crate) fn complete(mut self, shared: &Shared) {
-        let exit = reap(shared, &mut self.child);
-        publish(
-            shared,
-            self.report,
-            self.timers,
-            self.decided_exit.unwrap_or(exit),
-        );
+/// Blocks until the process has ended. A caller waiting here may be handed the
+/// reaping of the deciding child, and does it.
+pub(crate) fn wait_for_end(shared: &Shared) -> MutexGuard<'_, Inner> {
+    let mut inner = shared.lock();
+    inner.waiting += 1;
+    loop {
+        if inner.finished() {
+            inner.waiting -= 1;
+            return inner;
+        }
+        if let Some(reaping) = inner.reaping.take() {
+            drop(inner);
+            complete(reaping, shared);
+            inner = shared.lock();
+            continue;
+        }
+        inner = shared.wait(inner);
     }
 }
 

@@ -5,13 +5,13 @@
 //! has been reaped: whoever is woken by the outcome finds `exit_code()` known and
 //! `is_alive()` false.
 
+use std::process::Child;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::reap::Reaping;
 use crate::beacon::Beacon;
 use crate::wire::channel::Frame;
 use crate::{sys, Exit, ProcessConfig, ProcessError, ProcessTimers};
@@ -61,12 +61,24 @@ pub(crate) struct Inner {
     pub(crate) decided: bool,
     /// Callers blocked until the end with no time limit (`result`, `wait`).
     pub(crate) waiting: u32,
-    /// A decided process's child, handed to one of those callers to reap.
+    /// A decided process's child, handed to one of those callers to reap (see
+    /// [`reap`](super::reap)).
     pub(crate) reaping: Option<Reaping>,
     pub(crate) stop_requested: bool,
     pub(crate) kill_requested: bool,
     /// Attempts started so far.
     pub(crate) attempts: u32,
+}
+
+/// A decided process whose child is still to be reaped.
+#[derive(Debug)]
+pub(crate) struct Reaping {
+    pub(crate) child: Child,
+    pub(crate) report: Result<Output, ProcessError>,
+    pub(crate) timers: Option<ProcessTimers>,
+    /// The exit status that decided the outcome when it is not this child's own (the
+    /// failed attempt before a child that only ran `error`).
+    pub(crate) decided_exit: Option<Exit>,
 }
 
 /// A process's end: its outcome and the exit status of the attempt that decided it.
@@ -130,27 +142,11 @@ impl Shared {
         }
     }
 
-    /// Blocks until the process has ended. A caller waiting here may be handed the
-    /// reaping of the deciding child (see [`Reaping`]) and does it.
-    pub(crate) fn wait_for_end(&self) -> MutexGuard<'_, Inner> {
-        let mut inner = self.lock();
-        inner.waiting += 1;
-        loop {
-            if inner.finished() {
-                inner.waiting -= 1;
-                return inner;
-            }
-            if let Some(reaping) = inner.reaping.take() {
-                drop(inner);
-                reaping.complete(self);
-                inner = self.lock();
-                continue;
-            }
-            inner = self
-                .changed
-                .wait(inner)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+    /// Waits for the next change.
+    pub(crate) fn wait<'a>(&self, inner: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
+        self.changed
+            .wait(inner)
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Changes the shared state and wakes every waiter.

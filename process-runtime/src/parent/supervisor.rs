@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use super::attempt::{Attempt, AttemptEnd, StartOptions};
 use super::policy::{self, Circumstances, Decision, Ending};
-use super::reap::{self, Reaping};
-use super::shared::{Output, Shared};
+use super::reap;
+use super::shared::{Output, Reaping, Shared};
 use crate::wire::protocol::{self, Mode, ToChild};
 use crate::{Exit, ProcessError, ProcessTimers};
 
@@ -178,7 +178,7 @@ impl Supervisor {
             self.shared.notify();
         } else {
             drop(inner);
-            reaping.complete(&self.shared);
+            reap::complete(reaping, &self.shared);
         }
     }
 }
