@@ -278,16 +278,20 @@ fn floor_once() -> Duration {
     took
 }
 
-/// One trivial process: (start-to-result, start-to-exit).
-fn trivial_once() -> (Duration, Duration) {
+/// One trivial process: start to `result()` returning, which includes the child's
+/// exit and reaping, as the floor includes its child's.
+fn trivial_once() -> Duration {
     let t0 = Instant::now();
     let handle = Trivial { value: 7 }.start().expect("start failed");
     let value = handle.result().expect("the trivial process failed");
     let to_result = t0.elapsed();
-    handle.wait();
-    let to_exit = t0.elapsed();
     assert_eq!(value, 7);
-    (to_result, to_exit)
+    assert_eq!(
+        handle.exit_code(),
+        Some(0),
+        "result() returns after the exit"
+    );
+    to_result
 }
 
 /// Raw samples of the trivial process and its floor, accumulated over blocks.
@@ -297,8 +301,6 @@ struct StartSamples {
     floor: Vec<Duration>,
     /// `start()` to `result()` returning.
     to_result: Vec<Duration>,
-    /// `start()` to `wait()` returning.
-    to_exit: Vec<Duration>,
 }
 
 impl StartSamples {
@@ -309,9 +311,7 @@ impl StartSamples {
             if round % 2 == 0 {
                 self.floor.push(floor_once());
             }
-            let (r, e) = trivial_once();
-            self.to_result.push(r);
-            self.to_exit.push(e);
+            self.to_result.push(trivial_once());
             if round % 2 == 1 {
                 self.floor.push(floor_once());
             }
@@ -323,19 +323,16 @@ impl StartSamples {
         StartFigures {
             floor: Stats::of(&self.floor),
             to_result: Stats::of(&self.to_result),
-            to_exit: Stats::of(&self.to_exit),
         }
     }
 }
 
-/// Start-to-result and start-to-exit of the trivial process, with their floor.
+/// Start-to-result of the trivial process, with its floor.
 struct StartFigures {
     /// The re-exec floor.
     floor: Stats,
     /// `start()` to `result()` returning.
     to_result: Stats,
-    /// `start()` to `wait()` returning.
-    to_exit: Stats,
 }
 
 /// Allocates `bytes` and writes one byte per page so that all of it is resident.
@@ -571,7 +568,7 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
 
-/// Figures 1 and 2: start-to-result and start-to-exit, with a small parent and with
+/// Figures 1 and 2: start-to-result (the exit included), with a small parent and with
 /// large ones. Returns the rows and the parents' resident set sizes.
 fn start_rows(big: bool) -> (Vec<Row>, Vec<(usize, Option<u64>)>) {
     // The small- and large-parent conditions alternate in blocks, so that the ratio
@@ -604,23 +601,13 @@ fn start_rows(big: bool) -> (Vec<Row>, Vec<(usize, Option<u64>)>) {
     let mut rows = Vec::new();
     let r = ratio(small.to_result.median, small.floor.median);
     rows.push(Row {
-        figure: "start-to-result, trivial process".into(),
+        figure: "start-to-result (exit included), trivial process".into(),
         measured: small.to_result.ms(),
         floor: small.floor.ms(),
         ratio: format!("{r:.3}x"),
         checked: r,
         target: Target::AtMost(1.10),
         target_text: "<= 1.10x".into(),
-    });
-    let r = ratio(small.to_exit.median, small.floor.median);
-    rows.push(Row {
-        figure: "start-to-exit (wait), trivial process".into(),
-        measured: small.to_exit.ms(),
-        floor: small.floor.ms(),
-        ratio: format!("{r:.3}x"),
-        checked: r,
-        target: Target::None,
-        target_text: "-".into(),
     });
     for b in &bigs {
         let fig = b.samples.figures();
@@ -646,16 +633,6 @@ fn start_rows(big: bool) -> (Vec<Row>, Vec<(usize, Option<u64>)>) {
             checked: vs_small,
             target: Target::AtMost(1.2),
             target_text: "<= 1.2x".into(),
-        });
-        let exit = ratio(fig.to_exit.median, fig.floor.median);
-        rows.push(Row {
-            figure: format!("start-to-exit, {} GiB parent, vs same-size floor", b.gib),
-            measured: fig.to_exit.ms(),
-            floor: fig.floor.ms(),
-            ratio: format!("{exit:.3}x"),
-            checked: exit,
-            target: Target::None,
-            target_text: "-".into(),
         });
     }
     (rows, bigs.iter().map(|b| (b.gib, b.rss)).collect())
@@ -743,11 +720,11 @@ fn restart_rows() -> Vec<Row> {
     let mut trivials = Vec::with_capacity(RESTART_RUNS);
     for round in 0..RESTART_RUNS {
         if round % 2 == 0 {
-            trivials.push(trivial_once().0);
+            trivials.push(trivial_once());
         }
         restarts.push(restart_once());
         if round % 2 == 1 {
-            trivials.push(trivial_once().0);
+            trivials.push(trivial_once());
         }
     }
     let restart = Stats::of(&restarts);
