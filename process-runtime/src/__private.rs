@@ -27,9 +27,9 @@ macro_rules! __auto_entry {
 }
 pub use crate::__auto_entry as auto_entry;
 
-/// The supertraits of [`Process`], as one trait: the stub impl that `derive(Process)`
-/// emits next to its compile errors requires it behind a higher-ranked bound, so that
-/// the stub adds no error of its own.
+/// The supertraits of [`Process`](crate::Process), as one trait: the stub impl that
+/// `derive(Process)` emits next to its compile errors requires it behind a
+/// higher-ranked bound, so that the stub adds no error of its own.
 pub trait ProcessBounds:
     crate::Lifecycle + serde::Serialize + serde::de::DeserializeOwned + 'static
 {
