@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicU64;
 
 use super::fault::{HelloStep, Injector};
 use super::run::{report_fatal, ChildRun};
-use crate::beacon::Beacon;
+use crate::beacon::{Beacon, ChildTimers};
 use crate::wire::channel::{write_frame, Conn, FrameReader};
 use crate::wire::handoff::{Marker, MARKER};
 use crate::wire::protocol::{self, Hello, ToChild};
@@ -66,11 +66,11 @@ pub(crate) fn enter_if_marked(entry_of: EntryOf, fingerprint: fn() -> u64) {
             "cannot set close-on-exec on the inherited socket: {e}"
         ));
     }
-    let beacon = sys::adopt_fd(marker.beacon_fd)
+    let (beacon, timers) = sys::adopt_fd(marker.beacon_fd)
         .and_then(|bfd| Beacon::open(&bfd))
         .unwrap_or_else(|e| bad_start(&format!("the inherited beacon is unusable: {e}")))
         .leak();
-    handshake_and_run(fd, beacon, &marker, fault, entry_of, fingerprint());
+    handshake_and_run(fd, beacon, timers, &marker, fault, entry_of, fingerprint());
 }
 
 fn bad_start(why: &str) -> ! {
@@ -81,6 +81,7 @@ fn bad_start(why: &str) -> ! {
 fn handshake_and_run(
     fd: OwnedFd,
     beacon: &'static AtomicU64,
+    timers: ChildTimers,
     marker: &Marker,
     fault: Injector,
     entry_of: EntryOf,
@@ -129,6 +130,7 @@ fn handshake_and_run(
         writer: send,
         parent_pid: marker.parent_pid,
         beacon,
+        timers,
         fault,
     })
 }

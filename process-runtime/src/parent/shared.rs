@@ -8,9 +8,10 @@
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
+use crate::beacon::AttemptTimers;
 use crate::wire::channel::{write_frame, Conn, Frame};
 use crate::wire::protocol::{self, ToChild};
-use crate::{sys, Exit, ProcessConfig, ProcessError, ProcessTimers};
+use crate::{sys, Exit, ProcessConfig, ProcessError};
 
 /// The output bytes of a finished process, kept inside the frame they arrived in.
 #[derive(Debug)]
@@ -35,7 +36,7 @@ impl Output {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: ProcessConfig,
-    pub(crate) timers: OnceLock<ProcessTimers>,
+    pub(crate) timers: OnceLock<AttemptTimers>,
     inner: Mutex<Inner>,
     changed: Condvar,
 }
