@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::parent::shared::Shared;
+use crate::parent::shared::{Output, Shared};
 use crate::wire::protocol::POSTCARD_LIMITS;
 use crate::{ProcessError, ProcessTimers};
 
@@ -161,6 +161,21 @@ impl<T: DeserializeOwned> Handle<T> {
             Some(timers) => timers.get(),
             None => ProcessTimers::__empty(),
         }
+    }
+
+    /// The bytes of the report frame the child sent (length prefix included), once
+    /// the process ended with an output; for the benchmark. Not public API.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn __report_len(&self) -> Option<usize> {
+        let inner = self.shared.lock();
+        inner
+            .end
+            .as_ref()?
+            .report
+            .as_ref()
+            .ok()
+            .map(Output::frame_len)
     }
 }
 

@@ -30,6 +30,11 @@ impl Output {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.frame.payload()[self.start..self.start + self.len]
     }
+
+    /// The bytes of the report frame this output arrived in, length prefix included.
+    pub(crate) fn frame_len(&self) -> usize {
+        4 + self.frame.payload().len()
+    }
 }
 
 /// What the handle and the supervisor share.
