@@ -1,6 +1,6 @@
 //! process-runtime's figures, each measured next to its physical floor in one run.
 //!
-//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart]`
+//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers]`
 //!
 //! Every figure and its floor are measured in alternating rounds (floor, measured,
 //! measured, floor, ...), so that whatever the machine does meanwhile hits both sides.
@@ -36,6 +36,10 @@ const LAP_ROUNDS: usize = 3;
 const STOP_RUNS: usize = 50;
 /// Restart samples (each interleaved with a trivial start-to-result).
 const RESTART_RUNS: usize = 50;
+/// Laps before the timer figure's processes are stopped.
+const TIMER_LAPS: u64 = 1_000_000;
+/// Stops of each timer-figure process (with and without timers, interleaved).
+const TIMER_RUNS: usize = 25;
 /// Runs of each side before any measurement, to warm caches and the spawner thread.
 const WARMUP: usize = 10;
 /// Bytes in one GiB.
@@ -173,6 +177,83 @@ impl Lifecycle for Idle {
     fn result(&mut self, cx: &mut Context) -> Result<u64, BoxError> {
         Ok(cx.lap())
     }
+}
+
+/// Writes `ready` after [`TIMER_LAPS`] laps, then laps on until stopped; five timers
+/// (`#[timethis]` on the four sections, and `full_loop`): the timer figure.
+#[derive(Process, Serialize, Deserialize)]
+struct FiveTimers {
+    /// The file written once [`TIMER_LAPS`] laps are done.
+    ready: String,
+}
+
+impl Lifecycle for FiveTimers {
+    type Output = u64;
+
+    #[timethis]
+    fn preloop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    #[timethis]
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        tell_ready(cx, &self.ready)
+    }
+
+    #[timethis]
+    fn postloop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    #[timethis]
+    fn on_finish(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    fn result(&mut self, cx: &mut Context) -> Result<u64, BoxError> {
+        Ok(cx.lap())
+    }
+}
+
+/// [`FiveTimers`] without `#[timethis]`: the floor of the timer figure.
+#[derive(Process, Serialize, Deserialize)]
+struct NoTimers {
+    /// The file written once [`TIMER_LAPS`] laps are done.
+    ready: String,
+}
+
+impl Lifecycle for NoTimers {
+    type Output = u64;
+
+    fn preloop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        tell_ready(cx, &self.ready)
+    }
+
+    fn postloop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    fn on_finish(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    fn result(&mut self, cx: &mut Context) -> Result<u64, BoxError> {
+        Ok(cx.lap())
+    }
+}
+
+/// Writes `ready` on lap [`TIMER_LAPS`] (through a rename, so that it is read whole).
+fn tell_ready(cx: &Context, ready: &str) -> Outcome {
+    if cx.lap() == TIMER_LAPS {
+        let tmp = format!("{ready}.tmp");
+        std::fs::write(&tmp, b"ready")?;
+        std::fs::rename(tmp, ready)?;
+    }
+    Ok(())
 }
 
 /// Aborts on its first attempt, succeeds on the second: the restart figure.
@@ -451,6 +532,99 @@ fn restart_once() -> Duration {
     assert_eq!(value, 9);
     assert_eq!(handle.lives_used(), 2, "expected exactly one restart");
     took
+}
+
+/// One stop of a timer-figure process after [`TIMER_LAPS`] laps: `stop()` to
+/// `result()`, the laps run, the report frame's bytes and the timers.
+fn timers_once<P: Process<Output = u64>>(
+    make: impl FnOnce(String) -> P,
+    round: usize,
+) -> (Duration, u64, usize, ProcessTimers) {
+    let ready = std::env::temp_dir().join(format!(
+        "process-runtime-bench-{}-{round}-ready",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&ready);
+    let handle = make(ready.to_string_lossy().into_owned())
+        .start()
+        .expect("start failed");
+    while !ready.exists() {
+        assert!(handle.is_alive(), "the timer process ended by itself");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let t0 = Instant::now();
+    handle.stop();
+    let laps = handle.result().expect("the timer process failed");
+    let took = t0.elapsed();
+    handle.wait();
+    let _ = std::fs::remove_file(&ready);
+    assert!(laps >= TIMER_LAPS, "stopped after {laps} laps");
+    let report = handle.__report_len().expect("a process with an output");
+    (took, laps, report, handle.timers().clone())
+}
+
+/// Figure 6: five marked sections after a million laps: the report's size, and the
+/// stop latency against the same process without timers.
+fn timer_rows() -> Vec<Row> {
+    eprintln!(
+        "[timers] {TIMER_RUNS} stops after {TIMER_LAPS} laps, with and without five timers..."
+    );
+    let (mut timed, mut untimed, mut reports) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last = None;
+    for round in 0..TIMER_RUNS {
+        let plain = |ready| NoTimers { ready };
+        let five = |ready| FiveTimers { ready };
+        if round % 2 == 0 {
+            untimed.push(timers_once(plain, 2 * round).0);
+        }
+        let (took, laps, report, timers) = timers_once(five, 2 * round + 1);
+        timed.push(took);
+        reports.push(report);
+        last = Some((laps, timers));
+        if round % 2 == 1 {
+            untimed.push(timers_once(plain, 2 * round).0);
+        }
+    }
+    let (laps, timers) = last.expect("at least one run");
+    assert!(timers.main_loop.num_times() >= usize::try_from(TIMER_LAPS).unwrap_or(usize::MAX));
+    assert_eq!(timers.on_finish.num_times(), 1);
+    let report = reports.iter().copied().max().unwrap_or(0);
+    let sections = process_runtime::__private::serialized_len(&timers);
+    let (timed, untimed) = (Stats::of(&timed), Stats::of(&untimed));
+    let r = ratio(timed.median, untimed.median);
+    #[allow(clippy::cast_precision_loss)]
+    let report_kib = report as f64 / 1024.0;
+    vec![
+        Row {
+            figure: format!("report frame, 5 marked sections after {laps} laps"),
+            measured: format!("{report} B (largest of {})", reports.len()),
+            floor: format!("{sections} B (the 5 section timers, serialized)"),
+            ratio: "-".into(),
+            checked: report_kib,
+            target: Target::AtMost(64.0),
+            target_text: "<= 64 KiB".into(),
+        },
+        Row {
+            figure: "stop latency, 5 marked sections after 1M laps".into(),
+            measured: format!(
+                "{:.1} us (p10 {:.1}, p90 {:.1}, n={})",
+                us(timed.median),
+                us(timed.p10),
+                us(timed.p90),
+                timed.n
+            ),
+            floor: format!(
+                "{:.1} us (same process, no timers; p10 {:.1}, p90 {:.1})",
+                us(untimed.median),
+                us(untimed.p10),
+                us(untimed.p90)
+            ),
+            ratio: format!("{r:.2}x"),
+            checked: r,
+            target: Target::AtMost(1.2),
+            target_text: "<= 1.2x".into(),
+        },
+    ]
 }
 
 // ---------------------------------------------------------------------------------
@@ -742,7 +916,8 @@ fn restart_rows() -> Vec<Row> {
     }]
 }
 
-/// Which figures to measure: all, or the one named by `--only <start|laps|stop|restart>`.
+/// Which figures to measure: all, or the one named by
+/// `--only <start|laps|stop|restart|timers>`.
 fn wanted(args: &[String], figure: &str) -> bool {
     match args.iter().position(|a| a == "--only") {
         Some(i) => args.get(i + 1).is_some_and(|f| f == figure),
@@ -774,6 +949,9 @@ fn main() {
     }
     if wanted(&args, "restart") {
         rows.extend(restart_rows());
+    }
+    if wanted(&args, "timers") {
+        rows.extend(timer_rows());
     }
 
     println!();

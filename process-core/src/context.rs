@@ -20,7 +20,19 @@ pub struct Context {
     attempt: u32,
     started: Instant,
     config: ProcessConfig,
-    timers: ProcessTimers,
+    timers: Timers,
+}
+
+/// Where a context's timers live.
+#[derive(Debug)]
+enum Timers {
+    /// In a child: in the memory it shares with its parent, so that the parent can
+    /// read the section timers even if the child dies without a report; the flag,
+    /// shared too, is set whenever they may have been written to, so that the parent
+    /// reads them only then.
+    Shared(&'static mut ProcessTimers, &'static AtomicBool),
+    /// In a context built in-process (tests, benches): on the heap, once written to.
+    Owned(Option<Box<ProcessTimers>>),
 }
 
 impl Context {
@@ -43,8 +55,21 @@ impl Context {
             attempt,
             started: Instant::now(),
             config,
-            timers: ProcessTimers::default(),
+            timers: Timers::Owned(None),
         }
+    }
+
+    /// Keeps the timers in `timers` (in a child, the memory it shares with its parent)
+    /// instead of on the heap, and sets `written` whenever they are lent out mutably.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn __with_timers(
+        mut self,
+        timers: &'static mut ProcessTimers,
+        written: &'static AtomicBool,
+    ) -> Self {
+        self.timers = Timers::Shared(timers, written);
+        self
     }
 
     /// Asks the engine to stop: the current section finishes, then `on_finish` and
@@ -105,12 +130,33 @@ impl Context {
     /// The section timers filled by `#[timethis]`.
     #[must_use]
     pub fn timers(&self) -> &ProcessTimers {
-        &self.timers
+        match &self.timers {
+            Timers::Shared(timers, _) => timers,
+            Timers::Owned(Some(timers)) => timers,
+            Timers::Owned(None) => ProcessTimers::__empty(),
+        }
     }
 
     /// The section timers, to add user-made named timers.
+    #[inline]
     pub fn timers_mut(&mut self) -> &mut ProcessTimers {
-        &mut self.timers
+        match &mut self.timers {
+            Timers::Shared(timers, written) => {
+                written.store(true, Ordering::Relaxed);
+                timers
+            }
+            Timers::Owned(timers) => timers.get_or_insert_with(ProcessTimers::__new_boxed),
+        }
+    }
+
+    /// Moves the named timers out, to send them to the parent at the end (the section
+    /// timers stay where they are: a child's are read by its parent).
+    #[doc(hidden)]
+    pub fn __take_named_timers(&mut self) -> crate::timer::__NamedTimers {
+        match &mut self.timers {
+            Timers::Shared(timers, _) => timers.__take_named(),
+            Timers::Owned(timers) => timers.as_mut().and_then(|t| t.__take_named()),
+        }
     }
 
     /// The stop flag, for the engine's checks between sections.
@@ -124,11 +170,5 @@ impl Context {
     #[doc(hidden)]
     pub fn __set_lap(&mut self, lap: u64) {
         self.lap = lap;
-    }
-
-    /// Takes the timers out, to send them to the parent at the end.
-    #[doc(hidden)]
-    pub fn __take_timers(&mut self) -> ProcessTimers {
-        std::mem::take(&mut self.timers)
     }
 }

@@ -17,4 +17,4 @@ pub use config::{ProcessConfig, Timeouts};
 pub use context::Context;
 pub use error::{__set_signal_names, Exit, ProcessError, RemoteError, Section};
 pub use lifecycle::{BoxError, Lifecycle, Outcome};
-pub use timer::{ProcessTimers, TimeThis, Timer};
+pub use timer::{__NamedTimers, __SparseTimer, ProcessTimers, TimeThis, Timer};

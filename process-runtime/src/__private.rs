@@ -5,6 +5,12 @@ pub use linkme;
 
 pub use crate::registry::{Registration, REGISTRY};
 
+/// The bytes `value` takes serialized as the runtime serializes it (postcard); for the
+/// benchmark.
+pub fn serialized_len<T: serde::Serialize>(value: &T) -> usize {
+    postcard::to_allocvec(value).map_or(0, |bytes| bytes.len())
+}
+
 /// Takes over this process if it was started as a child by `process-runtime`, and
 /// returns otherwise. Called at the top of a `#[process_runtime::main]` function and
 /// by the constructor the derive emits.
@@ -27,9 +33,9 @@ macro_rules! __auto_entry {
 }
 pub use crate::__auto_entry as auto_entry;
 
-/// The supertraits of [`Process`](crate::Process), as one trait: the stub impl that `derive(Process)`
-/// emits next to its compile errors requires it behind a higher-ranked bound, so that
-/// the stub adds no error of its own.
+/// The supertraits of [`Process`](crate::Process), as one trait: the stub impl that
+/// `derive(Process)` emits next to its compile errors requires it behind a
+/// higher-ranked bound, so that the stub adds no error of its own.
 pub trait ProcessBounds:
     crate::Lifecycle + serde::Serialize + serde::de::DeserializeOwned + 'static
 {

@@ -1,7 +1,7 @@
 //! The beacon: one shared-memory word where the child says which section it is in.
 //!
 //! Section timeouts are on by default, so telling the parent where the child is must
-//! cost nanoseconds, not a syscall per section. The parent creates a one-page shared
+//! cost nanoseconds, not a syscall per section. The parent creates a small shared
 //! mapping (a `memfd` on Linux, an unlinked temporary file on other Unix systems),
 //! hands its descriptor to the child like the socket, and both map it. At each section
 //! start the engine stores `(entries << 3) | section` with a relaxed store; the
@@ -9,18 +9,40 @@
 //! the same. A changed word means a new section started, even if it is the same section
 //! of the next lap, because the entry count moved. When the child dies, the last word
 //! names the section it died in.
+//!
+//! The same mapping holds the child's `ProcessTimers`, from `TIMERS_OFFSET` on (64 KiB,
+//! zero-filled, which is empty timers): the engine records each section's duration
+//! there as the section ends, at no cost beyond timing into a private timer (and one
+//! byte, stored whenever the timers are lent out mutably, that says they were
+//! written), so when the child dies without a report (a timeout, a crash, a kill) the
+//! parent still has its section timers up to the last section it completed. The parent
+//! reads only the five section timers, which are plain data (any bytes are a valid
+//! `Timer`), only once the child is gone, and only when a handle first asks for them;
+//! the named timers hold pointers into the child's heap and travel in its report.
 
 use std::io;
+use std::mem::{align_of, size_of};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::sys::SharedMapping;
-use crate::Section;
+use crate::wire::protocol::ReportTimers;
+use crate::{ProcessTimers, Section};
 
-/// Bytes of the shared mapping.
-const MAP_LEN: usize = 4096;
 /// Where the stop flag sits in the mapping, after the beacon word.
 const STOP_OFFSET: usize = 8;
+/// Where the child says it wrote its timers (a byte, 0 or 1), so that the parent reads
+/// them only then: reading untouched pages of the mapping would fault them in.
+const WRITTEN_OFFSET: usize = 16;
+/// Where the child's timers start in the mapping: after the beacon word and its
+/// neighbours, on a cache line of their own.
+const TIMERS_OFFSET: usize = 64;
+const _: () = assert!(TIMERS_OFFSET % align_of::<ProcessTimers>() == 0);
+
+/// Bytes of the shared mapping: the beacon's page, and the timers after it, in whole
+/// pages. Pages the child never writes are never backed by memory.
+const MAP_LEN: usize = (TIMERS_OFFSET + size_of::<ProcessTimers>()).next_multiple_of(4096);
 
 /// The value before the engine entered any section.
 pub(crate) const NOT_STARTED: u64 = 7;
@@ -54,6 +76,22 @@ pub(crate) fn section_of(word: u64) -> Option<Section> {
         5 => Section::Error,
         _ => return None,
     })
+}
+
+/// The child's view of the mapping, kept for the rest of its life.
+pub(crate) struct ChildPage {
+    /// The beacon word the engine stores each section in.
+    pub(crate) word: &'static AtomicU64,
+    /// The stop flag the parent sets.
+    pub(crate) stop: &'static AtomicBool,
+    /// The timers the engine records into.
+    pub(crate) timers: ChildTimers,
+}
+
+/// The child's timers, in the mapping, and the flag that says they were written to.
+pub(crate) struct ChildTimers {
+    pub(crate) timers: &'static mut ProcessTimers,
+    pub(crate) written: &'static AtomicBool,
 }
 
 /// The shared mapping that holds the beacon word.
@@ -101,16 +139,81 @@ impl Beacon {
     }
 
     /// Keeps the mapping for the rest of the process's life (the child's side: the
-    /// engine and the context hold `'static` references into it).
-    pub(crate) fn leak(self) -> (&'static AtomicU64, &'static AtomicBool) {
+    /// engine holds `'static` references to the word and the stop flag, and the context
+    /// one to the timers).
+    pub(crate) fn leak(self) -> ChildPage {
         let ptr = self.mapping.leak();
-        // SAFETY: the mapping is never unmapped now; see `word` and `stop_flag`.
-        unsafe {
-            (
-                ptr.cast::<AtomicU64>().as_ref(),
-                ptr.add(STOP_OFFSET).cast::<AtomicBool>().as_ref(),
-            )
+        // SAFETY: the mapping is never unmapped now; see `word`.
+        let word = unsafe { ptr.cast::<AtomicU64>().as_ref() };
+        // SAFETY: see `stop_flag`; the mapping is never unmapped now.
+        let stop = unsafe { ptr.add(STOP_OFFSET).cast::<AtomicBool>().as_ref() };
+        // SAFETY: byte WRITTEN_OFFSET of the mapping, never unmapped now; AtomicBool is
+        // one byte, and the mapping starts zeroed (false). The parent only reads it.
+        let written = unsafe { ptr.add(WRITTEN_OFFSET).cast::<AtomicBool>().as_ref() };
+        // SAFETY: TIMERS_OFFSET + size_of::<ProcessTimers>() <= MAP_LEN, and the
+        // offset is aligned for ProcessTimers in a page-aligned mapping. The parent
+        // made the mapping zero-filled and never writes that range, and this is the
+        // only reference to it in this process (`leak` consumed the mapping). The
+        // parent reads the section timers, plain data, only after this process is gone.
+        let timers =
+            unsafe { ProcessTimers::__from_zeroed(ptr.add(TIMERS_OFFSET).cast::<ProcessTimers>()) };
+        ChildPage {
+            word,
+            stop,
+            timers: ChildTimers { timers, written },
         }
+    }
+}
+
+/// The timers an attempt left, read from its mapping only when first asked for, so
+/// that nothing is read on the way to publishing the outcome, and never before the
+/// child is gone (a handle asks only once the process has ended).
+#[derive(Debug)]
+pub(crate) struct AttemptTimers {
+    beacon: Arc<Beacon>,
+    reported: Option<ReportTimers>,
+    attempt: u32,
+    read: OnceLock<Box<ProcessTimers>>,
+}
+
+impl AttemptTimers {
+    /// The timers of attempt number `attempt`, whose mapping is `beacon`, with the
+    /// timers its report carried if it sent one.
+    pub(crate) fn new(beacon: &Arc<Beacon>, reported: Option<ReportTimers>, attempt: u32) -> Self {
+        Self {
+            beacon: Arc::clone(beacon),
+            reported,
+            attempt,
+            read: OnceLock::new(),
+        }
+    }
+
+    /// The five section timers from the mapping, whatever the end, and with a report
+    /// its named timers; without one (a timeout, a crash, a kill), the attempt counts
+    /// as failed.
+    pub(crate) fn get(&self) -> &ProcessTimers {
+        self.read.get_or_init(|| {
+            let mut timers = ProcessTimers::__new_boxed();
+            let base = self.beacon.mapping.as_ptr().as_ptr();
+            // SAFETY: a byte of the mapping, valid while `self.beacon` lives; read as a
+            // u8, so that any value the child left there is valid.
+            let written = unsafe { base.add(WRITTEN_OFFSET).read_volatile() } != 0;
+            if written {
+                let src = base.wrapping_add(TIMERS_OFFSET).cast::<ProcessTimers>();
+                // SAFETY: an aligned range of the mapping (see `leak`), valid while
+                // `self.beacon` lives, all of it initialized (zero-filled, then written
+                // by the child).
+                unsafe { timers.__read_sections(src) };
+            }
+            match &self.reported {
+                Some(report) => {
+                    timers.__set_origin(self.attempt, report.failed);
+                    timers.__set_named(report.named.clone());
+                }
+                None => timers.__set_origin(self.attempt, true),
+            }
+            timers
+        })
     }
 }
 
@@ -132,6 +235,54 @@ mod tests {
             assert_ne!(encode(41, s), encode(42, s));
         }
         assert_eq!(section_of(NOT_STARTED), None);
+    }
+
+    #[test]
+    fn the_parent_reads_the_section_timers_the_child_keeps() {
+        use std::time::Duration;
+        let (parent, fd) = Beacon::create().unwrap();
+        let parent = Arc::new(parent);
+        let child = Beacon::open(&fd).unwrap().leak().timers;
+        let (kept, written) = (child.timers, child.written);
+        assert_eq!(
+            *kept,
+            ProcessTimers::default(),
+            "zeroed memory is empty timers"
+        );
+        kept.main_loop.add_time(Duration::from_millis(9));
+        let unflagged = AttemptTimers::new(&parent, None, 1);
+        assert_eq!(
+            unflagged.get().main_loop.num_times(),
+            0,
+            "not read before the child says it wrote"
+        );
+        kept.main_loop.reset();
+        written.store(true, Ordering::Relaxed);
+        for ms in [1, 2, 3] {
+            kept.main_loop.add_time(Duration::from_millis(ms));
+        }
+        kept.on_finish.add_time(Duration::from_millis(4));
+        kept.named_mut("fetch").add_time(Duration::from_millis(5));
+
+        // No report: the sections, from a failed attempt.
+        let crashed = AttemptTimers::new(&parent, None, 2);
+        let read = crashed.get();
+        assert_eq!(read.main_loop, kept.main_loop);
+        assert_eq!(read.on_finish, kept.on_finish);
+        assert_eq!(read.preloop.num_times(), 0);
+        assert!(read.named("fetch").is_none());
+        assert_eq!((read.attempt(), read.from_failed_attempt()), (2, true));
+
+        // A report: its named timers and its word on the outcome.
+        let report = ReportTimers::new(kept.__take_named(), 2, false);
+        let reported = AttemptTimers::new(&parent, Some(report), 2);
+        let read = reported.get();
+        assert_eq!(read.main_loop.num_times(), 3);
+        assert_eq!(read.named("fetch").unwrap().num_times(), 1);
+        assert_eq!((read.attempt(), read.from_failed_attempt()), (2, false));
+        // Read once: later changes in the mapping are not seen.
+        kept.main_loop.add_time(Duration::from_millis(1));
+        assert_eq!(reported.get().main_loop.num_times(), 3);
     }
 
     #[test]

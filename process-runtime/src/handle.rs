@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::parent::shared::Shared;
+use crate::parent::shared::{Output, Shared};
 use crate::wire::protocol::POSTCARD_LIMITS;
 use crate::{ProcessError, ProcessTimers};
 
@@ -150,15 +150,32 @@ impl<T: DeserializeOwned> Handle<T> {
         f(decoded)
     }
 
-    /// The child's section timers, once the process has ended (empty before, and for
-    /// sections `#[timethis]` does not mark).
+    /// The child's timers, once the process has ended (empty before, and for sections
+    /// `#[timethis]` does not mark), from the last attempt (the child that only runs
+    /// `error` times nothing and keeps the failed attempt's). The section timers are
+    /// there whatever the end, a timeout, a crash or a kill included, up to the last
+    /// section the child completed; named timers arrive only with the child's report.
     #[must_use]
     pub fn timers(&self) -> &ProcessTimers {
-        static EMPTY: std::sync::OnceLock<ProcessTimers> = std::sync::OnceLock::new();
-        self.shared
-            .timers
-            .get()
-            .unwrap_or_else(|| EMPTY.get_or_init(ProcessTimers::default))
+        match self.shared.timers.get() {
+            Some(timers) => timers.get(),
+            None => ProcessTimers::__empty(),
+        }
+    }
+
+    /// The bytes of the report frame the child sent (length prefix included), once
+    /// the process ended with an output; for the benchmark. Not public API.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn __report_len(&self) -> Option<usize> {
+        let inner = self.shared.lock();
+        inner
+            .end
+            .as_ref()?
+            .report
+            .as_ref()
+            .ok()
+            .map(Output::frame_len)
     }
 }
 

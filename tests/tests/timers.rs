@@ -221,3 +221,141 @@ fn each_section_call_is_a_span_with_process_section_lap_and_pid() {
     .collect();
     assert_eq!(spans, expected);
 }
+
+/// How [`Doomed`] ends on lap `at_lap`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Doom {
+    /// Hangs in `main_loop` past `timeout.loop`.
+    Hang,
+    /// Aborts in `main_loop`.
+    Abort,
+    /// Writes `ready`, then waits in `main_loop` for the parent's `kill()`.
+    AwaitKill,
+}
+
+/// Timed laps (`preloop` and `main_loop` marked) that end without a report on lap
+/// `at_lap` of attempt `doomed_attempt`, and otherwise run to `num_loops`.
+#[derive(Process, Serialize, Deserialize)]
+#[process(timeout.loop = "300ms")]
+struct Doomed {
+    doom: Doom,
+    at_lap: u64,
+    doomed_attempt: u32,
+    ready: String,
+}
+
+impl Doomed {
+    fn new(doom: Doom, at_lap: u64) -> Self {
+        Self {
+            doom,
+            at_lap,
+            doomed_attempt: 1,
+            ready: String::new(),
+        }
+    }
+}
+
+impl Lifecycle for Doomed {
+    type Output = u64;
+
+    #[timethis]
+    fn preloop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    #[timethis]
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        // A named timer: it reaches the parent only with a report.
+        cx.timers_mut()
+            .named_mut("user")
+            .add_time(Duration::from_micros(1));
+        if cx.lap() == self.at_lap && cx.attempt() == self.doomed_attempt {
+            match self.doom {
+                Doom::Hang => process_runtime_tests::sleep_forever(),
+                Doom::Abort => {
+                    process_runtime_tests::no_core_dumps();
+                    std::process::abort()
+                }
+                Doom::AwaitKill => {
+                    process_runtime_tests::write_atomically(&self.ready, "ready")?;
+                    process_runtime_tests::sleep_forever()
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn result(&mut self, cx: &mut Context) -> Result<u64, BoxError> {
+        Ok(cx.lap())
+    }
+}
+
+/// The section timers of an attempt that ended on lap `lap` without a report: every
+/// call that completed, none of the call in progress, and no named timer.
+fn assert_laps_before_the_end(t: &ProcessTimers, lap: usize) {
+    assert_eq!(t.main_loop.num_times(), lap, "main_loop calls completed");
+    assert_eq!(
+        t.preloop.num_times(),
+        lap + 1,
+        "lap {lap}'s preloop completed"
+    );
+    assert_eq!(t.full_loop.num_times(), lap, "laps completed");
+    assert_eq!(t.postloop.num_times(), 0, "postloop is not marked");
+    assert!(t.main_loop.max().unwrap() < Duration::from_millis(300));
+    assert!(t.main_loop.median().is_some());
+    assert!(
+        t.named("user").is_none(),
+        "named timers come with a report only"
+    );
+    assert!(t.from_failed_attempt());
+    assert_eq!(t.attempt(), 1);
+}
+
+#[test]
+fn section_timers_survive_a_timeout() {
+    let h = Doomed::new(Doom::Hang, 5).start().unwrap();
+    let e = h.result().unwrap_err();
+    assert!(matches!(e, ProcessError::Timeout { .. }), "{e}");
+    assert_laps_before_the_end(h.timers(), 5);
+}
+
+#[test]
+fn section_timers_survive_a_crash() {
+    let h = Doomed::new(Doom::Abort, 7).start().unwrap();
+    let e = h.result().unwrap_err();
+    assert!(matches!(e, ProcessError::Crashed { .. }), "{e}");
+    // `error` then ran in a fresh child, which timed nothing: the timers stay the
+    // crashed attempt's.
+    assert_laps_before_the_end(h.timers(), 7);
+}
+
+#[test]
+fn section_timers_survive_a_kill() {
+    let scratch = process_runtime_tests::Scratch::new("timers-kill");
+    let ready = scratch.file("ready");
+    let h = Doomed {
+        ready: ready.to_string_lossy().into_owned(),
+        ..Doomed::new(Doom::AwaitKill, 3)
+    }
+    .start()
+    .unwrap();
+    process_runtime_tests::wait_for_file(&ready, Duration::from_secs(30))
+        .expect("the child reached lap 3");
+    h.kill();
+    let e = h.result().unwrap_err();
+    assert!(matches!(e, ProcessError::Killed), "{e}");
+    assert_laps_before_the_end(h.timers(), 3);
+}
+
+#[test]
+fn a_retry_brings_its_own_timers() {
+    let config = Doomed::config().with_lives(2).with_num_loops(Some(4));
+    let h = Doomed::new(Doom::Hang, 2).start_with(config).unwrap();
+    assert_eq!(h.result().unwrap(), 4);
+    let t = h.timers();
+    assert_eq!(t.main_loop.num_times(), 4, "the second attempt's laps only");
+    assert_eq!(t.full_loop.num_times(), 4);
+    assert_eq!(t.named("user").unwrap().num_times(), 4);
+    assert_eq!(t.attempt(), 2);
+    assert!(!t.from_failed_attempt());
+}

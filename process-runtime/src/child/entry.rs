@@ -12,11 +12,10 @@
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::fault::{HelloStep, Injector};
 use super::run::{report_fatal, ChildRun};
-use crate::beacon::Beacon;
+use crate::beacon::{Beacon, ChildPage};
 use crate::wire::channel::{write_frame, Conn, FrameReader};
 use crate::wire::handoff::{Marker, MARKER};
 use crate::wire::protocol::{self, Hello, ToChild};
@@ -66,12 +65,11 @@ pub(crate) fn enter_if_marked(entry_of: EntryOf, fingerprint: fn() -> u64) {
             "cannot set close-on-exec on the inherited socket: {e}"
         ));
     }
-    let (beacon, stop) = sys::adopt_fd(marker.beacon_fd)
+    let page = sys::adopt_fd(marker.beacon_fd)
         .and_then(|bfd| Beacon::open(&bfd))
         .unwrap_or_else(|e| bad_start(&format!("the inherited beacon is unusable: {e}")))
         .leak();
-    let shared = SharedWords { beacon, stop };
-    handshake_and_run(fd, shared, &marker, fault, entry_of, fingerprint());
+    handshake_and_run(fd, page, &marker, fault, entry_of, fingerprint());
 }
 
 fn bad_start(why: &str) -> ! {
@@ -79,15 +77,9 @@ fn bad_start(why: &str) -> ! {
     sys::exit_now(exit_code::BAD_START)
 }
 
-/// The child's view of the page it shares with the parent.
-struct SharedWords {
-    beacon: &'static AtomicU64,
-    stop: &'static AtomicBool,
-}
-
 fn handshake_and_run(
     fd: OwnedFd,
-    shared: SharedWords,
+    page: ChildPage,
     marker: &Marker,
     fault: Injector,
     entry_of: EntryOf,
@@ -131,8 +123,9 @@ fn handshake_and_run(
         reader,
         writer: send,
         parent_pid: marker.parent_pid,
-        beacon: shared.beacon,
-        stop: shared.stop,
+        beacon: page.word,
+        stop: page.stop,
+        timers: page.timers,
         fault,
     })
 }

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use super::engine;
 use super::entry::exit_code;
 use super::fault::Injector;
+use crate::beacon::ChildTimers;
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
-use crate::wire::protocol::{self, Mode, ToChild, ToParent, POSTCARD_LIMITS};
-use crate::{Context, Process, ProcessError, ProcessTimers};
+use crate::wire::protocol::{self, Mode, ReportTimers, ToChild, ToParent, POSTCARD_LIMITS};
+use crate::{Context, Process, ProcessError};
 
 /// What a registered type's entry point receives.
 pub(crate) struct ChildRun {
@@ -19,6 +20,8 @@ pub(crate) struct ChildRun {
     pub(super) parent_pid: u32,
     pub(super) beacon: &'static AtomicU64,
     pub(super) stop: &'static AtomicBool,
+    /// The process's timers, in the page shared with the parent.
+    pub(super) timers: ChildTimers,
     pub(super) fault: Injector,
 }
 
@@ -26,7 +29,7 @@ pub(crate) struct ChildRun {
 pub(super) fn report_fatal(send: &Conn, error: ProcessError) -> ! {
     let report = encode_report(&ToParent::Failed {
         error,
-        timers: ProcessTimers::default(),
+        timers: ReportTimers::default(),
         last: true,
     });
     let _ = write_frame(send, &report);
@@ -42,6 +45,7 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
         parent_pid,
         beacon,
         stop,
+        timers,
         fault,
     } = run;
     let Ok(ToChild::Start {
@@ -69,7 +73,8 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
     if !sys::parent_death_signal_armed() {
         exit_with_parent(reader);
     }
-    let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt);
+    let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt)
+        .__with_timers(timers.timers, timers.written);
     let mut failed = false;
     let outcome = match mode {
         Mode::Run { last_life } => match engine::run(&mut obj, &mut cx, beacon) {
@@ -90,8 +95,8 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
             engine::handle_error(&mut obj, &mut cx, error, beacon).map_err(|e| (e, true))
         }
     };
-    let mut timers = cx.__take_timers();
-    timers.__set_origin(attempt, failed);
+    // The section timers stay where they are: the parent reads them from the page.
+    let timers = ReportTimers::new(cx.__take_named_timers(), attempt, failed);
     let (report, code) = match outcome {
         Ok(output) => match postcard::to_allocvec(&output) {
             Ok(bytes) => (report_done(&bytes, timers, fault), 0),
@@ -125,7 +130,7 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
     sys::exit_now(code)
 }
 
-fn report_done(output: &[u8], timers: ProcessTimers, fault: Injector) -> Vec<u8> {
+fn report_done(output: &[u8], timers: ReportTimers, fault: Injector) -> Vec<u8> {
     let mut frame = encode_report(&ToParent::Done { output, timers });
     fault.on_report(&mut frame);
     frame
@@ -135,7 +140,7 @@ fn encode_report(report: &ToParent<'_>) -> Vec<u8> {
     protocol::encode(report).unwrap_or_else(|e| {
         protocol::encode(&ToParent::Failed {
             error: e,
-            timers: ProcessTimers::default(),
+            timers: ReportTimers::default(),
             last: true,
         })
         .expect("an error report always encodes")

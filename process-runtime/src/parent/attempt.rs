@@ -18,8 +18,8 @@ use super::spawn;
 use crate::beacon::{self, Beacon};
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
 use crate::wire::handoff::{new_secret, SECRET_LEN};
-use crate::wire::protocol::{self, ToParent};
-use crate::{registry, sys, ProcessError, ProcessTimers, Section};
+use crate::wire::protocol::{self, ReportTimers, ToParent};
+use crate::{registry, sys, ProcessError, Section};
 
 /// What the child is told besides the marker (only fault injection, for now).
 #[derive(Debug, Default, Clone)]
@@ -43,12 +43,12 @@ impl StartOptions {
 #[derive(Debug)]
 pub(crate) enum AttemptEnd {
     /// The child reported an output.
-    Done(Output, Box<ProcessTimers>),
+    Done(Output, ReportTimers),
     /// The child reported an error; `last` when it is the process's final outcome.
     Failed {
         error: ProcessError,
         last: bool,
-        timers: Box<ProcessTimers>,
+        timers: ReportTimers,
     },
     /// End-of-file without a report: the child crashed or was killed.
     Vanished,
@@ -233,13 +233,13 @@ impl Attempt {
         let report = match protocol::decode::<ToParent<'_>>(frame.payload(), "report") {
             Ok(ToParent::Done { output, timers }) => {
                 let start = output.as_ptr() as usize - frame.payload().as_ptr() as usize;
-                Ok((start, output.len(), Box::new(timers)))
+                Ok((start, output.len(), timers))
             }
             Ok(ToParent::Failed {
                 error,
                 timers,
                 last,
-            }) => Err((error, Box::new(timers), last)),
+            }) => Err((error, timers, last)),
             Err(e) => return self.refuse(shared, e),
         };
         match report {

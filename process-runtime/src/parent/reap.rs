@@ -13,7 +13,8 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use super::shared::{End, Inner, Output, Reaping, Shared};
-use crate::{sys, Exit, ProcessError, ProcessTimers};
+use crate::beacon::AttemptTimers;
+use crate::{sys, Exit, ProcessError};
 
 /// Reaps the child of a decided process and publishes the end.
 pub(crate) fn complete(reaping: Reaping, shared: &Shared) {
@@ -85,7 +86,7 @@ pub(crate) fn reap(shared: &Shared, child: &mut Child) -> Exit {
 pub(crate) fn publish(
     shared: &Shared,
     report: Result<Output, ProcessError>,
-    timers: Option<ProcessTimers>,
+    timers: Option<AttemptTimers>,
     exit: Exit,
 ) {
     if let Some(t) = timers {

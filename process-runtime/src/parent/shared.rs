@@ -12,9 +12,9 @@ use std::time::Instant;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::beacon::Beacon;
+use crate::beacon::{AttemptTimers, Beacon};
 use crate::wire::channel::Frame;
-use crate::{sys, Exit, ProcessConfig, ProcessError, ProcessTimers};
+use crate::{sys, Exit, ProcessConfig, ProcessError};
 
 /// The output bytes of a finished process, kept inside the frame they arrived in.
 #[derive(Debug)]
@@ -33,13 +33,18 @@ impl Output {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.frame.payload()[self.start..self.start + self.len]
     }
+
+    /// The bytes of the report frame this output arrived in, length prefix included.
+    pub(crate) fn frame_len(&self) -> usize {
+        4 + self.frame.payload().len()
+    }
 }
 
 /// What the handle and the supervisor share.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: ProcessConfig,
-    pub(crate) timers: OnceLock<ProcessTimers>,
+    pub(crate) timers: OnceLock<AttemptTimers>,
     inner: Mutex<Inner>,
     changed: Condvar,
 }
@@ -75,7 +80,7 @@ pub(crate) struct Inner {
 pub(crate) struct Reaping {
     pub(crate) child: Child,
     pub(crate) report: Result<Output, ProcessError>,
-    pub(crate) timers: Option<ProcessTimers>,
+    pub(crate) timers: Option<AttemptTimers>,
     /// The exit status that decided the outcome when it is not this child's own (the
     /// failed attempt before a child that only ran `error`).
     pub(crate) decided_exit: Option<Exit>,

@@ -12,8 +12,9 @@ use super::attempt::{Attempt, AttemptEnd, StartOptions};
 use super::policy::{self, Circumstances, Decision, Ending};
 use super::reap;
 use super::shared::{Output, Reaping, Shared};
-use crate::wire::protocol::{self, Mode, ToChild};
-use crate::{Exit, ProcessError, ProcessTimers};
+use crate::beacon::AttemptTimers;
+use crate::wire::protocol::{self, Mode, ReportTimers, ToChild};
+use crate::{Exit, ProcessError};
 
 /// Supervises one process from its first attempt to its end.
 pub(crate) struct Supervisor {
@@ -54,17 +55,21 @@ impl Supervisor {
         // When `error` runs in a fresh child, the outcome was decided by the attempt
         // that failed before it: its exit status is the one `exit_code` reports.
         let mut failed_exit: Option<Exit> = None;
-        // The timers of the latest attempt that reported any. A child that only runs
-        // `error` has timed nothing, so it keeps the failed attempt's timers.
-        let mut timers: Option<ProcessTimers> = None;
+        // The timers of the latest attempt: its section timers from the shared page
+        // (also after a timeout, a crash or a kill), its named ones from its report. A
+        // child that only runs `error` has timed nothing, so it keeps the failed
+        // attempt's timers.
+        let mut timers: Option<AttemptTimers> = None;
         loop {
             let handling_error = matches!(mode, Mode::HandleError(_));
             let end = self.drive(&mut attempt);
             let (ending, output, reported) = split(end, &attempt);
-            if let Some(reported) = reported {
-                if !handling_error || timers.is_none() {
-                    timers = Some(*reported);
-                }
+            if !handling_error || timers.is_none() {
+                timers = Some(AttemptTimers::new(
+                    &attempt.beacon,
+                    reported,
+                    attempt.number,
+                ));
             }
             if let Ending::Done | Ending::Failed { last: true, .. } = ending {
                 let report = match ending {
@@ -139,13 +144,14 @@ impl Supervisor {
         );
     }
 
-    /// Publishes the end. The attempt's socket and mapping are released first, so
-    /// that a caller woken by `wait()` finds no descriptor of this process still open.
+    /// Publishes the end. The attempt's socket is released first, so that a caller
+    /// woken by `wait()` finds no descriptor of this process still open (its mapping,
+    /// which holds no descriptor, stays with the timers until the handle drops).
     fn finish(
         &self,
         attempt: Attempt,
         report: Result<Output, ProcessError>,
-        timers: Option<ProcessTimers>,
+        timers: Option<AttemptTimers>,
         exit: Exit,
     ) {
         drop(attempt);
@@ -159,7 +165,7 @@ impl Supervisor {
         &self,
         attempt: Attempt,
         report: Result<Output, ProcessError>,
-        timers: Option<ProcessTimers>,
+        timers: Option<AttemptTimers>,
         decided_exit: Option<Exit>,
     ) {
         let Attempt { child, .. } = attempt;
@@ -185,10 +191,7 @@ impl Supervisor {
 
 /// Splits an attempt's end into what the policy needs, the output, and the timers the
 /// child reported.
-fn split(
-    end: AttemptEnd,
-    attempt: &Attempt,
-) -> (Ending, Option<Output>, Option<Box<ProcessTimers>>) {
+fn split(end: AttemptEnd, attempt: &Attempt) -> (Ending, Option<Output>, Option<ReportTimers>) {
     match end {
         AttemptEnd::Done(output, timers) => (Ending::Done, Some(output), Some(timers)),
         AttemptEnd::Failed {

@@ -18,7 +18,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::wire::handoff::SECRET_LEN;
-use crate::{ProcessConfig, ProcessError, ProcessTimers};
+use crate::{ProcessConfig, ProcessError};
+use process_core::{__NamedTimers, __SparseTimer};
 
 /// What to tell a user whose type postcard rejects: the serde shapes it cannot carry.
 pub(crate) const POSTCARD_LIMITS: &str = "postcard, the wire format, does not support \
@@ -75,15 +76,43 @@ pub(crate) enum ToParent<'a> {
     Done {
         #[serde(borrow)]
         output: &'a [u8],
-        timers: ProcessTimers,
+        timers: ReportTimers,
     },
     /// The attempt failed. `last` is true when `error` already ran (or could not), so
     /// the error is the process's result; false when the parent may retry.
     Failed {
         error: ProcessError,
-        timers: ProcessTimers,
+        timers: ReportTimers,
         last: bool,
     },
+}
+
+/// The timers a report carries, encoded as a `ProcessTimers` is, field for field. The
+/// five section timers are sent empty: the child keeps them in the page it shares with
+/// the parent, where the parent reads them whether a report comes or not (see
+/// `beacon.rs`). They are decoded sparse, so that a report never puts five 30 KiB
+/// timers on the supervisor's small stack.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ReportTimers {
+    pub(crate) named: __NamedTimers,
+    /// The attempt; the parent counts attempts itself and ignores this.
+    pub(crate) attempt: u32,
+    pub(crate) failed: bool,
+    /// `preloop`, `main_loop`, `postloop`, `on_finish`, `full_loop`: empty, and
+    /// ignored.
+    sections: [__SparseTimer; 5],
+}
+
+impl ReportTimers {
+    /// The named timers of a child's run and the outcome of its attempt.
+    pub(crate) fn new(named: __NamedTimers, attempt: u32, failed: bool) -> Self {
+        Self {
+            named,
+            attempt,
+            failed,
+            sections: Default::default(),
+        }
+    }
 }
 
 /// Encodes `value` as one frame (length prefix included), ready for one `write_all`.
@@ -157,7 +186,7 @@ mod tests {
     fn frames_round_trip_and_reject_trailing_bytes() {
         let report = ToParent::Done {
             output: &[1, 2, 3],
-            timers: ProcessTimers::default(),
+            timers: ReportTimers::default(),
         };
         let f = encode(&report).unwrap();
         let len = u32::from_le_bytes(f[..4].try_into().unwrap()) as usize;
@@ -185,6 +214,30 @@ mod tests {
         let bytes = postcard::to_allocvec(&other).unwrap();
         let e = check_hello(&bytes, &[9; SECRET_LEN], FINGERPRINT).unwrap_err();
         assert!(e.to_string().contains("build fingerprint mismatch"), "{e}");
+    }
+
+    #[test]
+    fn report_timers_are_encoded_as_process_timers_are() {
+        let mut timers = crate::ProcessTimers::default();
+        timers
+            .named_mut("fetch")
+            .add_time(std::time::Duration::from_millis(2));
+        timers.__set_origin(3, true);
+        let bytes = postcard::to_allocvec(&timers).unwrap();
+        let report: ReportTimers = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(report.attempt, 3);
+        assert!(report.failed);
+        let again = postcard::to_allocvec(&report).unwrap();
+        assert_eq!(again, bytes, "the same bytes both ways");
+        // A report's timers stay small: its section timers are empty (23 bytes each).
+        let report = ReportTimers::new(timers.__take_named(), 3, true);
+        assert!(postcard::to_allocvec(&report).unwrap().len() < 160);
+        // A section timer in a report is checked like any timer.
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] = 1; // full_loop: one bucket...
+        bad.extend([0xff, 0xff, 0x03, 1]); // ...index 65535, out of range
+        assert!(postcard::from_bytes::<ReportTimers>(&bad).is_err());
     }
 
     fn hello(secret: [u8; SECRET_LEN]) -> Hello {
