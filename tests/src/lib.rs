@@ -69,6 +69,29 @@ pub fn open_descriptors() -> usize {
         .count()
 }
 
+/// This process's open descriptors with what each refers to (`3 -> socket:[1234]`), for
+/// the message of a failed descriptor count.
+///
+/// # Panics
+/// If `/proc/self/fd` cannot be read.
+#[must_use]
+pub fn describe_descriptors() -> String {
+    let mut fds: Vec<(u32, String)> = std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let fd = entry.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(entry.path()).ok()?;
+            Some((fd, target.display().to_string()))
+        })
+        .collect();
+    fds.sort();
+    fds.iter()
+        .map(|(fd, target)| format!("{fd} -> {target}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One process of this machine as `/proc/<pid>/stat` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcInfo {

@@ -16,8 +16,8 @@ use process_runtime::__testing::{start_with_fault, Fault as Injected};
 use process_runtime::prelude::*;
 use process_runtime::Exit;
 use process_runtime_tests::{
-    child_processes, no_core_dumps, open_descriptors, reaped, sleep_forever, status_kb,
-    wait_for_file, write_atomically, Scratch,
+    child_processes, describe_descriptors, no_core_dumps, open_descriptors, reaped, sleep_forever,
+    status_kb, wait_for_file, write_atomically, Scratch,
 };
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +149,8 @@ fn assert_nothing_left(what: impl std::fmt::Display, pids: &[u32], fds_before: u
     assert_eq!(
         open_descriptors(),
         fds_before,
-        "{what}: a descriptor leaked"
+        "{what}: a descriptor leaked; open now: {}",
+        describe_descriptors()
     );
 }
 

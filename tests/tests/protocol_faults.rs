@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use process_runtime::__testing::{start_with_fault, Fault};
 use process_runtime::prelude::*;
-use process_runtime_tests::{open_descriptors, process_running};
+use process_runtime_tests::{describe_descriptors, open_descriptors, process_running};
 use serde::{Deserialize, Serialize};
 
 /// Does nothing, once.
@@ -71,5 +71,10 @@ fn a_broken_channel_is_a_clear_protocol_error_and_leaves_nothing_behind() {
             exit: process_runtime::Exit::Code(7)
         }
     );
-    assert_eq!(open_descriptors(), fds_before, "no descriptor leaked");
+    assert_eq!(
+        open_descriptors(),
+        fds_before,
+        "no descriptor leaked; open now: {}",
+        describe_descriptors()
+    );
 }

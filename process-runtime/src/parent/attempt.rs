@@ -165,6 +165,12 @@ impl Attempt {
         })
     }
 
+    /// Closes the attempt's socket and keeps only its child, to be reaped.
+    pub(crate) fn into_child(self) -> Child {
+        let Self { child, .. } = self;
+        child
+    }
+
     /// `Some` when the attempt ended before its first event: the child died before it
     /// could be handed its start frame.
     pub(crate) fn lost_at_start(&self) -> Option<AttemptEnd> {

@@ -168,7 +168,9 @@ impl Supervisor {
         timers: Option<AttemptTimers>,
         decided_exit: Option<Exit>,
     ) {
-        let Attempt { child, .. } = attempt;
+        // The socket is closed here, before the hand-over: the caller that completes
+        // the reaping returns at once, and must find no descriptor of ours still open.
+        let child = attempt.into_child();
         let reaping = Reaping {
             child,
             report,
