@@ -1,15 +1,20 @@
 //! What a running section can see of its process and do to it.
 
+use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::config::ProcessConfig;
+use crate::message::{self, RecvError, SendError, __Port};
 use crate::timer::ProcessTimers;
 
 /// Handed to every section of a running process, in the child.
 ///
-/// It is built by the runtime; user code only reads it and calls [`Context::stop`].
-#[derive(Debug)]
+/// It is built by the runtime; user code reads it, calls [`Context::stop`], and talks
+/// to the parent with [`Context::tell`] and [`Context::listen`].
 pub struct Context {
     /// The stop flag. In a child it lives in the page shared with the parent, so that
     /// `Handle::stop` is one store on the parent's side and one load on this one.
@@ -21,6 +26,21 @@ pub struct Context {
     started: Instant,
     config: ProcessConfig,
     timers: Timers,
+    port: Option<Box<dyn __Port>>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("name", &self.config.name)
+            .field("pid", &self.pid)
+            .field("parent_pid", &self.parent_pid)
+            .field("attempt", &self.attempt)
+            .field("lap", &self.lap)
+            .field("stopping", &self.is_stopping())
+            .field("connected", &self.port.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where a context's timers live.
@@ -56,7 +76,17 @@ impl Context {
             started: Instant::now(),
             config,
             timers: Timers::Owned(None),
+            port: None,
         }
+    }
+
+    /// Connects the context to its parent: [`Context::tell`] and [`Context::listen`]
+    /// go through `port`.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn __with_port(mut self, port: Box<dyn __Port>) -> Self {
+        self.port = Some(port);
+        self
     }
 
     /// Keeps the timers in `timers` (in a child, the memory it shares with its parent)
@@ -83,6 +113,55 @@ impl Context {
     #[must_use]
     pub fn is_stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sends `msg` to the parent's mailbox, waiting while it is full (the parent's
+    /// mailbox for this child holds as many unread messages as this process's
+    /// `mailbox` setting). Messages arrive exactly once and in order; those told just
+    /// before the process ends are still there for a parent that listens afterwards.
+    ///
+    /// # Errors
+    /// [`SendError::Ended`] when the parent is gone (or in a context that has no
+    /// parent), [`SendError::Encode`] when postcard cannot encode `msg`.
+    pub fn tell<T: Serialize + 'static>(&mut self, msg: &T) -> Result<(), SendError> {
+        self.send(msg, true)
+    }
+
+    /// Like [`Context::tell`], but returns [`SendError::Full`] at once instead of
+    /// waiting when the parent's mailbox is full.
+    ///
+    /// # Errors
+    /// As [`Context::tell`], and [`SendError::Full`].
+    pub fn try_tell<T: Serialize + 'static>(&mut self, msg: &T) -> Result<(), SendError> {
+        self.send(msg, false)
+    }
+
+    fn send<T: Serialize + 'static>(&mut self, msg: &T, wait: bool) -> Result<(), SendError> {
+        let port = self.port.as_mut().ok_or(SendError::Ended)?;
+        let frame = message::__encode_into(msg, port.frame_prefix(message::__tag_of::<T>()))?;
+        port.send(frame, std::any::type_name::<T>(), wait)
+    }
+
+    /// Takes the oldest message of type `T` the parent sent, waiting up to `timeout`:
+    /// a `Duration`, `Duration::ZERO` to only look at what has arrived, or `None` to
+    /// wait for ever. Messages of other types stay queued, in order.
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`] when none came in time; [`RecvError::Ended`] when the
+    /// parent is gone and none is left (or in a context that has no parent);
+    /// [`RecvError::Decode`] when a message tagged for `T` does not decode as `T` (it
+    /// is consumed).
+    pub fn listen<T: DeserializeOwned + 'static>(
+        &mut self,
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<T, RecvError> {
+        let port = self.port.as_mut().ok_or(RecvError::Ended)?;
+        let deadline = message::__deadline(timeout.into());
+        let mut decoded = None;
+        port.recv(message::__tag_of::<T>(), deadline, &mut |body| {
+            decoded = Some(message::__decode::<T>(body));
+        })?;
+        decoded.expect("recv hands over a message when it succeeds")
     }
 
     /// Laps completed so far: 0 during the first lap.

@@ -11,10 +11,14 @@ mod config;
 mod context;
 mod error;
 mod lifecycle;
+mod message;
 mod timer;
 
 pub use config::{ProcessConfig, Timeouts};
 pub use context::Context;
 pub use error::{__set_signal_names, Exit, ProcessError, RemoteError, Section};
 pub use lifecycle::{BoxError, Lifecycle, Outcome};
+pub use message::{
+    RecvError, SendError, __Port, __deadline, __decode, __encode_into, __tag_of,
+};
 pub use timer::{__NamedTimers, __SparseTimer, ProcessTimers, TimeThis, Timer};

@@ -35,6 +35,10 @@ const STOP_OFFSET: usize = 8;
 /// Where the child says it wrote its timers (a byte, 0 or 1), so that the parent reads
 /// them only then: reading untouched pages of the mapping would fault them in.
 const WRITTEN_OFFSET: usize = 16;
+/// Where the mailbox counters sit (see [`MailCounters`]), up to `TIMERS_OFFSET`.
+const MAIL_OFFSET: usize = 24;
+const _: () = assert!(MAIL_OFFSET % align_of::<MailCounters>() == 0);
+const _: () = assert!(MAIL_OFFSET + size_of::<MailCounters>() <= TIMERS_OFFSET);
 /// Where the child's timers start in the mapping: after the beacon word and its
 /// neighbours, on a cache line of their own.
 const TIMERS_OFFSET: usize = 64;
@@ -78,6 +82,24 @@ pub(crate) fn section_of(word: u64) -> Option<Section> {
     })
 }
 
+/// The counters that bound both mailboxes of a parent-child pair, shared so that
+/// taking a message costs no frame and no syscall (see `parent/mailbox.rs`). Each side
+/// writes its own counters and only reads the other's; the parent keeps its own copy of
+/// what it granted, so a child that scribbles here only starves itself.
+#[repr(C)]
+pub(crate) struct MailCounters {
+    /// Messages from the parent that the child has taken (written by the child).
+    pub(crate) child_took: AtomicU64,
+    /// Messages the child may have sent in all (written by the parent: the room its
+    /// mailbox had when the child started, plus one for each message it took since).
+    pub(crate) parent_grants: AtomicU64,
+    /// Set while the parent waits for room in the child's mailbox: the child sends a
+    /// room notice when it takes a message and finds it set.
+    pub(crate) parent_waits: AtomicU64,
+    /// Set while the child waits for room in the parent's mailbox.
+    pub(crate) child_waits: AtomicU64,
+}
+
 /// The child's view of the mapping, kept for the rest of its life.
 pub(crate) struct ChildPage {
     /// The beacon word the engine stores each section in.
@@ -86,6 +108,8 @@ pub(crate) struct ChildPage {
     pub(crate) stop: &'static AtomicBool,
     /// The timers the engine records into.
     pub(crate) timers: ChildTimers,
+    /// The mailbox counters.
+    pub(crate) mail: &'static MailCounters,
 }
 
 /// The child's timers, in the mapping, and the flag that says they were written to.
@@ -138,6 +162,19 @@ impl Beacon {
         }
     }
 
+    /// The mailbox counters.
+    pub(crate) fn mail(&self) -> &MailCounters {
+        // SAFETY: an aligned range of the mapping (checked above), valid while `self`
+        // lives; atomics have no invalid bit patterns.
+        unsafe {
+            self.mapping
+                .as_ptr()
+                .add(MAIL_OFFSET)
+                .cast::<MailCounters>()
+                .as_ref()
+        }
+    }
+
     /// Keeps the mapping for the rest of the process's life (the child's side: the
     /// engine holds `'static` references to the word and the stop flag, and the context
     /// one to the timers).
@@ -157,10 +194,13 @@ impl Beacon {
         // parent reads the section timers, plain data, only after this process is gone.
         let timers =
             unsafe { ProcessTimers::__from_zeroed(ptr.add(TIMERS_OFFSET).cast::<ProcessTimers>()) };
+        // SAFETY: see `mail`; the mapping is never unmapped now.
+        let mail = unsafe { ptr.add(MAIL_OFFSET).cast::<MailCounters>().as_ref() };
         ChildPage {
             word,
             stop,
             timers: ChildTimers { timers, written },
+            mail,
         }
     }
 }

@@ -42,7 +42,7 @@ pub use handle::Handle;
 pub use process::Process;
 pub use process_core::{
     BoxError, Context, Exit, Lifecycle, Outcome, ProcessConfig, ProcessError, ProcessTimers,
-    RemoteError, Section, TimeThis, Timeouts, Timer,
+    RecvError, RemoteError, Section, SendError, TimeThis, Timeouts, Timer,
 };
 pub use process_macros::{main, timethis, Process};
 
@@ -52,6 +52,6 @@ use process_core::__set_signal_names;
 pub mod prelude {
     pub use crate::{
         timethis, BoxError, Context, Handle, Lifecycle, Outcome, Process, ProcessConfig,
-        ProcessError, ProcessTimers, Section, TimeThis, Timer,
+        ProcessError, ProcessTimers, RecvError, Section, SendError, TimeThis, Timer,
     };
 }

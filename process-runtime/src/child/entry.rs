@@ -126,6 +126,7 @@ fn handshake_and_run(
         beacon: page.word,
         stop: page.stop,
         timers: page.timers,
+        mail: page.mail,
         fault,
     })
 }

@@ -4,6 +4,7 @@
 mod engine;
 pub(crate) mod entry;
 mod fault;
+mod port;
 mod run;
 
 pub(crate) use entry::{enter_if_marked, exit_code};

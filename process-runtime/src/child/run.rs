@@ -4,11 +4,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::engine;
+use super::port::ChildPort;
 use super::entry::exit_code;
 use super::fault::Injector;
-use crate::beacon::ChildTimers;
+use crate::beacon::{ChildTimers, MailCounters};
 use crate::sys;
-use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
+use crate::wire::channel::{write_frame, Conn, Frame, FrameReader};
 use crate::wire::protocol::{self, Mode, ReportTimers, ToChild, ToParent, POSTCARD_LIMITS};
 use crate::{Context, Process, ProcessError};
 
@@ -22,6 +23,8 @@ pub(crate) struct ChildRun {
     pub(super) stop: &'static AtomicBool,
     /// The process's timers, in the page shared with the parent.
     pub(super) timers: ChildTimers,
+    /// The mailbox counters, in the same page.
+    pub(super) mail: &'static MailCounters,
     pub(super) fault: Injector,
 }
 
@@ -46,6 +49,7 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
         beacon,
         stop,
         timers,
+        mail,
         fault,
     } = run;
     let Ok(ToChild::Start {
@@ -67,14 +71,16 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
     };
     drop(frame);
     engine::panic_location::install();
-    // Stop requests arrive through the shared page, so nothing has to read the socket
-    // while the engine runs. Where the platform cannot signal a parent's death, a
-    // thread watches the socket for end-of-file instead.
+    // Stop requests arrive through the shared page, and messages are read by the
+    // sections that listen, so nothing reads the socket in the background. Where the
+    // platform cannot signal a parent's death, a thread watches for it instead.
     if !sys::parent_death_signal_armed() {
-        exit_with_parent(reader);
+        exit_with_parent(parent_pid);
     }
+    let port = ChildPort::new(reader, writer.clone(), mail);
     let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt)
-        .__with_timers(timers.timers, timers.written);
+        .__with_timers(timers.timers, timers.written)
+        .__with_port(Box::new(port));
     let mut failed = false;
     let outcome = match mode {
         Mode::Run { last_life } => match engine::run(&mut obj, &mut cx, beacon) {
@@ -147,21 +153,18 @@ fn encode_report(report: &ToParent<'_>) -> Vec<u8> {
     })
 }
 
-/// Ends the process when the parent's end of the socket closes (the parent died), on a
-/// thread of its own. The parent sends nothing after the start frame, so any frame is a
-/// broken channel.
-fn exit_with_parent(mut reader: FrameReader<Conn>) {
+/// Ends the process when its parent is gone, on a thread of its own: where no
+/// parent-death signal exists, a child that outlives its parent is re-parented, which
+/// this notices within a tenth of a second.
+fn exit_with_parent(parent_pid: u32) {
     let spawned = std::thread::Builder::new()
         .name("process-runtime-parent-watch".into())
         .stack_size(64 * 1024)
         .spawn(move || loop {
-            match reader.read_frame(1024) {
-                Ok(None) => {}
-                Ok(Some(_)) => sys::exit_now(exit_code::BAD_START),
-                Err(ReadError::Closed { .. } | ReadError::Io(_) | ReadError::TooLarge { .. }) => {
-                    sys::exit_now(exit_code::PARENT_GONE)
-                }
+            if sys::parent_pid() != parent_pid {
+                sys::exit_now(exit_code::PARENT_GONE)
             }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         });
     if spawned.is_err() {
         sys::exit_now(exit_code::BAD_START);

@@ -11,10 +11,12 @@
 //! - [`supervisor`] feeds an attempt its events, reaps it, and applies the policy.
 //! - [`reap`] ends a process: exit, group cleanup, reaping, publishing; possibly on the
 //!   thread of a caller waiting for it.
+//! - [`mailbox`] holds the messages between the handle and the child.
 //! - [`shared`] is the state the handle and the supervisor share.
 
 pub(crate) mod attempt;
 pub(crate) mod deadline;
+pub(crate) mod mailbox;
 pub(crate) mod policy;
 pub(crate) mod reap;
 pub(crate) mod shared;

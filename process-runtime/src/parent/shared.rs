@@ -12,6 +12,7 @@ use std::time::Instant;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::mailbox::{Inbox, Outbox};
 use crate::beacon::{AttemptTimers, Beacon};
 use crate::wire::channel::Frame;
 use crate::{sys, Exit, ProcessConfig, ProcessError};
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) timers: OnceLock<AttemptTimers>,
     inner: Mutex<Inner>,
     changed: Condvar,
+    /// Messages to the child not taken yet (see [`mailbox`](super::mailbox)).
+    pub(crate) outbox: Mutex<Outbox>,
 }
 
 /// The mutable part of [`Shared`].
@@ -73,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) kill_requested: bool,
     /// Attempts started so far.
     pub(crate) attempts: u32,
+    /// Messages from the child.
+    pub(crate) inbox: Inbox,
 }
 
 /// A decided process whose child is still to be reaped.
@@ -107,6 +112,7 @@ impl Shared {
             timers: OnceLock::new(),
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
+            outbox: Mutex::new(Outbox::default()),
         }
     }
 

@@ -55,6 +55,17 @@ pub(crate) fn local_stream(fd: OwnedFd) -> Stream {
     imp::local_stream(fd)
 }
 
+/// Whether `stream` has bytes (or an end-of-file) to read, waiting up to `timeout`.
+pub(crate) fn poll_readable(stream: &Stream, timeout: Duration) -> io::Result<bool> {
+    imp::poll_readable(stream, timeout)
+}
+
+/// This process's parent's id, as the kernel sees it now (it changes when the parent
+/// dies and the process is re-parented).
+pub(crate) fn parent_pid() -> u32 {
+    imp::parent_pid()
+}
+
 /// Sets or clears close-on-exec on `fd`.
 pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     imp::set_cloexec(fd, on)

@@ -60,6 +60,25 @@ pub(super) fn local_stream(fd: OwnedFd) -> Stream {
     Stream::from(interprocess::os::unix::uds_local_socket::Stream::from(fd))
 }
 
+pub(super) fn poll_readable(stream: &Stream, timeout: Duration) -> io::Result<bool> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let Stream::UdSocket(socket) = stream;
+    let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
+    let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    loop {
+        match poll(&mut fds, PollTimeout::from(millis)) {
+            Ok(n) => return Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+pub(super) fn parent_pid() -> u32 {
+    std::os::unix::process::parent_id()
+}
+
 pub(super) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let flags = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD)?);
     let mut new = flags;

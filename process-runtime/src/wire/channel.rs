@@ -126,6 +126,11 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// Whether bytes already read wait in the buffer (a whole frame, or part of one).
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.filled > self.pos
+    }
+
     /// Removes the frame of payload `len` at `pos` from the buffer.
     fn take(&mut self, len: usize) -> Frame {
         let end = self.pos + 4 + len;
@@ -179,6 +184,11 @@ impl Conn {
     /// Wraps a connected socket descriptor as an `interprocess` local-socket stream.
     pub(crate) fn from_fd(fd: std::os::fd::OwnedFd) -> Self {
         Self(Arc::new(crate::sys::local_stream(fd)))
+    }
+
+    /// The socket, for polling it.
+    pub(crate) fn stream(&self) -> &Stream {
+        &self.0
     }
 
     /// Sets how long a read may block before it reports a timeout (`None`: for ever).

@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::wire::handoff::SECRET_LEN;
-use crate::{ProcessConfig, ProcessError};
+use crate::{ProcessConfig, ProcessError, SendError};
 use process_core::{__NamedTimers, __SparseTimer};
 
 /// What to tell a user whose type postcard rejects: the serde shapes it cannot carry.
@@ -28,7 +28,7 @@ pub(crate) const POSTCARD_LIMITS: &str = "postcard, the wire format, does not su
 /// First bytes of every handshake: identifies the peer as this library.
 pub(crate) const MAGIC: [u8; 8] = *b"PRCSRT\r\n";
 /// Bumped whenever a frame's encoding changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 /// Largest handshake frame: it is read before the peer is authenticated.
 pub(crate) const MAX_HELLO_FRAME: usize = 1024;
 /// Largest frame after the handshake (states and outputs travel in one frame).
@@ -67,6 +67,7 @@ pub(crate) enum ToChild<'a> {
         #[serde(borrow)]
         state: &'a [u8],
     },
+    // Variants 1 and 2 are the message and room frames of `kind`.
 }
 
 /// Frames from the child to the parent.
@@ -85,6 +86,7 @@ pub(crate) enum ToParent<'a> {
         timers: ReportTimers,
         last: bool,
     },
+    // Variants 2 and 3 are the message and room frames of `kind`.
 }
 
 /// The timers a report carries, encoded as a `ProcessTimers` is, field for field. The
@@ -112,6 +114,87 @@ impl ReportTimers {
             failed,
             sections: Default::default(),
         }
+    }
+}
+
+/// The first byte of a frame after the handshake says what it is. Starts and reports
+/// are postcard enums, whose first byte is the variant index; messages and room
+/// notices use the indices after them, and are laid out by hand so that a message's
+/// bytes are encoded once, straight into the frame: the kind, the type tag as 8
+/// little-endian bytes, then the message's postcard bytes.
+pub(crate) mod kind {
+    /// A message from the parent (after `ToChild::Start`, variant 0).
+    pub(crate) const TO_CHILD_MESSAGE: u8 = 1;
+    /// The parent took messages while the child waited for room in its mailbox.
+    pub(crate) const TO_CHILD_ROOM: u8 = 2;
+    /// A message from the child (after `ToParent::Done` and `Failed`, 0 and 1).
+    pub(crate) const TO_PARENT_MESSAGE: u8 = 2;
+    /// The child took messages while the parent waited for room in its mailbox.
+    pub(crate) const TO_PARENT_ROOM: u8 = 3;
+}
+
+/// The start of a message frame of `kind` for `tag`; the message's bytes are appended,
+/// then [`seal`] writes the length.
+pub(crate) fn message_prefix(kind: u8, tag: u64) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(64);
+    frame.extend_from_slice(&[0; 4]);
+    frame.push(kind);
+    frame.extend_from_slice(&tag.to_le_bytes());
+    frame
+}
+
+/// Writes the length of a message frame built on [`message_prefix`].
+pub(crate) fn seal(mut frame: Vec<u8>, type_name: &str) -> Result<Vec<u8>, SendError> {
+    let len = frame.len() - 4;
+    if len > MAX_FRAME {
+        return Err(SendError::Encode {
+            type_name: type_name.to_owned(),
+            cause: format!("the message takes {len} bytes, more than the maximum of {MAX_FRAME} bytes"),
+        });
+    }
+    let len = u32::try_from(len).expect("MAX_FRAME fits in u32");
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(frame)
+}
+
+/// A room notice of `kind`, as a whole frame.
+pub(crate) fn room_frame(kind: u8) -> [u8; 5] {
+    [1, 0, 0, 0, kind]
+}
+
+/// What a frame after the handshake is, by its first byte.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A message with this tag; its body starts at [`MESSAGE_BODY`].
+    Message(u64),
+    /// A room notice.
+    Room,
+    /// Something else: a start or a report, for postcard to decode.
+    Other,
+}
+
+/// Where a message's body starts in its frame's payload.
+pub(crate) const MESSAGE_BODY: usize = 1 + 8;
+
+/// Classifies a payload given the message and room kinds of its direction. A message
+/// too short for its tag, or a room notice with bytes after its kind, is malformed.
+pub(crate) fn kind_of(payload: &[u8], message: u8, room: u8) -> Result<Kind, ProcessError> {
+    match payload.first() {
+        Some(&k) if k == message => payload
+            .get(1..MESSAGE_BODY)
+            .map(|tag| Kind::Message(u64::from_le_bytes(tag.try_into().expect("8 bytes"))))
+            .ok_or_else(|| ProcessError::Protocol("malformed message frame: no type tag".into())),
+        Some(&k) if k == room => {
+            if payload.len() == 1 {
+                Ok(Kind::Room)
+            } else {
+                Err(ProcessError::Protocol(format!(
+                    "malformed room frame: {} unexpected trailing bytes",
+                    payload.len() - 1
+                )))
+            }
+        }
+        _ => Ok(Kind::Other),
     }
 }
 

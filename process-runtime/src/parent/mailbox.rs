@@ -1,0 +1,283 @@
+//! The parent's end of the messages: `h.tell` and `h.listen`.
+//!
+//! **From the child.** The supervisor reads every frame the child sends; messages go to
+//! the process's inbox, where they stay until taken, across attempts and after the
+//! end. The child may send only what the parent granted: the room the inbox had when
+//! the attempt started, plus one for each message taken since. The grant is written in
+//! the shared page (a take costs no frame), and the parent keeps its own count, so a
+//! child that sends beyond it is refused with a protocol error instead of growing the
+//! parent's memory.
+//!
+//! **To the child.** A sent message stays in the outbox until the child has taken it
+//! (the child counts its takes in the shared page), so the outbox is what the child's
+//! mailbox holds: at most `mailbox` messages, whether they are still in the socket or
+//! already read by the child. `tell` waits while it is full, `try_tell` refuses.
+//!
+//! **Lives.** Messages an attempt took are gone with it. Those it had not taken are
+//! sent again, in order, to the next attempt, before anything told after them. Messages
+//! the failed attempt sent stay in the inbox.
+//!
+//! **Waiting for room** uses a flag in the shared page: the waiting side sets it and
+//! checks once more; the taking side swaps it back and, if it was set, sends a room
+//! notice (see `child/port.rs`). No frame is sent for room while nobody waits.
+//!
+//! The outbox has a lock of its own, held across the writes to the socket, so that
+//! messages from several threads go out whole and in order, and so that a large message
+//! to a child that is not reading blocks only its senders, never the supervisor (which
+//! keeps reading, timing sections and reaping).
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::shared::{Inner, Shared};
+use crate::beacon::Beacon;
+use crate::wire::channel::{write_frame, Conn, Frame};
+use crate::wire::protocol::{self, kind, MESSAGE_BODY};
+use crate::{ProcessError, RecvError, SendError};
+
+/// The messages from the child and what is needed to let it send more; part of
+/// [`Inner`].
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    /// Messages not taken yet, oldest first, with their tags.
+    messages: VecDeque<(u64, Frame)>,
+    /// The live attempt's socket, to send room notices and messages on.
+    pub(crate) conn: Option<Conn>,
+    /// Counts attempts, so that the outbox notices a new one.
+    pub(crate) serial: u64,
+    /// What the live attempt may have sent in all, and what it did send.
+    granted: u64,
+    received: u64,
+    /// Counts room notices from the child, for the senders waiting for them.
+    room_notices: u64,
+}
+
+/// The messages to the child that it has not taken yet; behind [`Shared::outbox`].
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    frames: VecDeque<Vec<u8>>,
+    /// How many of the followed attempt's messages came before `frames[0]`.
+    base: u64,
+    /// The attempt the frames were last sent to, and its page.
+    serial: u64,
+    beacon: Option<Arc<Beacon>>,
+}
+
+impl Outbox {
+    /// Forgets the frames the followed attempt has taken.
+    fn trim(&mut self) {
+        let Some(beacon) = &self.beacon else { return };
+        let took = beacon.mail().child_took.load(SeqCst);
+        while self.base < took && self.frames.pop_front().is_some() {
+            self.base += 1;
+        }
+    }
+
+    /// Follows the attempt `serial`. When it is a new one, what the old one did not
+    /// take is its backlog: `true` says that all of `frames` is still to be sent.
+    fn follow(&mut self, serial: u64, beacon: Option<&Arc<Beacon>>) -> bool {
+        if serial == self.serial {
+            return false;
+        }
+        self.trim();
+        self.serial = serial;
+        self.beacon = beacon.cloned();
+        self.base = 0;
+        true
+    }
+
+    /// Sends `frames[from..]`; a failed write means the child is gone, and the frames
+    /// stay for the next attempt.
+    fn send_from(&self, conn: &Conn, from: usize) {
+        for frame in self.frames.range(from..) {
+            if write_frame(conn, frame).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// What a sender needs from [`Inner`], read under its lock.
+struct Live {
+    serial: u64,
+    conn: Option<Conn>,
+    beacon: Option<Arc<Beacon>>,
+    over: bool,
+    room_notices: u64,
+}
+
+impl Live {
+    fn of(inner: &Inner) -> Self {
+        Self {
+            serial: inner.inbox.serial,
+            conn: inner.inbox.conn.clone(),
+            beacon: inner.beacon.clone(),
+            over: over(inner),
+            room_notices: inner.inbox.room_notices,
+        }
+    }
+}
+
+/// Nothing more can be sent or received once the outcome is decided: the deciding
+/// child has finished.
+fn over(inner: &Inner) -> bool {
+    inner.decided || inner.finished()
+}
+
+fn lock_outbox(shared: &Shared) -> MutexGuard<'_, Outbox> {
+    shared.outbox.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sends a sealed message frame to the process's child, waiting for room when `wait`.
+pub(crate) fn tell(shared: &Shared, frame: Vec<u8>, wait: bool) -> Result<(), SendError> {
+    let capacity = shared.config.mailbox as usize;
+    loop {
+        let mut out = lock_outbox(shared);
+        let live = Live::of(&shared.lock());
+        if live.over {
+            return Err(SendError::Ended);
+        }
+        let backlog = out.follow(live.serial, live.beacon.as_ref());
+        out.trim();
+        if out.frames.len() < capacity {
+            out.frames.push_back(frame);
+            if let Some(conn) = &live.conn {
+                let from = if backlog { 0 } else { out.frames.len() - 1 };
+                out.send_from(conn, from);
+            }
+            return Ok(());
+        }
+        if backlog {
+            if let Some(conn) = &live.conn {
+                out.send_from(conn, 0);
+            }
+        }
+        if !wait {
+            return Err(SendError::Full);
+        }
+        if let Some(beacon) = &live.beacon {
+            beacon.mail().parent_waits.store(1, SeqCst);
+            out.trim();
+            if out.frames.len() < capacity {
+                continue;
+            }
+        }
+        drop(out);
+        // Until the child takes one (a room notice), a new attempt starts, or the end.
+        // The time limit only guards against a notice lost with a dying attempt.
+        let _ = shared.wait_until(Some(Instant::now() + Duration::from_secs(1)), |inner| {
+            inner.inbox.room_notices != live.room_notices
+                || inner.inbox.serial != live.serial
+                || over(inner)
+        });
+    }
+}
+
+/// Takes the oldest message tagged `tag`, waiting until `deadline`.
+pub(crate) fn listen(
+    shared: &Shared,
+    tag: u64,
+    deadline: Option<Instant>,
+    take: &mut dyn FnMut(&[u8]),
+) -> Result<(), RecvError> {
+    let mut found = None;
+    let (mut inner, _) = shared.wait_until(deadline, |inner| {
+        inner.inbox.messages.iter().any(|(t, _)| *t == tag) || over(inner)
+    });
+    if let Some(i) = inner.inbox.messages.iter().position(|(t, _)| *t == tag) {
+        found = inner.inbox.messages.remove(i).map(|(_, frame)| frame);
+    }
+    let Some(frame) = found else {
+        return Err(if over(&inner) {
+            RecvError::Ended
+        } else {
+            RecvError::Timeout
+        });
+    };
+    let notify = grant_one(&mut inner);
+    drop(inner);
+    if let Some(conn) = notify {
+        let _out = lock_outbox(shared);
+        let _ = write_frame(&conn, &protocol::room_frame(kind::TO_CHILD_ROOM));
+    }
+    take(&frame.payload()[MESSAGE_BODY..]);
+    Ok(())
+}
+
+/// Grants the live attempt room for one more message; returns its socket when it
+/// waits for that room and must be told.
+fn grant_one(inner: &mut Inner) -> Option<Conn> {
+    let beacon = inner.beacon.as_ref()?;
+    inner.inbox.granted += 1;
+    let mail = beacon.mail();
+    mail.parent_grants.store(inner.inbox.granted, SeqCst);
+    if mail.child_waits.swap(0, SeqCst) != 0 {
+        inner.inbox.conn.clone()
+    } else {
+        None
+    }
+}
+
+/// A new attempt: it may send as many messages as the inbox has room for. Its
+/// messages and room notices go through `conn`.
+pub(crate) fn attach(inner: &mut Inner, beacon: &Beacon, conn: Conn, capacity: u32) {
+    let inbox = &mut inner.inbox;
+    inbox.granted = (capacity as u64).saturating_sub(inbox.messages.len() as u64);
+    inbox.received = 0;
+    beacon.mail().parent_grants.store(inbox.granted, SeqCst);
+    inbox.conn = Some(conn);
+    inbox.serial += 1;
+}
+
+/// The attempt ended: its socket is released (so that no descriptor outlives it).
+pub(crate) fn detach(inner: &mut Inner) {
+    inner.inbox.conn = None;
+}
+
+/// Sends the backlog of messages the last attempt did not take to the new one, on a
+/// thread of its own (the supervisor must not block on a child that does not read).
+/// Nothing happens when the outbox is empty, and senders that come first send it
+/// themselves.
+pub(crate) fn resend_backlog(shared: &Arc<Shared>) {
+    if lock_outbox(shared).frames.is_empty() {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("process-runtime-backlog".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut out = lock_outbox(&shared);
+            let live = Live::of(&shared.lock());
+            if out.follow(live.serial, live.beacon.as_ref()) {
+                if let Some(conn) = &live.conn {
+                    out.send_from(conn, 0);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(process = %shared.config.name, "cannot start the backlog thread: {e}");
+    }
+}
+
+/// A message frame from the child, tagged `tag`. A child that sends more than it was
+/// granted breaks the protocol.
+pub(crate) fn on_message(inner: &mut Inner, tag: u64, frame: Frame) -> Result<(), ProcessError> {
+    let inbox = &mut inner.inbox;
+    inbox.received += 1;
+    if inbox.received > inbox.granted {
+        return Err(ProcessError::Protocol(format!(
+            "the child sent more messages than the parent's mailbox had room for ({})",
+            inbox.granted
+        )));
+    }
+    inbox.messages.push_back((tag, frame));
+    Ok(())
+}
+
+/// The child took messages while the parent waited for room.
+pub(crate) fn on_room(inner: &mut Inner) {
+    inner.inbox.room_notices += 1;
+}
