@@ -90,11 +90,20 @@ pub struct ProcessConfig {
     pub timeouts: Timeouts,
     /// A daemon is killed, not stopped, when its handle is dropped.
     pub daemon: bool,
+    /// Messages this process's mailbox holds unread before a sender waits (`tell`) or
+    /// is refused (`try_tell`); at least 1.
+    pub mailbox: u32,
 }
 
 impl ProcessConfig {
+    /// Default size of the mailbox.
+    pub const DEFAULT_MAILBOX: u32 = 100;
+    /// Largest size of the mailbox [`validate`](Self::validate) accepts.
+    pub const MAX_MAILBOX: u32 = 1_000_000;
+
     /// A configuration with the given name and every other value at its default:
-    /// no lap or time limit, one life, default timeouts, not a daemon.
+    /// no lap or time limit, one life, default timeouts, not a daemon, a mailbox of
+    /// [`DEFAULT_MAILBOX`](Self::DEFAULT_MAILBOX) messages.
     #[must_use]
     pub fn new(name: impl Into<String>) -> Self {
         Self {
@@ -104,6 +113,7 @@ impl ProcessConfig {
             lives: 1,
             timeouts: Timeouts::default(),
             daemon: false,
+            mailbox: Self::DEFAULT_MAILBOX,
         }
     }
 
@@ -149,6 +159,13 @@ impl ProcessConfig {
         self
     }
 
+    /// Sets the number of messages the mailbox holds unread.
+    #[must_use]
+    pub fn with_mailbox(mut self, mailbox: u32) -> Self {
+        self.mailbox = mailbox;
+        self
+    }
+
     /// Checks the values the attribute checks at compile time, for configurations
     /// built at run time.
     ///
@@ -164,6 +181,17 @@ impl ProcessConfig {
             return Err(ProcessError::Config(
                 "`num_loops` must be at least 1; use `None` to run until stopped".into(),
             ));
+        }
+        if self.mailbox == 0 {
+            return Err(ProcessError::Config(
+                "`mailbox` must be at least 1 (1 holds a single unread message)".into(),
+            ));
+        }
+        if self.mailbox > Self::MAX_MAILBOX {
+            return Err(ProcessError::Config(format!(
+                "`mailbox` is too large: the maximum is {}",
+                Self::MAX_MAILBOX
+            )));
         }
         if self.name.is_empty() {
             return Err(ProcessError::Config("`name` must not be empty".into()));
@@ -187,6 +215,8 @@ mod tests {
         assert_eq!(c.timeouts.postloop, Some(Duration::from_secs(60)));
         assert_eq!(c.timeouts.on_finish, Some(Duration::from_secs(60)));
         assert!(!c.daemon);
+        assert_eq!(c.mailbox, 100);
+        assert_eq!(c.mailbox, ProcessConfig::DEFAULT_MAILBOX);
     }
 
     #[test]
@@ -206,6 +236,31 @@ mod tests {
         assert!(e.to_string().contains("`num_loops` must be at least 1"));
         assert!(ProcessConfig::new("").validate().is_err());
         assert!(ProcessConfig::new("p").with_lives(3).validate().is_ok());
+    }
+
+    #[test]
+    fn validate_bounds_the_mailbox() {
+        let e = ProcessConfig::new("p")
+            .with_mailbox(0)
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: `mailbox` must be at least 1 (1 holds a single unread message)"
+        );
+        let e = ProcessConfig::new("p")
+            .with_mailbox(ProcessConfig::MAX_MAILBOX + 1)
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: `mailbox` is too large: the maximum is 1000000"
+        );
+        for n in [1, 7, ProcessConfig::MAX_MAILBOX] {
+            let c = ProcessConfig::new("p").with_mailbox(n);
+            assert_eq!(c.mailbox, n);
+            assert!(c.validate().is_ok());
+        }
     }
 
     #[test]

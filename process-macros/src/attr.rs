@@ -34,6 +34,8 @@ pub(crate) const TIMEOUT: &str = "timeout";
 pub(crate) const NAME: &str = "name";
 /// `daemon = true`
 pub(crate) const DAEMON: &str = "daemon";
+/// `mailbox = 100`
+pub(crate) const MAILBOX: &str = "mailbox";
 
 /// Every key, as written by the user, for "the keys are ..." hints.
 const ALL_KEYS: &[&str] = &[
@@ -46,6 +48,7 @@ const ALL_KEYS: &[&str] = &[
     "timeout.onfinish",
     "name",
     "daemon",
+    "mailbox",
 ];
 
 /// The sections a timeout can be given for, in the attribute's spelling.
@@ -117,6 +120,7 @@ pub(crate) struct Attrs {
     /// In the order of [`SECTIONS`]; the inner `None` is `"none"`.
     pub(crate) timeouts: Vec<(TimeoutSection, Option<u64>)>,
     pub(crate) daemon: Option<LitBool>,
+    pub(crate) mailbox: Option<RawInt>,
 }
 
 /// Reads every `#[process(...)]` among `attrs`.
@@ -171,6 +175,12 @@ impl Parser<'_> {
                 let value = meta.value()?.parse::<Expr>()?;
                 if self.first(LIVES, ident) {
                     self.out.lives = self.integer(LIVES, &value, "3");
+                }
+            }
+            MAILBOX => {
+                let value = meta.value()?.parse::<Expr>()?;
+                if self.first(MAILBOX, ident) {
+                    self.out.mailbox = self.integer(MAILBOX, &value, "100");
                 }
             }
             JOIN_IN => {
@@ -568,7 +578,7 @@ mod tests {
     fn every_key() {
         let (a, errors) = parse_for_test(quote! {
             num_loops = 10, join_in = "1.5s", lives = 3, timeout.loop = "none",
-            timeout(preloop = 5, onfinish = "250ms"), name = "w", daemon = true
+            timeout(preloop = 5, onfinish = "250ms"), name = "w", daemon = true, mailbox = 7
         });
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(a.num_loops.unwrap().value, Some(10));
@@ -576,6 +586,7 @@ mod tests {
         assert_eq!(a.join_in, Some(1_500_000_000));
         assert_eq!(a.name.unwrap().value(), "w");
         assert!(a.daemon.unwrap().value);
+        assert_eq!(a.mailbox.unwrap().value, Some(7));
         assert_eq!(
             a.timeouts,
             vec![
@@ -601,5 +612,40 @@ mod tests {
         assert!(errors[5].contains("expected `true` or `false` for `daemon`"));
         assert!(errors[6].contains("unknown duration unit `x`"));
         assert!(errors[7].contains("duplicate `timeout.loop`"));
+    }
+
+    #[test]
+    fn mailbox_errors() {
+        let (a, errors) = parse_for_test(quote! {
+            mailbx = 10, mailbox = "100", mailbox = 5, mailbox = 1.5
+        });
+        assert!(a.mailbox.is_none());
+        assert_eq!(
+            errors,
+            [
+                "unknown key `mailbx` in #[process(...)]: did you mean `mailbox`? the keys are \
+                 `num_loops`, `join_in`, `lives`, `timeout.preloop`, `timeout.loop`, \
+                 `timeout.postloop`, `timeout.onfinish`, `name`, `daemon`, `mailbox`",
+                "expected an integer for `mailbox`, found a string: write `mailbox = 100` \
+                 without quotes",
+                "duplicate `mailbox`: it is already set above; keep one of the two",
+                "duplicate `mailbox`: it is already set above; keep one of the two",
+            ]
+        );
+        let (_, errors) = parse_for_test(quote! { mailbox = 1.5 });
+        assert_eq!(
+            errors,
+            ["expected an integer for `mailbox`, found a float: write it like `mailbox = 100`"]
+        );
+        let (_, errors) = parse_for_test(quote! { mailbox = SIZE });
+        assert_eq!(
+            errors,
+            ["expected an integer literal for `mailbox`, like `mailbox = 100`"]
+        );
+        let (a, errors) = parse_for_test(quote! { mailbox = -3 });
+        assert!(errors.is_empty(), "{errors:?}");
+        let raw = a.mailbox.unwrap();
+        assert!(raw.negative);
+        assert_eq!(raw.value, Some(3));
     }
 }

@@ -62,6 +62,10 @@ fn expand(input: &DeriveInput, config: &Config) -> TokenStream {
     if let Some(daemon) = config.daemon {
         builder.extend(quote! { .with_daemon(#daemon) });
     }
+    if let Some(n) = config.mailbox {
+        let n = Literal::u32_suffixed(n);
+        builder.extend(quote! { .with_mailbox(#n) });
+    }
     // A missing `Serialize`/`Deserialize`/`Lifecycle` is left to rustc's own message on
     // the impl below: it names the missing trait and serde's note says which derive to
     // add. An extra assertion with `#[diagnostic::on_unimplemented]` was tried: its

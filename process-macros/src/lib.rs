@@ -42,6 +42,7 @@ use proc_macro::TokenStream;
 /// | `timeout.onfinish` | duration or `"none"` | 60s |
 /// | `name` | non-empty string | the type's name |
 /// | `daemon` | bool | false |
+/// | `mailbox` | integer 1..=1000000 | 100 |
 ///
 /// Timeouts may also be grouped: `timeout(loop = "60s", preloop = "5s")`. Several
 /// `#[process(...)]` attributes merge; a key may be given once.

@@ -37,7 +37,15 @@ pub(crate) fn nearest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str
 mod tests {
     use super::*;
 
-    const KEYS: &[&str] = &["num_loops", "join_in", "lives", "name", "daemon", "timeout"];
+    const KEYS: &[&str] = &[
+        "num_loops",
+        "join_in",
+        "lives",
+        "name",
+        "daemon",
+        "mailbox",
+        "timeout",
+    ];
 
     #[test]
     fn distance() {
@@ -60,6 +68,10 @@ mod tests {
         assert_eq!(nearest("Daemon", KEYS), Some("daemon"));
         assert_eq!(nearest("timeouts", KEYS), Some("timeout"));
         assert_eq!(nearest("join", KEYS), Some("join_in"));
+        assert_eq!(nearest("mailbx", KEYS), Some("mailbox"));
+        assert_eq!(nearest("mail_box", KEYS), Some("mailbox"));
+        assert_eq!(nearest("Mailbox", KEYS), Some("mailbox"));
+        assert_eq!(nearest("mail", KEYS), Some("mailbox"));
         assert_eq!(nearest("colour", KEYS), None);
         assert_eq!(nearest("x", KEYS), None);
         let sections = ["preloop", "loop", "postloop", "onfinish"];

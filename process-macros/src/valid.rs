@@ -9,6 +9,11 @@ use syn::{Data, DeriveInput, LitStr};
 use crate::attr::{Attrs, RawInt, TimeoutSection};
 use crate::ctxt::Ctxt;
 
+/// The largest `mailbox`: `ProcessConfig::MAX_MAILBOX`, repeated because a proc-macro
+/// crate does not depend on the runtime's crates; `tests/ui/pass/every-key.rs` checks
+/// that the two agree.
+pub(crate) const MAX_MAILBOX: u32 = 1_000_000;
+
 /// A checked configuration, ready for code generation. Unset keys are `None` and keep
 /// the default of `ProcessConfig::new`.
 pub(crate) struct Config {
@@ -18,6 +23,7 @@ pub(crate) struct Config {
     pub(crate) lives: Option<u32>,
     pub(crate) timeouts: Vec<(TimeoutSection, Option<u64>)>,
     pub(crate) daemon: Option<bool>,
+    pub(crate) mailbox: Option<u32>,
 }
 
 /// The item must be a non-generic struct (named, tuple or unit).
@@ -93,6 +99,16 @@ pub(crate) fn check_attrs(cx: &Ctxt, input: &DeriveInput, attrs: Attrs) -> Confi
         )
         .and_then(|n| u32::try_from(n).ok())
     });
+    let mailbox = attrs.mailbox.and_then(|raw| {
+        at_least_one(
+            cx,
+            &raw,
+            MAX_MAILBOX.into(),
+            "mailbox",
+            "`mailbox = 1` holds a single unread message",
+        )
+        .and_then(|n| u32::try_from(n).ok())
+    });
     Config {
         name,
         num_loops,
@@ -100,6 +116,7 @@ pub(crate) fn check_attrs(cx: &Ctxt, input: &DeriveInput, attrs: Attrs) -> Confi
         lives,
         timeouts: attrs.timeouts,
         daemon: attrs.daemon.map(|b| b.value),
+        mailbox,
     }
 }
 
@@ -121,6 +138,78 @@ fn at_least_one(cx: &Ctxt, raw: &RawInt, max: u128, key: &str, hint: &str) -> Op
         _ => {
             cx.error_at(span, format!("`{key}` is too large: the maximum is {max}"));
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+    use quote::quote;
+
+    use super::*;
+    use crate::attr;
+
+    /// The checked configuration of `#[process(#tokens)] struct S;`, and its errors.
+    fn check(tokens: TokenStream) -> (Config, Vec<String>) {
+        let input: DeriveInput = syn::parse2(quote! {
+            #[process(#tokens)]
+            struct S;
+        })
+        .unwrap();
+        let cx = Ctxt::new();
+        let attrs = attr::parse(&cx, &input.attrs);
+        let config = check_attrs(&cx, &input, attrs);
+        let errors = match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (config, errors)
+    }
+
+    #[test]
+    fn mailbox_in_range() {
+        let (config, errors) = check(quote! {});
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            config.mailbox, None,
+            "left out, the runtime's default stays"
+        );
+        for (tokens, n) in [
+            (quote! { mailbox = 1 }, 1),
+            (quote! { mailbox = 100 }, 100),
+            (quote! { mailbox = 1_000_000 }, MAX_MAILBOX),
+        ] {
+            let (config, errors) = check(tokens);
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(config.mailbox, Some(n));
+        }
+    }
+
+    #[test]
+    fn mailbox_out_of_range() {
+        for (tokens, message) in [
+            (
+                quote! { mailbox = 0 },
+                "`mailbox` must be at least 1; `mailbox = 1` holds a single unread message",
+            ),
+            (
+                quote! { mailbox = -1 },
+                "`mailbox` must be at least 1, not negative; `mailbox = 1` holds a single \
+                 unread message",
+            ),
+            (
+                quote! { mailbox = 1_000_001 },
+                "`mailbox` is too large: the maximum is 1000000",
+            ),
+            (
+                quote! { mailbox = 99999999999999999999999999999999999999999 },
+                "`mailbox` is too large: the maximum is 1000000",
+            ),
+        ] {
+            let (config, errors) = check(tokens);
+            assert_eq!(errors, [message]);
+            assert_eq!(config.mailbox, None);
         }
     }
 }

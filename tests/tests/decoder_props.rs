@@ -96,13 +96,15 @@ fn process_config() -> impl Strategy<Value = ProcessConfig> {
             proptest::option::of(duration()),
         ],
         any::<bool>(),
+        any::<u32>(),
     )
-        .prop_map(|(name, loops, join_in, lives, limits, daemon)| {
+        .prop_map(|(name, loops, join_in, lives, limits, daemon, mailbox)| {
             let mut c = ProcessConfig::new(name)
                 .with_num_loops(loops)
                 .with_join_in(join_in)
                 .with_lives(lives)
-                .with_daemon(daemon);
+                .with_daemon(daemon)
+                .with_mailbox(mailbox);
             for (s, l) in [
                 Section::Preloop,
                 Section::MainLoop,

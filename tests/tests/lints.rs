@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 #[process(
     timeout(preloop = 5, onfinish = "250ms"),
     name = "linted",
-    daemon = true
+    daemon = true,
+    mailbox = 7
 )]
 pub struct Linted {
     counter: u32,
@@ -83,10 +84,12 @@ fn config_follows_the_attribute() {
     assert_eq!(config.timeouts.postloop, Some(Duration::from_secs(60)));
     assert_eq!(config.timeouts.on_finish, Some(Duration::from_millis(250)));
     assert!(config.daemon);
+    assert_eq!(config.mailbox, 7);
     const { assert!(<Linted as Lifecycle>::__TIMETHIS_MAIN_LOOP) };
     const { assert!(!<Linted as Lifecycle>::__TIMETHIS_PRELOOP) };
     let _ = Linted::doubled;
 
     let config = <Tuple as Process>::config();
     assert_eq!(config, ProcessConfig::new("Tuple"));
+    assert_eq!(config.mailbox, 100);
 }

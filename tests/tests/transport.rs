@@ -143,6 +143,24 @@ fn an_invalid_run_time_configuration_is_refused() {
     );
 }
 
+#[test]
+fn a_run_time_mailbox_out_of_range_is_refused() {
+    let e = Echo { payload: vec![] }
+        .start_with(ProcessConfig::new("x").with_mailbox(0))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid configuration: `mailbox` must be at least 1 (1 holds a single unread message)"
+    );
+    let e = Echo { payload: vec![] }
+        .start_with(ProcessConfig::new("x").with_mailbox(ProcessConfig::MAX_MAILBOX + 1))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid configuration: `mailbox` is too large: the maximum is 1000000"
+    );
+}
+
 /// Sleeps for a while, then reports its index.
 #[derive(Process, Serialize, Deserialize)]
 #[process(num_loops = 1)]

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
     join_in = "1.5s",
     lives = 3,
     name = "counter",
-    daemon = true
+    daemon = true,
+    mailbox = 1_000_000
 )]
 #[process(timeout.preloop = "250ms", timeout.loop = "none", timeout.postloop = 2)]
 #[process(timeout(onfinish = "1m"))]
@@ -119,6 +120,9 @@ fn main() {
     assert_eq!(c.join_in, Some(Duration::from_millis(1500)));
     assert_eq!(c.lives, 3);
     assert!(c.daemon);
+    // The largest mailbox the attribute accepts is the largest `start_with` accepts.
+    assert_eq!(c.mailbox, ProcessConfig::MAX_MAILBOX);
+    c.validate().unwrap();
     assert_eq!(c.timeouts.preloop, Some(Duration::from_millis(250)));
     assert_eq!(c.timeouts.main_loop, None);
     assert_eq!(c.timeouts.postloop, Some(Duration::from_secs(2)));

@@ -1,0 +1,7 @@
+use process_runtime::Process;
+
+#[derive(Process)]
+#[process(mailbox = 0)]
+struct Worker;
+
+fn main() {}
