@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::ProcessConfig;
-use crate::message::{self, RecvError, SendError, __Port};
+use crate::message::{self, __Port, RecvError, SendError};
 use crate::timer::ProcessTimers;
 
 /// Handed to every section of a running process, in the child.

@@ -18,7 +18,5 @@ pub use config::{ProcessConfig, Timeouts};
 pub use context::Context;
 pub use error::{__set_signal_names, Exit, ProcessError, RemoteError, Section};
 pub use lifecycle::{BoxError, Lifecycle, Outcome};
-pub use message::{
-    RecvError, SendError, __Port, __deadline, __decode, __encode_into, __tag_of,
-};
+pub use message::{__Port, __deadline, __decode, __encode_into, __tag_of, RecvError, SendError};
 pub use timer::{__NamedTimers, __SparseTimer, ProcessTimers, TimeThis, Timer};

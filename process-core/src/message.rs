@@ -114,8 +114,12 @@ pub trait __Port: Send {
     /// Sends one message of type `type_name`: `frame` is what
     /// [`__Port::frame_prefix`] returned with the message's bytes appended. Waits for
     /// room in the parent's mailbox when `wait`.
-    fn send(&mut self, frame: Vec<u8>, type_name: &'static str, wait: bool)
-        -> Result<(), SendError>;
+    fn send(
+        &mut self,
+        frame: Vec<u8>,
+        type_name: &'static str,
+        wait: bool,
+    ) -> Result<(), SendError>;
     /// The start of a message frame for `tag`, to append the message's bytes to.
     fn frame_prefix(&self, tag: u64) -> Vec<u8>;
     /// Takes the oldest message tagged `tag`, waiting until `deadline` (`None`: for
@@ -165,7 +169,10 @@ mod tests {
             RecvError::Ended.to_string(),
             "the other end has ended and no message of the wanted type is left"
         );
-        assert_eq!(SendError::Full.to_string(), "the receiver's mailbox is full");
+        assert_eq!(
+            SendError::Full.to_string(),
+            "the receiver's mailbox is full"
+        );
         assert_eq!(SendError::Ended.to_string(), "the receiver has ended");
     }
 }

@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
+use crate::parent::mailbox;
 use crate::parent::shared::{Output, Shared};
-use crate::wire::protocol::POSTCARD_LIMITS;
-use crate::{ProcessError, ProcessTimers};
+use crate::wire::protocol::{self, kind, POSTCARD_LIMITS};
+use crate::{ProcessError, ProcessTimers, RecvError, SendError};
 
 /// A process started by `Process::start`.
 ///
@@ -106,6 +108,66 @@ impl<T: DeserializeOwned> Handle<T> {
     /// known.
     pub fn kill(&self) {
         self.shared.request_kill();
+    }
+
+    /// Sends `msg` to the child's mailbox, waiting while it is full (it holds
+    /// `mailbox` unread messages, 100 by default, counted from the start of the
+    /// process). The child takes it with `cx.listen`. Messages arrive exactly once and
+    /// in order; when the child fails and lives remain, those it had not taken reach
+    /// the next attempt, before any told later.
+    ///
+    /// # Errors
+    /// [`SendError::Ended`] when the process has ended (its outcome is decided);
+    /// [`SendError::Encode`] when postcard cannot encode `msg`.
+    pub fn tell<M: Serialize + 'static>(&self, msg: &M) -> Result<(), SendError> {
+        self.send(msg, true)
+    }
+
+    /// Like [`Handle::tell`], but returns [`SendError::Full`] at once instead of
+    /// waiting when the child's mailbox is full.
+    ///
+    /// # Errors
+    /// As [`Handle::tell`], and [`SendError::Full`].
+    pub fn try_tell<M: Serialize + 'static>(&self, msg: &M) -> Result<(), SendError> {
+        self.send(msg, false)
+    }
+
+    fn send<M: Serialize + 'static>(&self, msg: &M, wait: bool) -> Result<(), SendError> {
+        let prefix =
+            protocol::message_prefix(kind::TO_CHILD_MESSAGE, process_core::__tag_of::<M>());
+        let frame = protocol::seal(
+            process_core::__encode_into(msg, prefix)?,
+            std::any::type_name::<M>(),
+        )?;
+        mailbox::tell(&self.shared, frame, wait)
+    }
+
+    /// Takes the oldest message of type `M` the child sent (with `cx.tell`), waiting
+    /// up to `timeout`: a `Duration`, `Duration::ZERO` to only look at what has
+    /// arrived, or `None` to wait for ever. Messages of other types stay queued, in
+    /// order. Messages a child sent stay here after it ends or is restarted, until
+    /// taken.
+    ///
+    /// # Errors
+    /// [`RecvError::Timeout`] when none came in time; [`RecvError::Ended`] at once when
+    /// the process has ended (or its outcome is decided) and none is left;
+    /// [`RecvError::Decode`] when a message tagged for `M` does not decode as `M` (it is
+    /// consumed).
+    pub fn listen<M: DeserializeOwned + 'static>(
+        &self,
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<M, RecvError> {
+        let deadline = process_core::__deadline(timeout.into());
+        let mut decoded = None;
+        mailbox::listen(
+            &self.shared,
+            process_core::__tag_of::<M>(),
+            deadline,
+            &mut |body| {
+                decoded = Some(process_core::__decode::<M>(body));
+            },
+        )?;
+        decoded.expect("listen hands over a message when it succeeds")
     }
 
     /// Blocks until the process has ended and returns its outcome: the output of

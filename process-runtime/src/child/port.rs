@@ -40,7 +40,11 @@ pub(crate) struct ChildPort {
 }
 
 impl ChildPort {
-    pub(crate) fn new(reader: FrameReader<Conn>, writer: Conn, mail: &'static MailCounters) -> Self {
+    pub(crate) fn new(
+        reader: FrameReader<Conn>,
+        writer: Conn,
+        mail: &'static MailCounters,
+    ) -> Self {
         Self {
             reader,
             writer,
@@ -134,7 +138,12 @@ impl __Port for ChildPort {
         protocol::message_prefix(kind::TO_PARENT_MESSAGE, tag)
     }
 
-    fn send(&mut self, frame: Vec<u8>, type_name: &'static str, wait: bool) -> Result<(), SendError> {
+    fn send(
+        &mut self,
+        frame: Vec<u8>,
+        type_name: &'static str,
+        wait: bool,
+    ) -> Result<(), SendError> {
         let frame = protocol::seal(frame, type_name)?;
         while !self.has_room() {
             if self.ended {

@@ -4,9 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use super::engine;
-use super::port::ChildPort;
 use super::entry::exit_code;
 use super::fault::Injector;
+use super::port::ChildPort;
 use crate::beacon::{ChildTimers, MailCounters};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader};

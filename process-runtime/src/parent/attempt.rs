@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::deadline::{Overdue, Watch};
+use super::mailbox;
 use super::shared::{Output, Shared};
 use super::spawn;
 use crate::beacon::{self, Beacon};
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
 use crate::wire::handoff::{new_secret, SECRET_LEN};
-use crate::wire::protocol::{self, ReportTimers, ToParent};
+use crate::wire::protocol::{self, kind, Kind, ReportTimers, ToParent};
 use crate::{registry, sys, ProcessError, Section};
 
 /// What the child is told besides the marker (only fault injection, for now).
@@ -75,12 +76,8 @@ pub(crate) enum Event {
 #[derive(Debug)]
 enum Phase {
     /// Spawned, waiting for the handshake. `late_start` is the start frame when it is
-    /// too large to send before the child is known to read; `lost` when the early start
-    /// frame could not be written (the child died at once).
-    Handshake {
-        late_start: Option<Vec<u8>>,
-        lost: bool,
-    },
+    /// too large to send before the child is known to read.
+    Handshake { late_start: Option<Vec<u8>> },
     /// Started; the report ends it.
     Running,
 }
@@ -110,7 +107,7 @@ impl Attempt {
     /// Spawns a child that is to run `start`. `new_life` is false for the child that only
     /// runs `error` after every life was spent: it is not an attempt of its own.
     pub(crate) fn spawn(
-        shared: &Shared,
+        shared: &Arc<Shared>,
         options: &StartOptions,
         new_life: bool,
         start: Vec<u8>,
@@ -125,22 +122,43 @@ impl Attempt {
         conn.set_read_timeout(Some(Watch::tick(&shared.config.timeouts)))
             .map_err(|e| io("setting the socket's read timeout", e))?;
         let early = start.len() <= EARLY_START_MAX;
-        let child = spawn::spawn_child(child_end, beacon_fd, secret, options.child_env())
-            .map_err(|e| io("spawning the child", e))?;
-        // A failed write means the child died already; its exit status tells why.
-        let lost = early && write_frame(&conn, &start).is_err();
+        // The start frame goes first, before any message can: the child reads
+        // nothing else before it. A small one is written now, into the socket's
+        // buffer; the mailbox is attached now too, so that the child finds its room
+        // granted from its first instruction.
+        if early {
+            write_frame(&conn, &start)?;
+        }
+        {
+            let mut inner = shared.lock();
+            mailbox::grant_initial(&mut inner, &beacon, shared.config.mailbox);
+            if early {
+                mailbox::attach(&mut inner, conn.clone());
+            }
+            // A stop requested before this child existed applies to it (a stopped
+            // process is not restarted, but `error` may still run, and should stop at
+            // once).
+            if inner.stop_requested {
+                beacon.stop_flag().store(true, Ordering::Relaxed);
+            }
+            inner.beacon = Some(Arc::clone(&beacon));
+        }
+        if early {
+            mailbox::resend_backlog(shared);
+        }
+        let child = match spawn::spawn_child(child_end, beacon_fd, secret, options.child_env()) {
+            Ok(child) => child,
+            Err(e) => {
+                mailbox::detach(&mut shared.lock());
+                return Err(io("spawning the child", e));
+            }
+        };
         let mut inner = shared.lock();
         if new_life {
             inner.attempts += 1;
         }
         inner.pid = child.id();
         inner.live_pid = Some(child.id());
-        // A stop requested before this child existed applies to it (a stopped process
-        // is not restarted, but `error` may still run, and should stop at once).
-        if inner.stop_requested {
-            beacon.stop_flag().store(true, Ordering::Relaxed);
-        }
-        inner.beacon = Some(Arc::clone(&beacon));
         let number = inner.attempts;
         // A kill requested while this child was being spawned was aimed at the
         // previous one: it applies to this one. Checked under the lock that publishes
@@ -160,7 +178,6 @@ impl Attempt {
             watch: Watch::new(shared.config.timeouts),
             phase: Phase::Handshake {
                 late_start: (!early).then_some(start),
-                lost,
             },
         })
     }
@@ -169,12 +186,6 @@ impl Attempt {
     pub(crate) fn into_child(self) -> Child {
         let Self { child, .. } = self;
         child
-    }
-
-    /// `Some` when the attempt ended before its first event: the child died before it
-    /// could be handed its start frame.
-    pub(crate) fn lost_at_start(&self) -> Option<AttemptEnd> {
-        matches!(self.phase, Phase::Handshake { lost: true, .. }).then_some(AttemptEnd::Vanished)
     }
 
     /// Blocks for the next event: a frame, or a tick when nothing arrived in time.
@@ -192,7 +203,7 @@ impl Attempt {
     }
 
     /// Moves the attempt on; `Some` when it has ended.
-    pub(crate) fn on_event(&mut self, event: Event, shared: &Shared) -> Option<AttemptEnd> {
+    pub(crate) fn on_event(&mut self, event: Event, shared: &Arc<Shared>) -> Option<AttemptEnd> {
         let end = match event {
             Event::Frame(frame) => self.on_frame(frame, shared),
             Event::Closed => Some(AttemptEnd::Vanished),
@@ -214,7 +225,7 @@ impl Attempt {
         }
     }
 
-    fn on_frame(&mut self, frame: Frame, shared: &Shared) -> Option<AttemptEnd> {
+    fn on_frame(&mut self, frame: Frame, shared: &Arc<Shared>) -> Option<AttemptEnd> {
         match &mut self.phase {
             Phase::Handshake { late_start, .. } => {
                 let late_start = late_start.take();
@@ -227,11 +238,39 @@ impl Attempt {
                     if write_frame(&self.writer, &start).is_err() {
                         return Some(AttemptEnd::Vanished);
                     }
+                    mailbox::attach(&mut shared.lock(), self.writer.clone());
+                    mailbox::resend_backlog(shared);
+                    shared.notify();
                 }
                 self.phase = Phase::Running;
                 None
             }
-            Phase::Running => Some(self.on_report(frame, shared)),
+            Phase::Running => self.on_running_frame(frame, shared),
+        }
+    }
+
+    /// A message, a room notice, or the report.
+    fn on_running_frame(&mut self, frame: Frame, shared: &Shared) -> Option<AttemptEnd> {
+        let kind = protocol::kind_of(
+            frame.payload(),
+            kind::TO_PARENT_MESSAGE,
+            kind::TO_PARENT_ROOM,
+        );
+        let delivered = match kind {
+            Ok(Kind::Other) => return Some(self.on_report(frame, shared)),
+            Ok(Kind::Message(tag)) => mailbox::on_message(&mut shared.lock(), tag, frame),
+            Ok(Kind::Room) => {
+                mailbox::on_room(&mut shared.lock());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        match delivered {
+            Ok(()) => {
+                shared.notify();
+                None
+            }
+            Err(e) => Some(self.refuse(shared, e)),
         }
     }
 

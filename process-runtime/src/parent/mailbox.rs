@@ -28,7 +28,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::shared::{Inner, Shared};
@@ -220,15 +220,20 @@ fn grant_one(inner: &mut Inner) -> Option<Conn> {
     }
 }
 
-/// A new attempt: it may send as many messages as the inbox has room for. Its
-/// messages and room notices go through `conn`.
-pub(crate) fn attach(inner: &mut Inner, beacon: &Beacon, conn: Conn, capacity: u32) {
+/// A new attempt, before it is spawned: it may send as many messages as the inbox
+/// has room for.
+pub(crate) fn grant_initial(inner: &mut Inner, beacon: &Beacon, capacity: u32) {
     let inbox = &mut inner.inbox;
-    inbox.granted = (capacity as u64).saturating_sub(inbox.messages.len() as u64);
+    inbox.granted = u64::from(capacity).saturating_sub(inbox.messages.len() as u64);
     inbox.received = 0;
     beacon.mail().parent_grants.store(inbox.granted, SeqCst);
-    inbox.conn = Some(conn);
-    inbox.serial += 1;
+}
+
+/// The attempt's start frame is written: messages and room notices may follow it on
+/// `conn`. Messages the last attempt did not take are sent again first.
+pub(crate) fn attach(inner: &mut Inner, conn: Conn) {
+    inner.inbox.conn = Some(conn);
+    inner.inbox.serial += 1;
 }
 
 /// The attempt ended: its socket is released (so that no descriptor outlives it).
@@ -244,6 +249,7 @@ pub(crate) fn resend_backlog(shared: &Arc<Shared>) {
     if lock_outbox(shared).frames.is_empty() {
         return;
     }
+    let name = shared.config.name.clone();
     let shared = Arc::clone(shared);
     let spawned = std::thread::Builder::new()
         .name("process-runtime-backlog".into())
@@ -258,7 +264,7 @@ pub(crate) fn resend_backlog(shared: &Arc<Shared>) {
             }
         });
     if let Err(e) = spawned {
-        tracing::warn!(process = %shared.config.name, "cannot start the backlog thread: {e}");
+        tracing::warn!(process = %name, "cannot start the backlog thread: {e}");
     }
 }
 

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::attempt::{Attempt, AttemptEnd, StartOptions};
+use super::mailbox;
 use super::policy::{self, Circumstances, Decision, Ending};
 use super::reap;
 use super::shared::{Output, Reaping, Shared};
@@ -123,12 +124,12 @@ impl Supervisor {
 
     /// Feeds the attempt its events until it ends.
     fn drive(&self, attempt: &mut Attempt) -> AttemptEnd {
-        if let Some(end) = attempt.lost_at_start() {
-            return end;
-        }
         loop {
             let event = attempt.next_event();
             if let Some(end) = attempt.on_event(event, &self.shared) {
+                // Its socket is released with it; messages told from now on wait in
+                // the outbox for the next attempt, if there is one.
+                mailbox::detach(&mut self.shared.lock());
                 return end;
             }
         }

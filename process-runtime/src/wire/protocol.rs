@@ -149,7 +149,9 @@ pub(crate) fn seal(mut frame: Vec<u8>, type_name: &str) -> Result<Vec<u8>, SendE
     if len > MAX_FRAME {
         return Err(SendError::Encode {
             type_name: type_name.to_owned(),
-            cause: format!("the message takes {len} bytes, more than the maximum of {MAX_FRAME} bytes"),
+            cause: format!(
+                "the message takes {len} bytes, more than the maximum of {MAX_FRAME} bytes"
+            ),
         });
     }
     let len = u32::try_from(len).expect("MAX_FRAME fits in u32");
