@@ -1,6 +1,6 @@
 //! process-runtime's figures, each measured next to its physical floor in one run.
 //!
-//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers]`
+//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages]`
 //!
 //! Every figure and its floor are measured in alternating rounds (floor, measured,
 //! measured, floor, ...), so that whatever the machine does meanwhile hits both sides.
@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use process_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
+
+mod messages;
 
 /// Set in the environment of the floor's child: `main` exits at once when it sees it.
 const FLOOR_ENV: &str = "PROCESS_RUNTIME_BENCH_FLOOR";
@@ -917,7 +919,7 @@ fn restart_rows() -> Vec<Row> {
 }
 
 /// Which figures to measure: all, or the one named by
-/// `--only <start|laps|stop|restart|timers>`.
+/// `--only <start|laps|stop|restart|timers|messages>`.
 fn wanted(args: &[String], figure: &str) -> bool {
     match args.iter().position(|a| a == "--only") {
         Some(i) => args.get(i + 1).is_some_and(|f| f == figure),
@@ -952,6 +954,9 @@ fn main() {
     }
     if wanted(&args, "timers") {
         rows.extend(timer_rows());
+    }
+    if wanted(&args, "messages") {
+        rows.extend(messages::rows());
     }
 
     println!();

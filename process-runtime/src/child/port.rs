@@ -78,10 +78,13 @@ impl ChildPort {
             }
         };
         // Set the timeout only when it must change: a loop that listens with the same
-        // limit pays no system call for it. A longer timeout left from before is
-        // shortened; a shorter one only costs an extra wake-up, checked below.
+        // limit pays no system call for it. A timeout left from before may overshoot
+        // the deadline by a millisecond or 1/64 of the wait, whichever is more; a
+        // shorter one only costs an extra wake-up, and the caller checks the deadline.
         let stale = match (self.read_timeout, timeout) {
-            (Some(old), Some(new)) => old > new || old < new / 2,
+            (Some(old), Some(new)) => {
+                old > new + (new / 64).max(Duration::from_millis(1)) || old < new / 2
+            }
             (old, new) => old != new,
         };
         if stale {

@@ -52,6 +52,8 @@ pub(crate) struct Inbox {
     received: u64,
     /// Counts room notices from the child, for the senders waiting for them.
     room_notices: u64,
+    /// The mailbox's size, from the configuration.
+    capacity: u32,
 }
 
 /// The messages to the child that it has not taken yet; behind [`Shared::outbox`].
@@ -182,48 +184,87 @@ pub(crate) fn listen(
     deadline: Option<Instant>,
     take: &mut dyn FnMut(&[u8]),
 ) -> Result<(), RecvError> {
-    let mut found = None;
-    let (mut inner, _) = shared.wait_until(deadline, |inner| {
-        inner.inbox.messages.iter().any(|(t, _)| *t == tag) || over(inner)
-    });
-    if let Some(i) = inner.inbox.messages.iter().position(|(t, _)| *t == tag) {
-        found = inner.inbox.messages.remove(i).map(|(_, frame)| frame);
+    let mut inner = shared.lock();
+    loop {
+        if let Some(i) = inner.inbox.messages.iter().position(|(t, _)| *t == tag) {
+            let (_, frame) = inner.inbox.messages.remove(i).expect("found above");
+            let notice = grant_one(&mut inner);
+            drop(inner);
+            if let Some(conn) = notice {
+                send_room_notice(shared, &conn);
+            }
+            take(&frame.payload()[MESSAGE_BODY..]);
+            return Ok(());
+        }
+        if over(&inner) {
+            return Err(RecvError::Ended);
+        }
+        // About to wait: a child that waits for room gets what there is, however
+        // little, so that it can send what this receive is waiting for.
+        if let Some(conn) = room_notice_due(&mut inner, 1) {
+            drop(inner);
+            send_room_notice(shared, &conn);
+            inner = shared.lock();
+            continue;
+        }
+        inner = match deadline {
+            None => shared.wait(inner),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Err(RecvError::Timeout);
+                }
+                shared.wait_timeout(inner, d - now)
+            }
+        };
     }
-    let Some(frame) = found else {
-        return Err(if over(&inner) {
-            RecvError::Ended
-        } else {
-            RecvError::Timeout
-        });
-    };
-    let notify = grant_one(&mut inner);
-    drop(inner);
-    if let Some(conn) = notify {
-        let _out = lock_outbox(shared);
-        let _ = write_frame(&conn, &protocol::room_frame(kind::TO_CHILD_ROOM));
-    }
-    take(&frame.payload()[MESSAGE_BODY..]);
-    Ok(())
 }
 
 /// Grants the live attempt room for one more message; returns its socket when it
-/// waits for that room and must be told.
+/// waits for room and should be told now: once a quarter of the mailbox is free, or
+/// when nothing is left to take. Telling it of every single free place would wake it
+/// for each message taken, and a child streaming to a busy parent would send one
+/// message per wake-up.
 fn grant_one(inner: &mut Inner) -> Option<Conn> {
     let beacon = inner.beacon.as_ref()?;
     inner.inbox.granted += 1;
+    beacon
+        .mail()
+        .parent_grants
+        .store(inner.inbox.granted, SeqCst);
+    let enough = if inner.inbox.messages.is_empty() {
+        1
+    } else {
+        (u64::from(inner.inbox.capacity) / 4).max(1)
+    };
+    room_notice_due(inner, enough)
+}
+
+/// The live attempt's socket, when the child waits for room and has at least `enough`;
+/// its flag is cleared, so that one notice is sent per wait.
+fn room_notice_due(inner: &mut Inner, enough: u64) -> Option<Conn> {
+    let beacon = inner.beacon.as_ref()?;
+    let inbox = &inner.inbox;
+    let room = inbox.granted.saturating_sub(inbox.received);
     let mail = beacon.mail();
-    mail.parent_grants.store(inner.inbox.granted, SeqCst);
-    if mail.child_waits.swap(0, SeqCst) != 0 {
-        inner.inbox.conn.clone()
+    if room >= enough && mail.child_waits.load(SeqCst) != 0 && mail.child_waits.swap(0, SeqCst) != 0
+    {
+        inbox.conn.clone()
     } else {
         None
     }
+}
+
+fn send_room_notice(shared: &Shared, conn: &Conn) {
+    let _out = lock_outbox(shared);
+    let _ = write_frame(conn, &protocol::room_frame(kind::TO_CHILD_ROOM));
 }
 
 /// A new attempt, before it is spawned: it may send as many messages as the inbox
 /// has room for.
 pub(crate) fn grant_initial(inner: &mut Inner, beacon: &Beacon, capacity: u32) {
     let inbox = &mut inner.inbox;
+    inbox.capacity = capacity;
     inbox.granted = u64::from(capacity).saturating_sub(inbox.messages.len() as u64);
     inbox.received = 0;
     beacon.mail().parent_grants.store(inbox.granted, SeqCst);

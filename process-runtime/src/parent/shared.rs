@@ -160,6 +160,18 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Waits for the next change, for at most `timeout`.
+    pub(crate) fn wait_timeout<'a>(
+        &self,
+        inner: MutexGuard<'a, Inner>,
+        timeout: std::time::Duration,
+    ) -> MutexGuard<'a, Inner> {
+        self.changed
+            .wait_timeout(inner, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+
     /// Changes the shared state and wakes every waiter.
     pub(crate) fn update(&self, f: impl FnOnce(&mut Inner)) {
         f(&mut self.lock());

@@ -58,6 +58,12 @@ impl Frame {
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+/// The least a read asks for, so that small frames (messages) arrive several to a
+/// system call instead of a length prefix and a payload in two.
+const MIN_READ: usize = 4096;
+/// Frames at least this large that fill the buffer alone are handed over with it;
+/// smaller ones are copied out, and the buffer is kept for the next read.
+const MOVE_MIN: usize = 16 * 1024;
 
 /// Reads length-prefixed frames from a socket.
 pub(crate) struct FrameReader<R = Conn> {
@@ -134,7 +140,7 @@ impl<R: Read> FrameReader<R> {
     /// Removes the frame of payload `len` at `pos` from the buffer.
     fn take(&mut self, len: usize) -> Frame {
         let end = self.pos + 4 + len;
-        if self.pos == 0 && end == self.filled {
+        if self.pos == 0 && end == self.filled && len >= MOVE_MIN {
             // The buffer holds exactly this frame: hand it over without copying (the
             // common case for large states and outputs).
             let mut data = std::mem::take(&mut self.buf);
@@ -161,7 +167,7 @@ impl<R: Read> FrameReader<R> {
             self.filled -= self.pos;
             self.pos = 0;
         }
-        let target = wanted.min(READ_CHUNK.max(self.filled)).max(1);
+        let target = wanted.min(READ_CHUNK.max(self.filled)).max(MIN_READ);
         if self.buf.len() - self.filled < target {
             self.buf.resize(self.filled + target, 0);
         }
