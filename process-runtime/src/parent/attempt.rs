@@ -256,18 +256,27 @@ impl Attempt {
             kind::TO_PARENT_MESSAGE,
             kind::TO_PARENT_ROOM,
         );
+        if let Ok(Kind::Other) = kind {
+            return Some(self.on_report(frame, shared));
+        }
+        let mut inner = shared.lock();
         let delivered = match kind {
-            Ok(Kind::Other) => return Some(self.on_report(frame, shared)),
-            Ok(Kind::Message(tag)) => mailbox::on_message(&mut shared.lock(), tag, frame),
-            Ok(Kind::Room) => {
-                mailbox::on_room(&mut shared.lock());
+            Ok(Kind::Message(tag)) => mailbox::on_message(&mut inner, tag, frame),
+            Ok(_) => {
+                mailbox::on_room(&mut inner);
                 Ok(())
             }
             Err(e) => Err(e),
         };
+        // Nobody waits: nobody to wake (a condition variable's wake is a system call
+        // even then).
+        let wake = mailbox::has_waiters(&inner);
+        drop(inner);
         match delivered {
             Ok(()) => {
-                shared.notify();
+                if wake {
+                    shared.notify();
+                }
                 None
             }
             Err(e) => Some(self.refuse(shared, e)),

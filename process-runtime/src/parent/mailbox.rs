@@ -54,6 +54,9 @@ pub(crate) struct Inbox {
     room_notices: u64,
     /// The mailbox's size, from the configuration.
     capacity: u32,
+    /// Callers waiting for a message or for room: only then does a frame from the
+    /// child wake anyone.
+    waiters: u32,
 }
 
 /// The messages to the child that it has not taken yet; behind [`Shared::outbox`].
@@ -169,11 +172,18 @@ pub(crate) fn tell(shared: &Shared, frame: Vec<u8>, wait: bool) -> Result<(), Se
         drop(out);
         // Until the child takes one (a room notice), a new attempt starts, or the end.
         // The time limit only guards against a notice lost with a dying attempt.
-        let _ = shared.wait_until(Some(Instant::now() + Duration::from_secs(1)), |inner| {
-            inner.inbox.room_notices != live.room_notices
-                || inner.inbox.serial != live.serial
-                || over(inner)
-        });
+        let mut inner = shared.lock();
+        inner.inbox.waiters += 1;
+        let (mut inner, _) = shared.wait_until_with(
+            inner,
+            Some(Instant::now() + Duration::from_secs(1)),
+            |inner| {
+                inner.inbox.room_notices != live.room_notices
+                    || inner.inbox.serial != live.serial
+                    || over(inner)
+            },
+        );
+        inner.inbox.waiters -= 1;
     }
 }
 
@@ -207,16 +217,19 @@ pub(crate) fn listen(
             inner = shared.lock();
             continue;
         }
-        inner = match deadline {
-            None => shared.wait(inner),
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    return Err(RecvError::Timeout);
-                }
-                shared.wait_timeout(inner, d - now)
-            }
+        let left = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(RecvError::Timeout),
+            },
         };
+        inner.inbox.waiters += 1;
+        inner = match left {
+            None => shared.wait(inner),
+            Some(left) => shared.wait_timeout(inner, left),
+        };
+        inner.inbox.waiters -= 1;
     }
 }
 
@@ -327,4 +340,9 @@ pub(crate) fn on_message(inner: &mut Inner, tag: u64, frame: Frame) -> Result<()
 /// The child took messages while the parent waited for room.
 pub(crate) fn on_room(inner: &mut Inner) {
     inner.inbox.room_notices += 1;
+}
+
+/// Whether anyone waits for what the child sends.
+pub(crate) fn has_waiters(inner: &Inner) -> bool {
+    inner.inbox.waiters > 0
 }

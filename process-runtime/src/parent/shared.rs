@@ -124,9 +124,18 @@ impl Shared {
     pub(crate) fn wait_until(
         &self,
         deadline: Option<Instant>,
-        mut done: impl FnMut(&Inner) -> bool,
+        done: impl FnMut(&Inner) -> bool,
     ) -> (MutexGuard<'_, Inner>, bool) {
-        let mut inner = self.lock();
+        self.wait_until_with(self.lock(), deadline, done)
+    }
+
+    /// [`Shared::wait_until`] with the lock already held.
+    pub(crate) fn wait_until_with<'a>(
+        &self,
+        mut inner: MutexGuard<'a, Inner>,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&Inner) -> bool,
+    ) -> (MutexGuard<'a, Inner>, bool) {
         loop {
             if done(&inner) {
                 return (inner, true);
