@@ -184,6 +184,16 @@ impl<T: DeserializeOwned> Handle<T> {
         self.with_output(|output| output.clone())
     }
 
+    /// Like [`Handle::result`], but waits for at most `timeout`: `None` when the
+    /// outcome is not known by then (the process keeps running), `Some` with what
+    /// `result()` returns otherwise. `Duration::ZERO` only looks.
+    pub fn result_timeout(&self, timeout: Duration) -> Option<Result<T, ProcessError>>
+    where
+        T: Clone,
+    {
+        self.wait_timeout(timeout).then(|| self.result())
+    }
+
     /// Like [`Handle::result`], but moves the output out instead of cloning it; later
     /// calls return [`ProcessError::ResultTaken`].
     ///

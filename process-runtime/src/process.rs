@@ -32,6 +32,18 @@ pub trait Process: Lifecycle + Serialize + DeserializeOwned + 'static {
         self.start_with(Self::config())
     }
 
+    /// Starts the process and waits for its outcome: [`Process::start`], then
+    /// [`Handle::take_result`].
+    ///
+    /// # Errors
+    /// As [`Process::start`] and [`Handle::result`].
+    fn run(&self) -> Result<Self::Output, ProcessError>
+    where
+        Self: Sized,
+    {
+        self.start()?.take_result()
+    }
+
     /// Starts the process with a configuration built at run time.
     ///
     /// # Errors

@@ -269,3 +269,39 @@ fn an_output_postcard_cannot_decode_is_named_with_a_hint() {
         "{text}"
     );
 }
+
+/// `run()` is `start()` then the result, the value or the error.
+#[test]
+fn run_starts_and_waits_for_the_outcome() {
+    assert_eq!(Quick.run(), Ok(7));
+    let e = Ending { way: Way::Error }.run().unwrap_err();
+    assert_eq!(e.to_string(), "MainLoopError: attempt 1 failed");
+}
+
+/// `result_timeout` gives up with `None` while the process runs, and leaves it
+/// running; once it has ended, it is `result()`.
+#[test]
+fn result_timeout_gives_up_without_ending_the_process() {
+    let h = ending(Way::Hang, 1);
+    let t0 = Instant::now();
+    assert_eq!(h.result_timeout(Duration::from_millis(100)), None);
+    assert!(t0.elapsed() >= Duration::from_millis(100));
+    assert_eq!(h.result_timeout(Duration::ZERO), None);
+    assert!(h.is_alive(), "the process keeps running");
+    h.kill();
+    assert_eq!(
+        h.result_timeout(Duration::from_secs(10)),
+        Some(Err(ProcessError::Killed))
+    );
+    assert_eq!(
+        h.result_timeout(Duration::ZERO),
+        Some(Err(ProcessError::Killed))
+    );
+    assert_eq!(
+        Quick
+            .start()
+            .unwrap()
+            .result_timeout(Duration::from_secs(10)),
+        Some(Ok(7))
+    );
+}
