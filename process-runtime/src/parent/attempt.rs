@@ -3,9 +3,10 @@
 //! An attempt is `Handshake` (spawned; waiting for the child to prove who it is), then
 //! `Running` (started; control frames may flow; waiting for the report), then ended
 //! with an [`AttemptEnd`]. Events move it on: a frame, end-of-file, a broken read, or a
-//! tick on which the deadlines are checked. The attempt never blocks of its own accord:
-//! [`Attempt::next_event`] is the one blocking read, kept apart so that one event loop
-//! can later feed many attempts from readiness instead.
+//! tick on which the deadlines are checked. The attempt never blocks: the event loop
+//! calls [`Attempt::poll_event`] when its socket is readable, which reads what has
+//! arrived and nothing more, and [`Attempt::flush_start`] when a large start frame has
+//! room to go on.
 
 use std::process::Child;
 use std::sync::atomic::Ordering;
@@ -17,7 +18,7 @@ use super::mailbox;
 use super::shared::{Output, Shared};
 use super::spawn;
 use crate::beacon::{self, Beacon};
-use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
+use crate::wire::channel::{write_frame, Conn, DontWait, Frame, FrameReader, ReadError};
 use crate::wire::handoff::{new_secret, SECRET_LEN};
 use crate::wire::protocol::{self, kind, Kind, ReportTimers, ToParent};
 use crate::{registry, sys, ProcessError, Section};
@@ -93,7 +94,7 @@ const EARLY_START_MAX: usize = 64 * 1024;
 pub(crate) struct Attempt {
     pub(crate) child: Child,
     pub(crate) beacon: Arc<Beacon>,
-    reader: FrameReader<Conn>,
+    reader: FrameReader<DontWait>,
     writer: Conn,
     secret: [u8; SECRET_LEN],
     /// 1 for the first attempt; the child that only runs `error` keeps the number of
@@ -101,6 +102,8 @@ pub(crate) struct Attempt {
     pub(crate) number: u32,
     watch: Watch,
     phase: Phase,
+    /// A large start frame being written, and how much of it is out.
+    late: Option<(Vec<u8>, usize)>,
 }
 
 impl Attempt {
@@ -119,8 +122,6 @@ impl Attempt {
         let (beacon, beacon_fd) = Beacon::create().map_err(|e| io("creating the beacon", e))?;
         let beacon = Arc::new(beacon);
         let conn = Conn::from_fd(parent_end);
-        conn.set_read_timeout(Some(Watch::tick(&shared.config.timeouts)))
-            .map_err(|e| io("setting the socket's read timeout", e))?;
         let early = start.len() <= EARLY_START_MAX;
         // The start frame goes first, before any message can: the child reads
         // nothing else before it. A small one is written now, into the socket's
@@ -171,7 +172,7 @@ impl Attempt {
         Ok(Self {
             child,
             beacon,
-            reader: FrameReader::new(conn.clone()),
+            reader: FrameReader::new(DontWait(conn.clone())),
             writer: conn,
             secret,
             number,
@@ -179,6 +180,7 @@ impl Attempt {
             phase: Phase::Handshake {
                 late_start: (!early).then_some(start),
             },
+            late: None,
         })
     }
 
@@ -188,18 +190,53 @@ impl Attempt {
         child
     }
 
-    /// Blocks for the next event: a frame, or a tick when nothing arrived in time.
-    pub(crate) fn next_event(&mut self) -> Event {
+    /// The next event among what has arrived: a frame, an end-of-file or a broken
+    /// read; `None` when nothing more has arrived.
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
         let max = match self.phase {
             Phase::Handshake { .. } => protocol::MAX_HELLO_FRAME,
             Phase::Running => protocol::MAX_FRAME,
         };
         match self.reader.read_frame(max) {
-            Ok(Some(frame)) => Event::Frame(frame),
-            Ok(None) => Event::Tick,
-            Err(ReadError::Closed { partial: false }) => Event::Closed,
-            Err(e) => Event::Broken(e),
+            Ok(Some(frame)) => Some(Event::Frame(frame)),
+            Ok(None) => None,
+            Err(ReadError::Closed { partial: false }) => Some(Event::Closed),
+            Err(e) => Some(Event::Broken(e)),
         }
+    }
+
+    /// The socket, to watch for readiness.
+    pub(crate) fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
+        sys::stream_fd(self.writer.stream())
+    }
+
+    /// Whether a large start frame is still being written: then the socket is watched
+    /// for room to write too.
+    pub(crate) fn writing(&self) -> bool {
+        self.late.is_some()
+    }
+
+    /// Writes what fits of a large start frame without waiting. Once it is all out,
+    /// the mailbox is attached: messages may follow it.
+    pub(crate) fn flush_start(&mut self, shared: &Arc<Shared>) -> Option<AttemptEnd> {
+        let (frame, written) = self.late.as_mut()?;
+        while *written < frame.len() {
+            match sys::send_dontwait(self.writer.stream(), &frame[*written..]) {
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // The child is gone: its end-of-file tells the rest.
+                Err(_) => {
+                    self.late = None;
+                    return None;
+                }
+            }
+        }
+        self.late = None;
+        mailbox::attach(&mut shared.lock(), self.writer.clone());
+        mailbox::resend_backlog(shared);
+        shared.notify();
+        None
     }
 
     /// Moves the attempt on; `Some` when it has ended.
@@ -234,15 +271,13 @@ impl Attempt {
                 {
                     return Some(self.refuse(shared, e));
                 }
-                if let Some(start) = late_start {
-                    if write_frame(&self.writer, &start).is_err() {
-                        return Some(AttemptEnd::Vanished);
-                    }
-                    mailbox::attach(&mut shared.lock(), self.writer.clone());
-                    mailbox::resend_backlog(shared);
-                    shared.notify();
-                }
                 self.phase = Phase::Running;
+                // A large start frame is written as the child reads it, between the
+                // other events, never blocking the event loop.
+                if let Some(start) = late_start {
+                    self.late = Some((start, 0));
+                    return self.flush_start(shared);
+                }
                 None
             }
             Phase::Running => self.on_running_frame(frame, shared),

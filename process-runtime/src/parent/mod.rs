@@ -8,7 +8,9 @@
 //! - [`deadline`] holds section timeouts from the beacon's samples.
 //! - [`policy`] decides, as pure functions, what a failure means: retry, run `error`
 //!   in a fresh child, or end with which error.
-//! - [`supervisor`] feeds an attempt its events, reaps it, and applies the policy.
+//! - [`reactor`] is the one event loop that drives every process's supervisor.
+//! - [`supervisor`] feeds an attempt its events, reaps it, and applies the policy, as a
+//!   state machine that never blocks the loop.
 //! - [`reap`] ends a process: exit, group cleanup, reaping, publishing; possibly on the
 //!   thread of a caller waiting for it.
 //! - [`mailbox`] holds the messages between the handle and the child.
@@ -18,6 +20,7 @@ pub(crate) mod attempt;
 pub(crate) mod deadline;
 pub(crate) mod mailbox;
 pub(crate) mod policy;
+pub(crate) mod reactor;
 pub(crate) mod reap;
 pub(crate) mod shared;
 pub(crate) mod spawn;

@@ -69,6 +69,13 @@ pub(crate) fn reap(shared: &Shared, child: &mut Child) -> Exit {
             "waiting for the child failed: {e}"
         ),
     }
+    collect(shared, child)
+}
+
+/// Kills whatever is left in the group of a child that has exited (grandchildren it
+/// started and left behind), then reaps it. The group is signalled while the child is
+/// still an unreaped zombie, so its id cannot have been reused by an unrelated process.
+pub(crate) fn collect(shared: &Shared, child: &mut Child) -> Exit {
     if let Err(e) = sys::kill_group(child.id()) {
         tracing::warn!(process = %shared.config.name, "cleaning up the process group failed: {e}");
     }

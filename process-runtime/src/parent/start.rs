@@ -1,9 +1,10 @@
 //! `Process::start`: check and serialize the state, spawn the first attempt, and hand
-//! the rest to a supervisor thread.
+//! the rest to the [event loop](super::reactor).
 
 use std::sync::Arc;
 
 use super::attempt::StartOptions;
+use super::reactor;
 use super::shared::Shared;
 use super::supervisor::Supervisor;
 use crate::wire::handoff::MARKER;
@@ -38,20 +39,13 @@ pub(crate) fn start<T: Process>(
         ))
     })?;
     let shared = Arc::new(Shared::new(config));
-    let supervisor = Supervisor {
-        shared: Arc::clone(&shared),
-        tag: T::__registration().tag(),
+    let mut supervisor = Supervisor::new(
+        Arc::clone(&shared),
+        T::__registration().tag(),
         state,
         options,
-    };
-    let first = supervisor.spawn(supervisor.first_mode(), true)?;
-    std::thread::Builder::new()
-        .name(format!("process-runtime:{}", shared.config.name))
-        .stack_size(256 * 1024)
-        .spawn(move || supervisor.run(first))
-        .map_err(|e| {
-            shared.request_kill();
-            ProcessError::Io(format!("cannot start the supervisor thread: {e}"))
-        })?;
+    );
+    supervisor.spawn_first()?;
+    reactor::adopt(supervisor)?;
     Ok(shared)
 }

@@ -60,6 +60,33 @@ pub(crate) fn poll_readable(stream: &Stream, timeout: Duration) -> io::Result<bo
     imp::poll_readable(stream, timeout)
 }
 
+/// The socket's descriptor, to register it for readiness.
+pub(crate) fn stream_fd(stream: &Stream) -> BorrowedFd<'_> {
+    imp::stream_fd(stream)
+}
+
+/// Reads what has arrived on `stream`, without waiting: `WouldBlock` when nothing has.
+/// The socket itself stays blocking for the threads that write to it.
+pub(crate) fn recv_dontwait(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
+    imp::recv_dontwait(stream, buf)
+}
+
+/// Writes what fits in `stream`'s buffer now, without waiting and without `SIGPIPE`.
+pub(crate) fn send_dontwait(stream: &Stream, buf: &[u8]) -> io::Result<usize> {
+    imp::send_dontwait(stream, buf)
+}
+
+/// A descriptor that becomes readable when the child `pid` exits (a pidfd), where the
+/// platform has one; `None` elsewhere, and then [`exited`] is asked instead.
+pub(crate) fn exit_watch(pid: u32) -> io::Result<Option<OwnedFd>> {
+    imp::exit_watch(pid)
+}
+
+/// Whether the child `pid` has exited, without reaping it.
+pub(crate) fn exited(pid: u32) -> io::Result<bool> {
+    imp::exited(pid)
+}
+
 /// This process's parent's id, as the kernel sees it now (it changes when the parent
 /// dies and the process is re-parented).
 pub(crate) fn parent_pid() -> u32 {

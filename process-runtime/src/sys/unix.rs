@@ -62,7 +62,6 @@ pub(super) fn local_stream(fd: OwnedFd) -> Stream {
 
 pub(super) fn poll_readable(stream: &Stream, timeout: Duration) -> io::Result<bool> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
     let Stream::UdSocket(socket) = stream;
     let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
     let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
@@ -73,6 +72,57 @@ pub(super) fn poll_readable(stream: &Stream, timeout: Duration) -> io::Result<bo
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+pub(super) fn stream_fd(stream: &Stream) -> BorrowedFd<'_> {
+    let Stream::UdSocket(socket) = stream;
+    socket.as_fd()
+}
+
+pub(super) fn recv_dontwait(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    loop {
+        match recv(stream_fd(stream).as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+pub(super) fn send_dontwait(stream: &Stream, buf: &[u8]) -> io::Result<usize> {
+    use nix::sys::socket::{send, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+    loop {
+        match send(stream_fd(stream).as_raw_fd(), buf, flags) {
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+pub(super) fn exit_watch(pid: u32) -> io::Result<Option<OwnedFd>> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    match RawFd::try_from(raw) {
+        // SAFETY: a fresh descriptor that nothing else owns.
+        Ok(raw) if raw >= 0 => Ok(Some(unsafe { OwnedFd::from_raw_fd(raw) })),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn exit_watch(_pid: u32) -> io::Result<Option<OwnedFd>> {
+    Ok(None)
+}
+
+pub(super) fn exited(pid: u32) -> io::Result<bool> {
+    has_exited(pid)
 }
 
 pub(super) fn parent_pid() -> u32 {

@@ -204,6 +204,17 @@ impl Conn {
     }
 }
 
+/// A [`Conn`] read without waiting: what the parent's event loop reads through, while
+/// the socket stays blocking for the threads that write to it.
+#[derive(Debug, Clone)]
+pub(crate) struct DontWait(pub(crate) Conn);
+
+impl Read for DontWait {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        crate::sys::recv_dontwait(&(self.0).0, buf)
+    }
+}
+
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (&*self.0).read(buf)

@@ -1,0 +1,205 @@
+//! One event loop for every process of the program: one thread that watches every
+//! child's socket and exit, and holds every deadline.
+//!
+//! A thread per child cost a stack and a scheduler entry per child, and woke each one
+//! on its own timer. Here one thread waits on one poller for all of them: a child's
+//! socket becomes readable (a frame or its end), a large start frame has room to go
+//! on, a child's pidfd says it exited, or the earliest deadline comes. Each process is
+//! a [`Supervisor`] state machine that the loop moves on; none of them blocks the
+//! loop, except the spawn of an attempt after a failure (a re-execution, about a
+//! millisecond, on the spawner thread).
+//!
+//! **Why `polling`.** It is the readiness layer under `async-io` and smol, small and
+//! well kept, with epoll on Linux and kqueue elsewhere. Its interest is one-shot by
+//! default: a socket is re-armed only after what arrived was read, so the loop never
+//! spins on a level, and `Poller::notify` wakes the loop from any thread, which is how
+//! new processes are handed to it (and how wakers will be, for async handles). `mio`
+//! would do too, but is edge-triggered, which asks every reader to drain a socket to
+//! the end before it may rely on a new event.
+//!
+//! Handles never wait for this thread to act on their behalf for stop or kill: those
+//! are a store in shared memory and a signal. Timers run on the loop's clock: a section
+//! timeout is noticed within a tenth of its limit, as before.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+
+use polling::{Events, Poller};
+
+use super::supervisor::Supervisor;
+use crate::ProcessError;
+
+/// The loop's shared end: where new supervisors are handed over.
+struct Reactor {
+    poller: Poller,
+    incoming: Mutex<Vec<Supervisor>>,
+}
+
+static REACTOR: OnceLock<Result<Arc<Reactor>, String>> = OnceLock::new();
+
+/// Hands a supervisor whose first attempt is spawned to the event loop, starting the
+/// loop on first use.
+/// Without a loop, the process is ended at once (killed and reaped) and the error is
+/// returned.
+pub(crate) fn adopt(mut supervisor: Supervisor) -> Result<(), ProcessError> {
+    let reactor = match REACTOR.get_or_init(start) {
+        Ok(reactor) => reactor,
+        Err(e) => {
+            let error = ProcessError::Io(e.clone());
+            supervisor.abandon(None, error.clone());
+            return Err(error);
+        }
+    };
+    reactor
+        .incoming
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(supervisor);
+    if let Err(e) = reactor.poller.notify() {
+        tracing::error!("cannot wake the process-runtime event loop: {e}");
+    }
+    Ok(())
+}
+
+fn start() -> Result<Arc<Reactor>, String> {
+    let poller =
+        Poller::new().map_err(|e| format!("cannot create the event loop's poller: {e}"))?;
+    let reactor = Arc::new(Reactor {
+        poller,
+        incoming: Mutex::new(Vec::new()),
+    });
+    let looped = Arc::clone(&reactor);
+    std::thread::Builder::new()
+        .name("process-runtime".into())
+        .stack_size(1024 * 1024)
+        .spawn(move || run(&looped))
+        .map_err(|e| format!("cannot start the event loop's thread: {e}"))?;
+    Ok(reactor)
+}
+
+/// The supervisors, by key, with the keys free for reuse.
+#[derive(Default)]
+struct Slots {
+    slots: Vec<Option<Supervisor>>,
+    free: Vec<usize>,
+}
+
+impl Slots {
+    fn insert(&mut self, supervisor: Supervisor) -> usize {
+        match self.free.pop() {
+            Some(key) => {
+                self.slots[key] = Some(supervisor);
+                key
+            }
+            None => {
+                self.slots.push(Some(supervisor));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn get(&mut self, key: usize) -> Option<&mut Supervisor> {
+        self.slots.get_mut(key).and_then(Option::as_mut)
+    }
+
+    fn remove(&mut self, key: usize) {
+        if self.slots.get_mut(key).and_then(Option::take).is_some() {
+            self.free.push(key);
+        }
+    }
+}
+
+/// The deadlines asked for, earliest first. A supervisor that asks again leaves its
+/// old entry behind; an entry counts only while it matches what its supervisor wants.
+type Timers = BinaryHeap<Reverse<(Instant, usize)>>;
+
+fn run(reactor: &Reactor) {
+    let poller = &reactor.poller;
+    let mut slots = Slots::default();
+    let mut timers = Timers::new();
+    let mut events = Events::new();
+    loop {
+        let timeout = timers
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+        events.clear();
+        if let Err(e) = poller.wait(&mut events, timeout) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                tracing::error!("the process-runtime event loop cannot wait: {e}");
+            }
+        }
+        let now = Instant::now();
+        let arrived = std::mem::take(
+            &mut *reactor
+                .incoming
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for supervisor in arrived {
+            let key = slots.insert(supervisor);
+            drive(poller, &mut slots, &mut timers, key, |s, p| {
+                s.begin(p, key, now)
+            });
+        }
+        for event in events.iter() {
+            drive(poller, &mut slots, &mut timers, event.key, |s, p| {
+                s.on_ready(p, now);
+            });
+        }
+        while let Some(&Reverse((at, key))) = timers.peek() {
+            if at > now {
+                break;
+            }
+            timers.pop();
+            let due = slots.get(key).is_some_and(|s| s.wake_at == Some(at));
+            if due {
+                drive(poller, &mut slots, &mut timers, key, |s, p| {
+                    s.on_timer(p, now)
+                });
+            }
+        }
+    }
+}
+
+/// Moves the supervisor at `key` on with `step`, then files its next deadline, or
+/// drops it once its process is over. A panic (a bug of ours) ends that process with
+/// an error; the loop and every other process go on.
+fn drive(
+    poller: &Poller,
+    slots: &mut Slots,
+    timers: &mut Timers,
+    key: usize,
+    step: impl FnOnce(&mut Supervisor, &Poller),
+) {
+    let Some(supervisor) = slots.get(key) else {
+        return;
+    };
+    let before = supervisor.wake_at;
+    if catch_unwind(AssertUnwindSafe(|| step(supervisor, poller))).is_err() {
+        tracing::error!(
+            process = %supervisor.shared.config.name,
+            "the supervision of this process panicked; ending it"
+        );
+        let abandoned = catch_unwind(AssertUnwindSafe(|| {
+            supervisor.abandon(
+                Some(poller),
+                ProcessError::Io("the process-runtime event loop failed on this process".into()),
+            );
+        }));
+        if abandoned.is_err() {
+            tracing::error!("ending the process panicked too");
+        }
+    }
+    if supervisor.is_over() {
+        slots.remove(key);
+        return;
+    }
+    if let Some(at) = supervisor.wake_at {
+        if before != Some(at) {
+            timers.push(Reverse((at, key)));
+        }
+    }
+}
