@@ -1,6 +1,6 @@
 //! Faults a real child can be told to commit, for the transport's own tests (feature
-//! `fault-injection`): a bad handshake, a garbage or truncated report. An enum rather
-//! than free text, so a misspelt fault does not compile.
+//! `fault-injection`): a bad handshake, a garbage or truncated report, a frame of given
+//! bytes. An enum rather than free text, so a misspelt fault does not compile.
 
 /// A way for a test child to break the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,13 +28,20 @@ pub enum Fault {
     ReportTruncated,
     /// Send a report that is not postcard.
     ReportGarbage,
+    /// Right after the start frame, before the lifecycle runs, send one frame whose
+    /// payload is the bytes given in `__PROCESS_RUNTIME_FAULT_FRAME` (hex; none when
+    /// it is not set); then run as usual. Set by `__testing::start_with_raw_frame`.
+    RawFrameAfterStart,
 }
 
 impl Fault {
     /// The environment variable that carries the fault to the child.
     pub(crate) const ENV: &'static str = "__PROCESS_RUNTIME_FAULT";
+    /// The environment variable that carries the payload of
+    /// [`Fault::RawFrameAfterStart`], in lowercase hex.
+    pub(crate) const FRAME_ENV: &'static str = "__PROCESS_RUNTIME_FAULT_FRAME";
 
-    const ALL: [Fault; 11] = [
+    const ALL: [Fault; 12] = [
         Fault::ExitBeforeHello,
         Fault::HelloGarbage,
         Fault::HelloOversized,
@@ -46,6 +53,7 @@ impl Fault {
         Fault::ReportOversized,
         Fault::ReportTruncated,
         Fault::ReportGarbage,
+        Fault::RawFrameAfterStart,
     ];
 
     /// The fault's name, in the environment variable and in test messages.
@@ -62,6 +70,7 @@ impl Fault {
             Fault::ReportOversized => "report-oversized",
             Fault::ReportTruncated => "report-truncated",
             Fault::ReportGarbage => "report-garbage",
+            Fault::RawFrameAfterStart => "raw-frame-after-start",
         }
     }
 
@@ -69,6 +78,23 @@ impl Fault {
     pub(crate) fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|f| f.name() == name)
     }
+}
+
+/// `bytes` in lowercase hex, for [`Fault::FRAME_ENV`].
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex string; `None` when it is not one.
+pub(crate) fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    // `from_str_radix` alone would also take a sign.
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 impl std::fmt::Display for Fault {
@@ -87,5 +113,16 @@ mod tests {
             assert_eq!(Fault::from_name(f.name()), Some(f));
         }
         assert_eq!(Fault::from_name("hello-garbag"), None);
+    }
+
+    #[test]
+    fn frame_bytes_round_trip_through_hex() {
+        let bytes = [0u8, 1, 0x7f, 0x80, 0xfe, 0xff];
+        assert_eq!(to_hex(&bytes), "00017f80feff");
+        assert_eq!(from_hex(&to_hex(&bytes)).as_deref(), Some(&bytes[..]));
+        assert_eq!(from_hex(""), Some(Vec::new()));
+        assert_eq!(from_hex("0"), None);
+        assert_eq!(from_hex("zz"), None);
+        assert_eq!(from_hex("+1"), None);
     }
 }

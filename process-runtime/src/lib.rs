@@ -33,8 +33,35 @@ pub mod __testing {
         config: ProcessConfig,
         fault: Fault,
     ) -> Result<Handle<T::Output>, ProcessError> {
-        let options = crate::parent::attempt::StartOptions { fault: Some(fault) };
+        let options = crate::parent::attempt::StartOptions {
+            fault: Some(fault),
+            ..Default::default()
+        };
         crate::parent::start::start(obj, config, options).map(Handle::new)
+    }
+
+    /// Starts `obj` with the child told to send one frame whose payload is `payload`
+    /// (the length prefix is added) right after it receives its start frame, before
+    /// its lifecycle runs; then it runs as usual. Every attempt sends it.
+    ///
+    /// # Errors
+    /// As `Process::start_with`.
+    pub fn start_with_raw_frame<T: Process>(
+        obj: &T,
+        config: ProcessConfig,
+        payload: &[u8],
+    ) -> Result<Handle<T::Output>, ProcessError> {
+        let options = crate::parent::attempt::StartOptions {
+            fault: Some(Fault::RawFrameAfterStart),
+            raw_frame: payload.to_vec(),
+        };
+        crate::parent::start::start(obj, config, options).map(Handle::new)
+    }
+
+    /// The type tag a message of type `T` carries on the wire.
+    #[must_use]
+    pub fn tag_of<T: ?Sized + 'static>() -> u64 {
+        process_core::__tag_of::<T>()
     }
 }
 

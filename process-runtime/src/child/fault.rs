@@ -20,25 +20,35 @@ mod imp {
     use crate::fault::Fault;
     use crate::wire::channel::write_frame;
 
-    /// The fault this child was told to commit, if any.
-    #[derive(Debug, Clone, Copy, Default)]
-    pub(crate) struct Injector(Option<Fault>);
+    /// The fault this child was told to commit, if any, and the payload of the frame
+    /// that [`Fault::RawFrameAfterStart`] sends.
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct Injector(Option<Fault>, Vec<u8>);
 
     impl Injector {
         /// Reads the fault from the environment and removes it. A name that no fault
-        /// has is a broken test: the child refuses to start.
+        /// has, or a frame that is not hex, is a broken test: the child refuses to
+        /// start.
         pub(crate) fn from_env() -> Result<Self, String> {
             let Some(name) = std::env::var_os(Fault::ENV) else {
-                return Ok(Self(None));
+                return Ok(Self::default());
             };
             std::env::remove_var(Fault::ENV);
+            let frame = std::env::var_os(Fault::FRAME_ENV);
+            std::env::remove_var(Fault::FRAME_ENV);
             let name = name.to_string_lossy();
-            Fault::from_name(&name)
-                .map(|f| Self(Some(f)))
-                .ok_or_else(|| format!("unknown fault `{name}`"))
+            let fault = Fault::from_name(&name).ok_or_else(|| format!("unknown fault `{name}`"))?;
+            let payload = match frame {
+                Some(hex) if fault == Fault::RawFrameAfterStart => {
+                    crate::fault::from_hex(&hex.to_string_lossy())
+                        .ok_or_else(|| format!("{} is not hex", Fault::FRAME_ENV))?
+                }
+                _ => Vec::new(),
+            };
+            Ok(Self(Some(fault), payload))
         }
 
-        pub(crate) fn before_hello(self, hello: &mut Hello, send: &Conn) -> HelloStep {
+        pub(crate) fn before_hello(&self, hello: &mut Hello, send: &Conn) -> HelloStep {
             match self.0 {
                 Some(Fault::ExitBeforeHello) => crate::sys::exit_now(7),
                 Some(Fault::HelloGarbage) => {
@@ -58,7 +68,17 @@ mod imp {
             HelloStep::Send
         }
 
-        pub(crate) fn on_report(self, frame: &mut Vec<u8>) {
+        /// The start frame was read; the lifecycle has not run.
+        pub(crate) fn after_start(&self, send: &Conn) {
+            if self.0 == Some(Fault::RawFrameAfterStart) {
+                let len = u32::try_from(self.1.len()).expect("a test frame fits in u32");
+                let mut frame = len.to_le_bytes().to_vec();
+                frame.extend_from_slice(&self.1);
+                let _ = write_frame(send, &frame);
+            }
+        }
+
+        pub(crate) fn on_report(&self, frame: &mut Vec<u8>) {
             match self.0 {
                 Some(Fault::ReportTrailing) => {
                     frame.push(0);
@@ -89,12 +109,15 @@ mod imp {
         }
 
         #[inline(always)]
-        pub(crate) fn before_hello(self, _: &mut Hello, _: &Conn) -> HelloStep {
+        pub(crate) fn before_hello(&self, _: &mut Hello, _: &Conn) -> HelloStep {
             HelloStep::Send
         }
 
         #[inline(always)]
-        pub(crate) fn on_report(self, _: &mut Vec<u8>) {}
+        pub(crate) fn after_start(&self, _: &Conn) {}
+
+        #[inline(always)]
+        pub(crate) fn on_report(&self, _: &mut Vec<u8>) {}
     }
 }
 

@@ -70,6 +70,7 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
         ),
     };
     drop(frame);
+    fault.after_start(&writer);
     engine::panic_location::install();
     // Stop requests arrive through the shared page, and messages are read by the
     // sections that listen, so nothing reads the socket in the background. Where the
@@ -105,7 +106,7 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
     let timers = ReportTimers::new(cx.__take_named_timers(), attempt, failed);
     let (report, code) = match outcome {
         Ok(output) => match postcard::to_allocvec(&output) {
-            Ok(bytes) => (report_done(&bytes, timers, fault), 0),
+            Ok(bytes) => (report_done(&bytes, timers, &fault), 0),
             Err(e) => (
                 encode_report(&ToParent::Failed {
                     error: ProcessError::Output(format!(
@@ -136,7 +137,7 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
     sys::exit_now(code)
 }
 
-fn report_done(output: &[u8], timers: ReportTimers, fault: Injector) -> Vec<u8> {
+fn report_done(output: &[u8], timers: ReportTimers, fault: &Injector) -> Vec<u8> {
     let mut frame = encode_report(&ToParent::Done { output, timers });
     fault.on_report(&mut frame);
     frame

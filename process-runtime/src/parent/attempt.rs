@@ -28,6 +28,9 @@ use crate::{registry, sys, ProcessError, Section};
 pub(crate) struct StartOptions {
     #[cfg(feature = "fault-injection")]
     pub(crate) fault: Option<crate::fault::Fault>,
+    /// The payload of the frame that `Fault::RawFrameAfterStart` sends.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) raw_frame: Vec<u8>,
 }
 
 impl StartOptions {
@@ -35,7 +38,12 @@ impl StartOptions {
     fn child_env(&self) -> Vec<(String, String)> {
         #[cfg(feature = "fault-injection")]
         if let Some(fault) = self.fault {
-            return vec![(crate::fault::Fault::ENV.to_owned(), fault.name().to_owned())];
+            use crate::fault::{to_hex, Fault};
+            let mut env = vec![(Fault::ENV.to_owned(), fault.name().to_owned())];
+            if fault == Fault::RawFrameAfterStart {
+                env.push((Fault::FRAME_ENV.to_owned(), to_hex(&self.raw_frame)));
+            }
+            return env;
         }
         Vec::new()
     }
