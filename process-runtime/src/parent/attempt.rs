@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use super::deadline::{Overdue, Watch};
 use super::mailbox;
+use super::reading::Reading;
 use super::shared::{Output, Shared};
 use super::spawn;
 use crate::beacon::{self, Beacon};
-use crate::wire::channel::{write_frame, Conn, DontWait, Frame, FrameReader, ReadError};
+use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ParentRead, ReadError};
 use crate::wire::handoff::{new_secret, SECRET_LEN};
 use crate::wire::protocol::{self, kind, Kind, ReportTimers, ToParent};
 use crate::{registry, sys, ProcessError, Section};
@@ -102,7 +103,6 @@ const EARLY_START_MAX: usize = 64 * 1024;
 pub(crate) struct Attempt {
     pub(crate) child: Child,
     pub(crate) beacon: Arc<Beacon>,
-    reader: FrameReader<DontWait>,
     writer: Conn,
     secret: [u8; SECRET_LEN],
     /// 1 for the first attempt; the child that only runs `error` keeps the number of
@@ -138,6 +138,19 @@ impl Attempt {
         if early {
             write_frame(&conn, &start)?;
         }
+        {
+            // The previous attempt's reader was given back before its end was handled
+            // (see `reading`), so this lock is free.
+            let mut reading = shared.lock_reading();
+            *reading = Reading {
+                reader: Some(FrameReader::new(ParentRead {
+                    conn: conn.clone(),
+                    wait: false,
+                })),
+                ..Reading::default()
+            };
+        }
+        shared.retire_reader.store(false, Ordering::SeqCst);
         {
             let mut inner = shared.lock();
             mailbox::grant_initial(&mut inner, &beacon, shared.config.mailbox);
@@ -180,7 +193,6 @@ impl Attempt {
         Ok(Self {
             child,
             beacon,
-            reader: FrameReader::new(DontWait(conn.clone())),
             writer: conn,
             secret,
             number,
@@ -200,12 +212,15 @@ impl Attempt {
 
     /// The next event among what has arrived: a frame, an end-of-file or a broken
     /// read; `None` when nothing more has arrived.
-    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+    pub(crate) fn poll_event(&mut self, reading: &mut Reading) -> Option<Event> {
+        if let Some(event) = reading.pending.pop_front() {
+            return Some(event);
+        }
         let max = match self.phase {
             Phase::Handshake { .. } => protocol::MAX_HELLO_FRAME,
             Phase::Running => protocol::MAX_FRAME,
         };
-        match self.reader.read_frame(max) {
+        match reading.reader.as_mut()?.read_frame(max) {
             Ok(Some(frame)) => Some(Event::Frame(frame)),
             Ok(None) => None,
             Err(ReadError::Closed { partial: false }) => Some(Event::Closed),
@@ -216,6 +231,18 @@ impl Attempt {
     /// The socket, to watch for readiness.
     pub(crate) fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
         sys::stream_fd(self.writer.stream())
+    }
+
+    /// Whether a caller of `listen` may read this attempt's socket: once its
+    /// handshake is done and its start frame is out (see `reading`).
+    pub(crate) fn lendable(&self) -> bool {
+        matches!(self.phase, Phase::Running) && self.late.is_none()
+    }
+
+    /// Shuts the socket down, so that a caller reading it wakes up and gives the reader
+    /// back.
+    pub(crate) fn shut_down(&self) {
+        let _ = sys::shutdown(self.writer.stream());
     }
 
     /// Whether a large start frame is still being written: then the socket is watched

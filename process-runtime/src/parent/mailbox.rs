@@ -31,6 +31,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::reading::{self, Borrowed};
 use super::shared::{Inner, Shared};
 use crate::beacon::Beacon;
 use crate::wire::channel::{write_frame, Conn, Frame};
@@ -57,6 +58,8 @@ pub(crate) struct Inbox {
     /// Callers waiting for a message or for room: only then does a frame from the
     /// child wake anyone.
     waiters: u32,
+    /// A caller of `listen` reads the socket itself (see `reading`).
+    pub(crate) lent: bool,
 }
 
 /// The messages to the child that it has not taken yet; behind [`Shared::outbox`].
@@ -195,16 +198,18 @@ pub(crate) fn listen(
     take: &mut dyn FnMut(&[u8]),
 ) -> Result<(), RecvError> {
     let mut inner = shared.lock();
+    // Whether to try reading the socket here rather than wait for the event loop.
+    let mut borrow = true;
     loop {
-        if let Some(i) = inner.inbox.messages.iter().position(|(t, _)| *t == tag) {
-            let (_, frame) = inner.inbox.messages.remove(i).expect("found above");
-            let notice = grant_one(&mut inner);
-            drop(inner);
-            if let Some(conn) = notice {
-                send_room_notice(shared, &conn);
-            }
-            take(&frame.payload()[MESSAGE_BODY..]);
-            return Ok(());
+        let found = inner
+            .inbox
+            .messages
+            .iter()
+            .position(|(t, _)| *t == tag)
+            .and_then(|i| inner.inbox.messages.remove(i))
+            .map(|(_, frame)| frame);
+        if let Some(frame) = found {
+            return deliver(shared, inner, &frame, take);
         }
         if over(&inner) {
             return Err(RecvError::Ended);
@@ -214,6 +219,17 @@ pub(crate) fn listen(
         if let Some(conn) = room_notice_due(&mut inner, 1) {
             drop(inner);
             send_room_notice(shared, &conn);
+            inner = shared.lock();
+            continue;
+        }
+        if borrow && !inner.inbox.lent {
+            drop(inner);
+            match reading::borrow(shared, tag, deadline) {
+                Borrowed::Took(frame) => return deliver(shared, shared.lock(), &frame, take),
+                Borrowed::Timeout => return Err(RecvError::Timeout),
+                Borrowed::Wait => {}
+            }
+            borrow = false;
             inner = shared.lock();
             continue;
         }
@@ -230,7 +246,25 @@ pub(crate) fn listen(
             Some(left) => shared.wait_timeout(inner, left),
         };
         inner.inbox.waiters -= 1;
+        borrow = true;
     }
+}
+
+/// Hands a taken message's body to `take`, after granting the child room for one
+/// more (and telling it, if it waits for that).
+fn deliver(
+    shared: &Shared,
+    mut inner: MutexGuard<'_, Inner>,
+    frame: &Frame,
+    take: &mut dyn FnMut(&[u8]),
+) -> Result<(), RecvError> {
+    let notice = grant_one(&mut inner);
+    drop(inner);
+    if let Some(conn) = notice {
+        send_room_notice(shared, &conn);
+    }
+    take(&frame.payload()[MESSAGE_BODY..]);
+    Ok(())
 }
 
 /// Grants the live attempt room for one more message; returns its socket when it
@@ -325,16 +359,27 @@ pub(crate) fn resend_backlog(shared: &Arc<Shared>) {
 /// A message frame from the child, tagged `tag`. A child that sends more than it was
 /// granted breaks the protocol.
 pub(crate) fn on_message(inner: &mut Inner, tag: u64, frame: Frame) -> Result<(), ProcessError> {
+    count_received(inner)?;
+    inner.inbox.messages.push_back((tag, frame));
+    Ok(())
+}
+
+/// Counts a message from the child against what it was granted.
+pub(crate) fn count_received(inner: &mut Inner) -> Result<(), ProcessError> {
     let inbox = &mut inner.inbox;
-    inbox.received += 1;
-    if inbox.received > inbox.granted {
+    if inbox.received >= inbox.granted {
         return Err(ProcessError::Protocol(format!(
             "the child sent more messages than the parent's mailbox had room for ({})",
             inbox.granted
         )));
     }
-    inbox.messages.push_back((tag, frame));
+    inbox.received += 1;
     Ok(())
+}
+
+/// Whether the child may send one more message.
+pub(crate) fn within_grant(inner: &Inner) -> bool {
+    inner.inbox.received < inner.inbox.granted
 }
 
 /// The child took messages while the parent waited for room.

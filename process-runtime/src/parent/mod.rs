@@ -14,6 +14,7 @@
 //! - [`reap`] ends a process: exit, group cleanup, reaping, publishing; possibly on the
 //!   thread of a caller waiting for it.
 //! - [`mailbox`] holds the messages between the handle and the child.
+//! - [`reading`] lends a child's socket to a caller waiting in `listen`.
 //! - [`shared`] is the state the handle and the supervisor share.
 
 pub(crate) mod attempt;
@@ -21,6 +22,7 @@ pub(crate) mod deadline;
 pub(crate) mod mailbox;
 pub(crate) mod policy;
 pub(crate) mod reactor;
+pub(crate) mod reading;
 pub(crate) mod reap;
 pub(crate) mod shared;
 pub(crate) mod spawn;

@@ -23,6 +23,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::os::fd::BorrowedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
@@ -36,6 +37,9 @@ use crate::ProcessError;
 struct Reactor {
     poller: Poller,
     incoming: Mutex<Vec<Supervisor>>,
+    /// Keys of supervisors to look at again (a caller handed their reader back with
+    /// events for them).
+    kicked: Mutex<Vec<usize>>,
 }
 
 static REACTOR: OnceLock<Result<Arc<Reactor>, String>> = OnceLock::new();
@@ -64,12 +68,43 @@ pub(crate) fn adopt(mut supervisor: Supervisor) -> Result<(), ProcessError> {
     Ok(())
 }
 
+/// Asks the loop to look at the supervisor at `key` again.
+pub(crate) fn kick(key: usize) {
+    if let Some(Ok(reactor)) = REACTOR.get() {
+        reactor
+            .kicked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(key);
+        let _ = reactor.poller.notify();
+    }
+}
+
+/// Takes the loop's interest off `socket` while a caller reads it: otherwise each
+/// message would wake the loop too, for nothing.
+pub(crate) fn disarm(socket: BorrowedFd<'_>, key: usize) {
+    if let Some(Ok(reactor)) = REACTOR.get() {
+        let _ = reactor.poller.modify(socket, polling::Event::none(key));
+    }
+}
+
+/// Arms the loop's interest in `socket` again, after a caller read it (the interest is
+/// one-shot, and the loop leaves a lent socket disarmed).
+pub(crate) fn rearm(socket: BorrowedFd<'_>, key: usize) {
+    if let Some(Ok(reactor)) = REACTOR.get() {
+        // A socket the loop no longer watches (its attempt ended meanwhile) is refused
+        // with `ENOENT`, which is what we want.
+        let _ = reactor.poller.modify(socket, polling::Event::readable(key));
+    }
+}
+
 fn start() -> Result<Arc<Reactor>, String> {
     let poller =
         Poller::new().map_err(|e| format!("cannot create the event loop's poller: {e}"))?;
     let reactor = Arc::new(Reactor {
         poller,
         incoming: Mutex::new(Vec::new()),
+        kicked: Mutex::new(Vec::new()),
     });
     let looped = Arc::clone(&reactor);
     std::thread::Builder::new()
@@ -142,6 +177,17 @@ fn run(reactor: &Reactor) {
             let key = slots.insert(supervisor);
             drive(poller, &mut slots, &mut timers, key, |s, p| {
                 s.begin(p, key, now)
+            });
+        }
+        let kicked = std::mem::take(
+            &mut *reactor
+                .kicked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for key in kicked {
+            drive(poller, &mut slots, &mut timers, key, |s, p| {
+                s.on_ready(p, now)
             });
         }
         for event in events.iter() {

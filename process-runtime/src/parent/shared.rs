@@ -9,10 +9,11 @@ use std::process::Child;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::mailbox::{Inbox, Outbox};
+use super::reading::Reading;
 use crate::beacon::{AttemptTimers, Beacon};
 use crate::wire::channel::Frame;
 use crate::{sys, Exit, ProcessConfig, ProcessError};
@@ -50,6 +51,13 @@ pub(crate) struct Shared {
     changed: Condvar,
     /// Messages to the child not taken yet (see [`mailbox`](super::mailbox)).
     pub(crate) outbox: Mutex<Outbox>,
+    /// The live attempt's reader, which a caller of `listen` may borrow (see
+    /// [`reading`](super::reading)).
+    pub(crate) reading: Mutex<Reading>,
+    /// Set when the attempt ended while its reader was lent: the borrower drops it.
+    pub(crate) retire_reader: AtomicBool,
+    /// Callers that hold, or still hold a handle on, the attempt's socket.
+    pub(crate) borrowers: AtomicUsize,
 }
 
 /// The mutable part of [`Shared`].
@@ -113,7 +121,15 @@ impl Shared {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
             outbox: Mutex::new(Outbox::default()),
+            reading: Mutex::new(Reading::default()),
+            retire_reader: AtomicBool::new(false),
+            borrowers: AtomicUsize::new(0),
         }
+    }
+
+    /// The reader's lock (taken before the state's, never after).
+    pub(crate) fn lock_reading(&self) -> MutexGuard<'_, Reading> {
+        self.reading.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -12,7 +12,8 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::Child;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, TryLockError};
 use std::time::{Duration, Instant};
 
 use polling::{Event, Poller};
@@ -21,6 +22,7 @@ use super::attempt::{Attempt, AttemptEnd, StartOptions};
 use super::deadline::Watch;
 use super::mailbox;
 use super::policy::{self, Circumstances, Decision, Ending};
+use super::reading::Reading;
 use super::reap;
 use super::shared::{Output, Reaping, Shared};
 use crate::beacon::AttemptTimers;
@@ -187,17 +189,35 @@ impl Supervisor {
     pub(crate) fn on_ready(&mut self, poller: &Poller, now: Instant) {
         match &mut self.stage {
             Stage::Live(attempt) => {
-                let mut ended = attempt.flush_start(&self.shared);
+                let shared = Arc::clone(&self.shared);
+                // A caller of `listen` has the reader: it re-arms the socket when it
+                // gives it back.
+                let mut reading = match shared.reading.try_lock() {
+                    Ok(reading) => reading,
+                    Err(TryLockError::WouldBlock) => return,
+                    Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                };
+                reading.kick = false;
+                reading.key = self.key;
+                let mut ended = attempt.flush_start(&shared);
                 while ended.is_none() {
-                    match attempt.poll_event() {
-                        Some(event) => ended = attempt.on_event(event, &self.shared),
+                    match attempt.poll_event(&mut reading) {
+                        Some(event) => ended = attempt.on_event(event, &shared),
                         None => break,
                     }
                 }
                 match ended {
-                    Some(end) => self.attempt_ended(poller, end, now),
+                    Some(end) => {
+                        *reading = Reading::default();
+                        drop(reading);
+                        self.attempt_ended(poller, end, now);
+                    }
                     None => {
-                        // Oneshot interest: armed again for the next readiness.
+                        reading.lendable = attempt.lendable();
+                        // Oneshot interest: armed again for the next readiness, after
+                        // the reader is free again (a borrower that takes it now re-arms
+                        // it itself when it is done).
+                        drop(reading);
                         let _ = poller.modify(attempt.socket(), interest(attempt, self.key));
                         self.keep_ticking(now);
                     }
@@ -214,7 +234,18 @@ impl Supervisor {
         match &mut self.stage {
             Stage::Live(attempt) => {
                 match attempt.on_event(super::attempt::Event::Tick, &self.shared) {
-                    Some(end) => self.attempt_ended(poller, end, now),
+                    Some(end) => {
+                        // The reader goes with the attempt; a caller that borrowed it
+                        // is woken to give it back.
+                        match self.shared.reading.try_lock() {
+                            Ok(mut reading) => *reading = Reading::default(),
+                            Err(_) => {
+                                self.shared.retire_reader.store(true, Ordering::SeqCst);
+                                attempt.shut_down();
+                            }
+                        }
+                        self.attempt_ended(poller, end, now);
+                    }
                     None => self.keep_ticking(now),
                 }
             }
@@ -346,8 +377,11 @@ impl Supervisor {
             tracing::error!(process = %self.shared.config.name, "waiting for the child failed: {e}");
             true
         });
-        if !exited {
-            if !exiting.group_killed && now >= exiting.since + EXIT_GRACE {
+        // The end is published only once no caller holds the attempt's socket, so
+        // that whoever it wakes finds no descriptor of this process open.
+        let lent = self.shared.borrowers.load(Ordering::SeqCst) > 0;
+        if !exited || lent {
+            if !exited && !exiting.group_killed && now >= exiting.since + EXIT_GRACE {
                 tracing::warn!(
                     process = %self.shared.config.name,
                     pid,
@@ -356,7 +390,7 @@ impl Supervisor {
                 let _ = sys::kill_group(pid);
                 exiting.group_killed = true;
             }
-            let next = if exiting.group_killed {
+            let next = if exiting.group_killed || lent {
                 EXIT_POLL
             } else if exiting.watch.is_some() {
                 (exiting.since + EXIT_GRACE).saturating_duration_since(now)

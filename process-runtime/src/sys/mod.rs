@@ -65,6 +65,11 @@ pub(crate) fn stream_fd(stream: &Stream) -> BorrowedFd<'_> {
     imp::stream_fd(stream)
 }
 
+/// Shuts both directions of `stream` down: a thread waiting on it wakes up.
+pub(crate) fn shutdown(stream: &Stream) -> io::Result<()> {
+    imp::shutdown(stream)
+}
+
 /// Reads what has arrived on `stream`, without waiting: `WouldBlock` when nothing has.
 /// The socket itself stays blocking for the threads that write to it.
 pub(crate) fn recv_dontwait(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {

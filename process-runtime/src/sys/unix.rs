@@ -79,6 +79,15 @@ pub(super) fn stream_fd(stream: &Stream) -> BorrowedFd<'_> {
     socket.as_fd()
 }
 
+pub(super) fn shutdown(stream: &Stream) -> io::Result<()> {
+    use nix::sys::socket::{shutdown, Shutdown};
+    use std::os::fd::AsRawFd;
+    match shutdown(stream_fd(stream).as_raw_fd(), Shutdown::Both) {
+        Ok(()) | Err(nix::errno::Errno::ENOTCONN) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(super) fn recv_dontwait(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
     use nix::sys::socket::{recv, MsgFlags};
     use std::os::fd::AsRawFd;

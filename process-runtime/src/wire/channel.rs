@@ -84,6 +84,16 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// What frames are read from.
+    pub(crate) fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// What frames are read from, to change how.
+    pub(crate) fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// Reads the next frame whose payload is at most `max` bytes. `Ok(None)` when the
     /// socket's read timeout passed first; the partial frame is kept for the next call.
     pub(crate) fn read_frame(&mut self, max: usize) -> Result<Option<Frame>, ReadError> {
@@ -204,14 +214,22 @@ impl Conn {
     }
 }
 
-/// A [`Conn`] read without waiting: what the parent's event loop reads through, while
-/// the socket stays blocking for the threads that write to it.
+/// The parent's end of a socket, as it is read: by the event loop without waiting, or
+/// by a caller of `listen` that borrowed it (`wait`), up to the socket's read timeout.
+/// The socket itself stays blocking for the threads that write to it.
 #[derive(Debug, Clone)]
-pub(crate) struct DontWait(pub(crate) Conn);
+pub(crate) struct ParentRead {
+    pub(crate) conn: Conn,
+    pub(crate) wait: bool,
+}
 
-impl Read for DontWait {
+impl Read for ParentRead {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        crate::sys::recv_dontwait(&(self.0).0, buf)
+        if self.wait {
+            (&*self.conn.0).read(buf)
+        } else {
+            crate::sys::recv_dontwait(&self.conn.0, buf)
+        }
     }
 }
 

@@ -1,0 +1,188 @@
+//! Who reads a child's socket: the event loop, or a caller of `listen` who borrows it.
+//!
+//! A message that reaches the event loop's thread and is handed to a caller waiting in
+//! `listen` costs a thread wake-up more than a plain socket read: in a round trip, a
+//! third of the time. So a caller that finds nothing to take, and sees the socket idle,
+//! borrows the reader: it waits on the socket itself and takes its message from what it
+//! reads, as a `read` on a raw socket would. Messages of other types, and room notices,
+//! it files as the loop would; anything else (the report, end-of-file, a broken frame)
+//! is the supervisor's, and is left for the loop in [`Reading::pending`].
+//!
+//! The reader sits behind one mutex. The loop only ever tries it: when a caller holds
+//! it, the loop leaves the socket alone and does not re-arm its interest, and the
+//! caller re-arms it when it gives the reader back. Lock order: this mutex before the
+//! [`Shared`](super::shared::Shared) state's.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::TryLockError;
+use std::time::{Duration, Instant};
+
+use super::attempt::Event;
+use super::mailbox;
+use super::reactor;
+use super::shared::Shared;
+use crate::sys;
+use crate::wire::channel::{Conn, Frame, FrameReader, ParentRead, ReadError};
+use crate::wire::protocol::{self, kind, Kind, MAX_FRAME};
+
+/// The current attempt's reader, and what a borrower read for the loop.
+#[derive(Default)]
+pub(crate) struct Reading {
+    /// The reader of the live attempt's socket; `None` between attempts.
+    pub(crate) reader: Option<FrameReader<ParentRead>>,
+    /// The socket's read timeout as a borrower last set it.
+    pub(crate) read_timeout: Option<Duration>,
+    /// Events a borrower read that the supervisor must handle, oldest first.
+    pub(crate) pending: VecDeque<Event>,
+    /// Set by the loop when the attempt may be read by a borrower: it has completed
+    /// its handshake and its start frame is out.
+    pub(crate) lendable: bool,
+    /// Set when a borrower handed events over, or the attempt ended while the reader
+    /// was lent: the loop must look at this process again.
+    pub(crate) kick: bool,
+    /// The loop's key for this process, to re-arm its interest after a borrow.
+    pub(crate) key: usize,
+}
+
+impl std::fmt::Debug for Reading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reading")
+            .field("attached", &self.reader.is_some())
+            .field("pending", &self.pending.len())
+            .field("lendable", &self.lendable)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a borrow of the reader ended.
+pub(crate) enum Borrowed {
+    /// The wanted message, read from the socket and counted as received.
+    Took(Frame),
+    /// The deadline passed first.
+    Timeout,
+    /// Wait for the event loop instead: the reader was not free or not lendable, or
+    /// it was given back with something the supervisor must handle first.
+    Wait,
+}
+
+/// Reads the live attempt's socket on the caller's thread until a message tagged `tag`
+/// arrives, `deadline` passes, or something else than a message needs the event loop.
+pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Borrowed {
+    let mut reading = match shared.reading.try_lock() {
+        Ok(reading) => reading,
+        Err(TryLockError::WouldBlock) => return Borrowed::Wait,
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+    };
+    let Some(conn) = reading.reader.as_ref().map(|r| r.get_ref().conn.clone()) else {
+        return Borrowed::Wait;
+    };
+    if !reading.lendable || shared.retire_reader.load(SeqCst) {
+        return Borrowed::Wait;
+    }
+    // Counted until the re-arm below is done with the socket: the supervisor publishes
+    // an end only once no caller holds a descriptor of the process.
+    shared.borrowers.fetch_add(1, SeqCst);
+    shared.lock().inbox.lent = true;
+    reactor::disarm(sys::stream_fd(conn.stream()), reading.key);
+    let outcome = read_until(shared, &mut reading, &conn, tag, deadline);
+    shared.lock().inbox.lent = false;
+    let retired = shared.retire_reader.load(SeqCst);
+    if retired {
+        *reading = Reading::default();
+    }
+    let handed_over = !reading.pending.is_empty();
+    let key = reading.key;
+    drop(reading);
+    if retired || handed_over {
+        reactor::kick(key);
+    } else {
+        reactor::rearm(sys::stream_fd(conn.stream()), key);
+    }
+    drop(conn);
+    shared.borrowers.fetch_sub(1, SeqCst);
+    outcome
+}
+
+fn read_until(
+    shared: &Shared,
+    reading: &mut Reading,
+    conn: &Conn,
+    tag: u64,
+    deadline: Option<Instant>,
+) -> Borrowed {
+    loop {
+        if shared.retire_reader.load(SeqCst) {
+            return Borrowed::Wait;
+        }
+        let timeout = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if left >= Duration::from_micros(1) => Some(left),
+                _ => return Borrowed::Timeout,
+            },
+        };
+        // As in the child: the timeout is set only when it must change, and a wait
+        // may end early, but never much later than the deadline.
+        let stale = match (reading.read_timeout, timeout) {
+            (Some(old), Some(new)) => {
+                old > new + (new / 64).max(Duration::from_millis(1)) || old < new / 2
+            }
+            (old, new) => old != new,
+        };
+        if stale {
+            if conn.set_read_timeout(timeout).is_err() {
+                return Borrowed::Wait;
+            }
+            reading.read_timeout = timeout;
+        }
+        let Some(reader) = reading.reader.as_mut() else {
+            return Borrowed::Wait;
+        };
+        // A blocking read: one system call per message, as on a plain socket. The
+        // event loop shuts the socket down to wake it if the attempt ends meanwhile.
+        reader.get_mut().wait = true;
+        let read = reader.read_frame(MAX_FRAME);
+        reader.get_mut().wait = false;
+        let frame = match read {
+            Ok(Some(frame)) => frame,
+            Ok(None) => continue,
+            Err(ReadError::Closed { partial: false }) => {
+                reading.pending.push_back(Event::Closed);
+                return Borrowed::Wait;
+            }
+            Err(e) => {
+                reading.pending.push_back(Event::Broken(e));
+                return Borrowed::Wait;
+            }
+        };
+        let what = protocol::kind_of(
+            frame.payload(),
+            kind::TO_PARENT_MESSAGE,
+            kind::TO_PARENT_ROOM,
+        );
+        let mut inner = shared.lock();
+        match what {
+            Ok(Kind::Message(t)) if mailbox::within_grant(&inner) => {
+                if t == tag {
+                    mailbox::count_received(&mut inner).expect("within the grant");
+                    return Borrowed::Took(frame);
+                }
+                mailbox::on_message(&mut inner, t, frame).expect("within the grant");
+            }
+            Ok(Kind::Room) => mailbox::on_room(&mut inner),
+            // The report, a malformed frame, or a message beyond the grant: the
+            // supervisor's to handle.
+            _ => {
+                drop(inner);
+                reading.pending.push_back(Event::Frame(frame));
+                return Borrowed::Wait;
+            }
+        }
+        let wake = mailbox::has_waiters(&inner);
+        drop(inner);
+        if wake {
+            shared.notify();
+        }
+    }
+}
