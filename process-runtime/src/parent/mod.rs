@@ -11,7 +11,8 @@
 //! - [`supervisor`] feeds an attempt its events, reaps it, and applies the policy.
 //! - [`reap`] ends a process: exit, group cleanup, reaping, publishing; possibly on the
 //!   thread of a caller waiting for it.
-//! - [`mailbox`] holds the messages between the handle and the child.
+//! - [`mailbox`] holds the messages between the handle and the child; [`slots`] keeps
+//!   the slots of the child's mailbox that hold messages it has not taken.
 //! - [`shared`] is the state the handle and the supervisor share.
 
 pub(crate) mod attempt;
@@ -20,6 +21,7 @@ pub(crate) mod mailbox;
 pub(crate) mod policy;
 pub(crate) mod reap;
 pub(crate) mod shared;
+pub(crate) mod slots;
 pub(crate) mod spawn;
 pub(crate) mod start;
 pub(crate) mod supervisor;
