@@ -19,14 +19,24 @@
 //! reads only the five section timers, which are plain data (any bytes are a valid
 //! `Timer`), only once the child is gone, and only when a handle first asks for them;
 //! the named timers hold pointers into the child's heap and travel in its report.
+//!
+//! Between the two sit the mailbox counters ([`MailCounters`]), and after the timers,
+//! from `TAKEN_OFFSET` on, the taken bitmap ([`Taken`]): one bit for each slot of the
+//! child's mailbox, which the child sets when it takes the message in that slot (see
+//! `parent/mailbox.rs`). The bitmap is as long as the mailbox is large, so the
+//! mapping's length depends on it: the parent sizes the file so, and the child maps
+//! what the file holds (`sys::shared_len`), so that the two cannot disagree. One page
+//! for the default mailbox of 100, 124 KiB for the largest, of a million; the pages of
+//! slots never used are never backed by memory.
 
 use std::io;
 use std::mem::{align_of, size_of};
 use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::sys::SharedMapping;
+use crate::sys::{self, SharedMapping};
 use crate::wire::protocol::ReportTimers;
 use crate::{ProcessTimers, Section};
 
@@ -44,9 +54,20 @@ const _: () = assert!(MAIL_OFFSET + size_of::<MailCounters>() <= TIMERS_OFFSET);
 const TIMERS_OFFSET: usize = 64;
 const _: () = assert!(TIMERS_OFFSET % align_of::<ProcessTimers>() == 0);
 
-/// Bytes of the shared mapping: the beacon's page, and the timers after it, in whole
-/// pages. Pages the child never writes are never backed by memory.
-const MAP_LEN: usize = (TIMERS_OFFSET + size_of::<ProcessTimers>()).next_multiple_of(4096);
+/// Where the taken bitmap starts: on the first page after the timers, so that it never
+/// shares a page (or a cache line) with what the child writes as sections end.
+const TAKEN_OFFSET: usize = (TIMERS_OFFSET + size_of::<ProcessTimers>()).next_multiple_of(PAGE);
+const _: () = assert!(TAKEN_OFFSET % align_of::<AtomicU64>() == 0);
+
+const PAGE: usize = 4096;
+
+/// Bytes of the shared mapping for a mailbox of `capacity`: the beacon's page, the
+/// timers, and the taken bitmap, each in whole pages. Pages the child never writes are
+/// never backed by memory.
+fn map_len(capacity: u32) -> usize {
+    let words = (capacity as usize).div_ceil(64);
+    TAKEN_OFFSET + (words * size_of::<AtomicU64>()).next_multiple_of(PAGE)
+}
 
 /// The value before the engine entered any section.
 pub(crate) const NOT_STARTED: u64 = 7;
@@ -88,7 +109,9 @@ pub(crate) fn section_of(word: u64) -> Option<Section> {
 /// what it granted, so a child that scribbles here only starves itself.
 #[repr(C)]
 pub(crate) struct MailCounters {
-    /// Messages from the parent that the child has taken (written by the child).
+    /// Messages from the parent that the child has taken (written by the child, after
+    /// it marked each in the taken bitmap). Which ones, the bitmap says; this count only
+    /// tells the parent cheaply that the bitmap changed, and how many marks to look for.
     pub(crate) child_took: AtomicU64,
     /// Messages the child may have sent in all (written by the parent: the room its
     /// mailbox had when the child started, plus one for each message it took since).
@@ -98,6 +121,46 @@ pub(crate) struct MailCounters {
     pub(crate) parent_waits: AtomicU64,
     /// Set while the child waits for room in the parent's mailbox.
     pub(crate) child_waits: AtomicU64,
+}
+
+/// The taken bitmap: bit `s` (of word `s / 64`, from its least significant bit) stands
+/// for slot `s` of the child's mailbox. The child sets it when it takes the message in
+/// that slot; the parent clears it when it frees the slot, before it puts another
+/// message there. Either side changes only the bit in hand, with atomic operations, so
+/// that the other side's changes to the same word are kept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Taken<'a> {
+    words: &'a [AtomicU64],
+}
+
+impl Taken<'_> {
+    /// How many slots the bitmap has bits for: the mailbox's size, rounded up.
+    pub(crate) fn slots(self) -> u64 {
+        self.words.len() as u64 * 64
+    }
+
+    /// The child took the message in `slot`. `false` when the bitmap has no such slot.
+    pub(crate) fn mark(self, slot: u32) -> bool {
+        let Some(word) = self.words.get(slot as usize / 64) else {
+            return false;
+        };
+        word.fetch_or(1 << (slot % 64), SeqCst);
+        true
+    }
+
+    /// Whether the child took the message in `slot`; if so, the bit is cleared, so that
+    /// the slot may be used again.
+    pub(crate) fn clear_if_marked(self, slot: u32) -> bool {
+        let Some(word) = self.words.get(slot as usize / 64) else {
+            return false;
+        };
+        let bit = 1 << (slot % 64);
+        if word.load(SeqCst) & bit == 0 {
+            return false;
+        }
+        word.fetch_and(!bit, SeqCst);
+        true
+    }
 }
 
 /// The child's view of the mapping, kept for the rest of its life.
@@ -110,6 +173,8 @@ pub(crate) struct ChildPage {
     pub(crate) timers: ChildTimers,
     /// The mailbox counters.
     pub(crate) mail: &'static MailCounters,
+    /// The taken bitmap.
+    pub(crate) taken: Taken<'static>,
 }
 
 /// The child's timers, in the mapping, and the flag that says they were written to.
@@ -125,18 +190,29 @@ pub(crate) struct Beacon {
 }
 
 impl Beacon {
-    /// Creates a fresh mapping and returns it with the descriptor to hand to the child.
-    pub(crate) fn create() -> io::Result<(Self, OwnedFd)> {
-        let (mapping, fd) = SharedMapping::create(MAP_LEN)?;
+    /// Creates a fresh mapping for a mailbox of `capacity` messages and returns it with
+    /// the descriptor to hand to the child.
+    pub(crate) fn create(capacity: u32) -> io::Result<(Self, OwnedFd)> {
+        let (mapping, fd) = SharedMapping::create(map_len(capacity))?;
         let beacon = Self { mapping };
         beacon.word().store(NOT_STARTED, Ordering::Relaxed);
         Ok((beacon, fd))
     }
 
-    /// Maps the page behind an inherited descriptor (the child's side).
+    /// Maps the page behind an inherited descriptor (the child's side), as long as the
+    /// parent made it: the child learns the mailbox's size only later, from its start
+    /// frame, and a mapping longer than its file would fault where it goes past it.
     pub(crate) fn open(fd: &OwnedFd) -> io::Result<Self> {
+        use std::os::fd::AsFd;
+        let len = sys::shared_len(fd.as_fd())?;
+        if len < map_len(1) {
+            return Err(io::Error::other(format!(
+                "the shared page has {len} bytes, fewer than the {} of the smallest mailbox",
+                map_len(1)
+            )));
+        }
         Ok(Self {
-            mapping: SharedMapping::open(fd, MAP_LEN)?,
+            mapping: SharedMapping::open(fd, len)?,
         })
     }
 
@@ -175,10 +251,17 @@ impl Beacon {
         }
     }
 
+    /// The taken bitmap.
+    pub(crate) fn taken(&self) -> Taken<'_> {
+        // SAFETY: see `taken_at`; the words borrow `self`, which keeps the mapping.
+        unsafe { taken_at(self.mapping.as_ptr(), self.mapping.len()) }
+    }
+
     /// Keeps the mapping for the rest of the process's life (the child's side: the
     /// engine holds `'static` references to the word and the stop flag, and the context
     /// one to the timers).
     pub(crate) fn leak(self) -> ChildPage {
+        let len = self.mapping.len();
         let ptr = self.mapping.leak();
         // SAFETY: the mapping is never unmapped now; see `word`.
         let word = unsafe { ptr.cast::<AtomicU64>().as_ref() };
@@ -187,7 +270,7 @@ impl Beacon {
         // SAFETY: byte WRITTEN_OFFSET of the mapping, never unmapped now; AtomicBool is
         // one byte, and the mapping starts zeroed (false). The parent only reads it.
         let written = unsafe { ptr.add(WRITTEN_OFFSET).cast::<AtomicBool>().as_ref() };
-        // SAFETY: TIMERS_OFFSET + size_of::<ProcessTimers>() <= MAP_LEN, and the
+        // SAFETY: TIMERS_OFFSET + size_of::<ProcessTimers>() <= TAKEN_OFFSET, and the
         // offset is aligned for ProcessTimers in a page-aligned mapping. The parent
         // made the mapping zero-filled and never writes that range, and this is the
         // only reference to it in this process (`leak` consumed the mapping). The
@@ -196,13 +279,33 @@ impl Beacon {
             unsafe { ProcessTimers::__from_zeroed(ptr.add(TIMERS_OFFSET).cast::<ProcessTimers>()) };
         // SAFETY: see `mail`; the mapping is never unmapped now.
         let mail = unsafe { ptr.add(MAIL_OFFSET).cast::<MailCounters>().as_ref() };
+        // SAFETY: see `taken_at`; the mapping is never unmapped now.
+        let taken = unsafe { taken_at(ptr, len) };
         ChildPage {
             word,
             stop,
             timers: ChildTimers { timers, written },
             mail,
+            taken,
         }
     }
+}
+
+/// The taken bitmap of a mapping at `ptr`, `len` bytes long: its whole words from
+/// `TAKEN_OFFSET` to the end.
+///
+/// # Safety
+/// `ptr` is the start of a page-aligned mapping of `len` bytes, `len` at least
+/// `TAKEN_OFFSET`, and it stays mapped for `'a`.
+unsafe fn taken_at<'a>(ptr: std::ptr::NonNull<u8>, len: usize) -> Taken<'a> {
+    let words = (len - TAKEN_OFFSET) / size_of::<AtomicU64>();
+    // SAFETY: the range is inside the mapping, aligned (TAKEN_OFFSET is a multiple of
+    // 8 in a page-aligned mapping) and valid for 'a, as the caller promises; atomics
+    // have no invalid bit patterns, and are all either side accesses them as.
+    let words = unsafe {
+        std::slice::from_raw_parts(ptr.as_ptr().add(TAKEN_OFFSET).cast::<AtomicU64>(), words)
+    };
+    Taken { words }
 }
 
 /// The timers an attempt left, read from its mapping only when first asked for, so
@@ -280,7 +383,7 @@ mod tests {
     #[test]
     fn the_parent_reads_the_section_timers_the_child_keeps() {
         use std::time::Duration;
-        let (parent, fd) = Beacon::create().unwrap();
+        let (parent, fd) = Beacon::create(100).unwrap();
         let parent = Arc::new(parent);
         let child = Beacon::open(&fd).unwrap().leak().timers;
         let (kept, written) = (child.timers, child.written);
@@ -326,8 +429,42 @@ mod tests {
     }
 
     #[test]
+    fn the_taken_bitmap_is_as_large_as_the_mailbox_and_shared() {
+        for capacity in [1, 64, 100, 4096 * 8, 4096 * 8 + 1, 1_000_000] {
+            let (parent, fd) = Beacon::create(capacity).unwrap();
+            let child = Beacon::open(&fd).unwrap();
+            let slots = parent.taken().slots();
+            assert_eq!(child.taken().slots(), slots, "the child maps all of it");
+            assert!(slots >= u64::from(capacity), "{capacity}: {slots} slots");
+            assert!(
+                slots < u64::from(capacity) + 4096 * 8,
+                "whole pages, no more"
+            );
+            let last = capacity - 1;
+            for slot in [0, last / 2, last] {
+                assert!(!parent.taken().clear_if_marked(slot));
+                assert!(child.taken().mark(slot));
+                assert!(parent.taken().clear_if_marked(slot), "{capacity}: {slot}");
+                assert!(!parent.taken().clear_if_marked(slot), "cleared");
+            }
+            // Bits of one word are kept apart.
+            assert!(child.taken().mark(0));
+            assert!(child.taken().mark(last.min(63)));
+            assert!(parent.taken().clear_if_marked(last.min(63)));
+            assert_eq!(parent.taken().clear_if_marked(0), last.min(63) != 0);
+            // Out of range: refused, and nothing is written.
+            let beyond = u32::try_from(slots).unwrap();
+            assert!(!child.taken().mark(beyond));
+            assert!(!parent.taken().clear_if_marked(u32::MAX));
+        }
+        // A mapping whose bitmap is too short for the smallest mailbox is refused.
+        let (_, fd) = SharedMapping::create(TAKEN_OFFSET).unwrap();
+        assert!(Beacon::open(&fd).is_err());
+    }
+
+    #[test]
     fn two_mappings_of_one_descriptor_share_the_word() {
-        let (parent, fd) = Beacon::create().unwrap();
+        let (parent, fd) = Beacon::create(100).unwrap();
         let child = Beacon::open(&fd).unwrap();
         assert_eq!(child.word().load(Ordering::Relaxed), NOT_STARTED);
         child

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::parent::mailbox;
 use crate::parent::shared::{Output, Shared};
-use crate::wire::protocol::{self, kind, POSTCARD_LIMITS};
+use crate::wire::protocol::{self, POSTCARD_LIMITS};
 use crate::{ProcessError, ProcessTimers, RecvError, SendError};
 
 /// A process started by `Process::start`.
@@ -133,8 +133,8 @@ impl<T: DeserializeOwned> Handle<T> {
     }
 
     fn send<M: Serialize + 'static>(&self, msg: &M, wait: bool) -> Result<(), SendError> {
-        let prefix =
-            protocol::message_prefix(kind::TO_CHILD_MESSAGE, process_core::__tag_of::<M>());
+        // The frame's slot is written once the outbox has one for it.
+        let prefix = protocol::message_prefix(&protocol::TO_CHILD, process_core::__tag_of::<M>());
         let frame = protocol::seal(
             process_core::__encode_into(msg, prefix)?,
             std::any::type_name::<M>(),

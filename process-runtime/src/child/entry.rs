@@ -127,6 +127,7 @@ fn handshake_and_run(
         stop: page.stop,
         timers: page.timers,
         mail: page.mail,
+        taken: page.taken,
         fault,
     })
 }

@@ -3,8 +3,13 @@
 //! Nothing reads the socket in the background: the engine's thread reads it when a
 //! section listens, or when it tells and the parent's mailbox is full. The child's
 //! mailbox is therefore the socket itself plus the messages read past while looking for
-//! another type; the parent keeps the two together within the mailbox's size (it counts
-//! what it sent against what the child took, see `beacon::MailCounters`).
+//! another type; the parent keeps the two together within the mailbox's size. Each
+//! message from the parent comes in a slot of the mailbox, which the parent chose; when
+//! the child takes it, in whatever order selective receive takes them, it marks that
+//! slot in the shared page's taken bitmap, then counts the take
+//! (`beacon::MailCounters::child_took`). The parent frees exactly the marked slots, and
+//! sends the next attempt only the messages whose slots are not marked (see
+//! `parent/mailbox.rs`).
 //!
 //! Room in the parent's mailbox works the other way round: the parent grants it in the
 //! shared page, the child counts what it sent. A side that waits for room sets its
@@ -17,10 +22,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use crate::beacon::MailCounters;
+use crate::beacon::{MailCounters, Taken};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
-use crate::wire::protocol::{self, kind, Kind, MAX_FRAME};
+use crate::wire::protocol::{self, kind, Kind, MAX_FRAME, TO_CHILD, TO_PARENT};
 use crate::{RecvError, SendError};
 use process_core::__Port;
 
@@ -29,8 +34,10 @@ pub(crate) struct ChildPort {
     reader: FrameReader<Conn>,
     writer: Conn,
     mail: &'static MailCounters,
-    /// Messages read from the socket and not taken yet, oldest first, with their tags.
-    queue: VecDeque<(u64, Frame)>,
+    taken: Taken<'static>,
+    /// Messages read from the socket and not taken yet, oldest first, with their tags
+    /// and slots.
+    queue: VecDeque<(u64, u32, Frame)>,
     /// Messages sent to the parent so far.
     sent: u64,
     /// The socket's read timeout as last set, to set it only when it changes.
@@ -44,11 +51,13 @@ impl ChildPort {
         reader: FrameReader<Conn>,
         writer: Conn,
         mail: &'static MailCounters,
+        taken: Taken<'static>,
     ) -> Self {
         Self {
             reader,
             writer,
             mail,
+            taken,
             queue: VecDeque::new(),
             sent: 0,
             read_timeout: None,
@@ -109,8 +118,17 @@ impl ChildPort {
                 return Err(RecvError::Protocol(format!("reading a message frame: {e}")))
             }
         };
-        match protocol::kind_of(frame.payload(), kind::TO_CHILD_MESSAGE, kind::TO_CHILD_ROOM) {
-            Ok(Kind::Message(tag)) => self.queue.push_back((tag, frame)),
+        match protocol::kind_of(frame.payload(), &TO_CHILD) {
+            Ok(Kind::Message(tag)) => {
+                let slot = protocol::slot_of(frame.payload());
+                if u64::from(slot) >= self.taken.slots() {
+                    return Err(RecvError::Protocol(format!(
+                        "the parent sent a message in slot {slot}, beyond the shared page's {} slots",
+                        self.taken.slots()
+                    )));
+                }
+                self.queue.push_back((tag, slot, frame));
+            }
             Ok(Kind::Room) => {}
             Ok(Kind::Other) => {
                 return Err(RecvError::Protocol(
@@ -122,8 +140,10 @@ impl ChildPort {
         Ok(true)
     }
 
-    /// Counts a message as taken, and tells a parent that waits for room.
-    fn took_one(&mut self) {
+    /// Marks the message in `slot` as taken, counts it, and tells a parent that waits
+    /// for room. The mark comes first: a parent that sees the count sees the mark.
+    fn took_one(&mut self, slot: u32) {
+        self.taken.mark(slot);
         self.mail.child_took.fetch_add(1, SeqCst);
         if self.mail.parent_waits.swap(0, SeqCst) != 0 {
             // A parent that is gone needs no notice.
@@ -138,7 +158,7 @@ impl ChildPort {
 
 impl __Port for ChildPort {
     fn frame_prefix(&self, tag: u64) -> Vec<u8> {
-        protocol::message_prefix(kind::TO_PARENT_MESSAGE, tag)
+        protocol::message_prefix(&TO_PARENT, tag)
     }
 
     fn send(
@@ -179,10 +199,15 @@ impl __Port for ChildPort {
     ) -> Result<(), RecvError> {
         let mut looked = 0;
         loop {
-            if let Some(i) = self.queue.iter().skip(looked).position(|(t, _)| *t == tag) {
-                let (_, frame) = self.queue.remove(looked + i).expect("found above");
-                self.took_one();
-                take(&frame.payload()[protocol::MESSAGE_BODY..]);
+            if let Some(i) = self
+                .queue
+                .iter()
+                .skip(looked)
+                .position(|(t, _, _)| *t == tag)
+            {
+                let (_, slot, frame) = self.queue.remove(looked + i).expect("found above");
+                self.took_one(slot);
+                take(&frame.payload()[TO_CHILD.body..]);
                 return Ok(());
             }
             looked = self.queue.len();

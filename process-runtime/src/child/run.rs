@@ -7,7 +7,7 @@ use super::engine;
 use super::entry::exit_code;
 use super::fault::Injector;
 use super::port::ChildPort;
-use crate::beacon::{ChildTimers, MailCounters};
+use crate::beacon::{ChildTimers, MailCounters, Taken};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader};
 use crate::wire::protocol::{self, Mode, ReportTimers, ToChild, ToParent, POSTCARD_LIMITS};
@@ -25,6 +25,8 @@ pub(crate) struct ChildRun {
     pub(super) timers: ChildTimers,
     /// The mailbox counters, in the same page.
     pub(super) mail: &'static MailCounters,
+    /// The taken bitmap, in the same page.
+    pub(super) taken: Taken<'static>,
     pub(super) fault: Injector,
 }
 
@@ -50,6 +52,7 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
         stop,
         timers,
         mail,
+        taken,
         fault,
     } = run;
     let Ok(ToChild::Start {
@@ -78,7 +81,7 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
     if !sys::parent_death_signal_armed() {
         exit_with_parent(parent_pid);
     }
-    let port = ChildPort::new(reader, writer.clone(), mail);
+    let port = ChildPort::new(reader, writer.clone(), mail, taken);
     let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt)
         .__with_timers(timers.timers, timers.written)
         .__with_port(Box::new(port));

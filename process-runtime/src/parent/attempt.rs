@@ -21,7 +21,7 @@ use super::spawn;
 use crate::beacon::{self, Beacon};
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ParentRead, ReadError};
 use crate::wire::handoff::{new_secret, SECRET_LEN};
-use crate::wire::protocol::{self, kind, Kind, ReportTimers, ToParent};
+use crate::wire::protocol::{self, Kind, ReportTimers, ToParent};
 use crate::{registry, sys, ProcessError, Section};
 
 /// What the child is told besides the marker (only fault injection, for now).
@@ -127,7 +127,8 @@ impl Attempt {
         let (parent_end, child_end) =
             sys::socket_pair().map_err(|e| io("creating the socket pair", e))?;
         let secret = new_secret().map_err(|e| io("generating the secret", e))?;
-        let (beacon, beacon_fd) = Beacon::create().map_err(|e| io("creating the beacon", e))?;
+        let (beacon, beacon_fd) =
+            Beacon::create(shared.config.mailbox).map_err(|e| io("creating the beacon", e))?;
         let beacon = Arc::new(beacon);
         let conn = Conn::from_fd(parent_end);
         let early = start.len() <= EARLY_START_MAX;
@@ -321,11 +322,7 @@ impl Attempt {
 
     /// A message, a room notice, or the report.
     fn on_running_frame(&mut self, frame: Frame, shared: &Shared) -> Option<AttemptEnd> {
-        let kind = protocol::kind_of(
-            frame.payload(),
-            kind::TO_PARENT_MESSAGE,
-            kind::TO_PARENT_ROOM,
-        );
+        let kind = protocol::kind_of(frame.payload(), &protocol::TO_PARENT);
         if let Ok(Kind::Other) = kind {
             return Some(self.on_report(frame, shared));
         }

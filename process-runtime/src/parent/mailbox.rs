@@ -8,14 +8,28 @@
 //! child that sends beyond it is refused with a protocol error instead of growing the
 //! parent's memory.
 //!
-//! **To the child.** A sent message stays in the outbox until the child has taken it
-//! (the child counts its takes in the shared page), so the outbox is what the child's
-//! mailbox holds: at most `mailbox` messages, whether they are still in the socket or
-//! already read by the child. `tell` waits while it is full, `try_tell` refuses.
+//! **To the child.** The child's mailbox has `mailbox` slots. Each message told gets a
+//! free one, chosen under the outbox's lock and written into its frame, and stays in
+//! the outbox, in its slot, until the child has taken it. So the outbox is what the
+//! child's mailbox holds: at most `mailbox` messages, whether they are still in the
+//! socket or already read by the child. `tell` waits while every slot is occupied,
+//! `try_tell` refuses.
+//!
+//! When the child takes a message, in whatever order selective receive takes them, it
+//! sets that slot's bit in the shared page's taken bitmap, then adds one to its count
+//! of takes (`beacon::MailCounters::child_took`, see `child/port.rs`). The count is only
+//! the cheap sign that something changed: when it moved past the takes the outbox has
+//! accounted for, the outbox looks at the occupied slots in the order they were told
+//! until it has found that many marked ones, and frees each (clears its bit, forgets its
+//! frame). Marks it finds ahead of their count are freed too, and counted as found. The
+//! bookkeeping itself is in `slots.rs`.
 //!
 //! **Lives.** Messages an attempt took are gone with it. Those it had not taken are
-//! sent again, in order, to the next attempt, before anything told after them. Messages
-//! the failed attempt sent stay in the inbox.
+//! sent again, in order, to the next attempt, before anything told after them: once an
+//! attempt is gone, the outbox frees every slot marked in its page (counted or not: the
+//! child may have died between the mark and the count), and sends the next attempt the
+//! rest, in their slots, whose bits in its fresh page are clear. Messages the failed
+//! attempt sent stay in the inbox.
 //!
 //! **Waiting for room** uses a flag in the shared page: the waiting side sets it and
 //! checks once more; the taking side swaps it back and, if it was set, sends a room
@@ -33,9 +47,10 @@ use std::time::{Duration, Instant};
 
 use super::reading::{self, Borrowed};
 use super::shared::{Inner, Shared};
+use super::slots::Slots;
 use crate::beacon::Beacon;
 use crate::wire::channel::{write_frame, Conn, Frame};
-use crate::wire::protocol::{self, kind, MESSAGE_BODY};
+use crate::wire::protocol::{self, kind, TO_PARENT};
 use crate::{ProcessError, RecvError, SendError};
 
 /// The messages from the child and what is needed to let it send more; part of
@@ -62,44 +77,67 @@ pub(crate) struct Inbox {
     pub(crate) lent: bool,
 }
 
-/// The messages to the child that it has not taken yet; behind [`Shared::outbox`].
-#[derive(Debug, Default)]
+/// The messages to the child that it has not taken yet, in their slots; behind
+/// [`Shared::outbox`].
+#[derive(Debug)]
 pub(crate) struct Outbox {
-    frames: VecDeque<Vec<u8>>,
-    /// How many of the followed attempt's messages came before `frames[0]`.
-    base: u64,
-    /// The attempt the frames were last sent to, and its page.
+    slots: Slots,
+    /// The attempt the messages were last sent to, and its page.
     serial: u64,
     beacon: Option<Arc<Beacon>>,
+    /// The takes of that attempt whose slots were freed.
+    freed: u64,
 }
 
 impl Outbox {
-    /// Forgets the frames the followed attempt has taken.
-    fn trim(&mut self) {
-        let Some(beacon) = &self.beacon else { return };
-        let took = beacon.mail().child_took.load(SeqCst);
-        while self.base < took && self.frames.pop_front().is_some() {
-            self.base += 1;
+    /// An empty outbox for a child's mailbox of `capacity`.
+    pub(crate) fn new(capacity: u32) -> Self {
+        Self {
+            slots: Slots::new(capacity),
+            serial: 0,
+            beacon: None,
+            freed: 0,
         }
     }
 
+    /// Frees the slots of the messages the followed attempt has taken, when its count of
+    /// takes says that there are some.
+    fn trim(&mut self) {
+        let Some(beacon) = &self.beacon else { return };
+        // The count first: every take it counts is marked already.
+        let took = beacon.mail().child_took.load(SeqCst);
+        if took <= self.freed {
+            return;
+        }
+        let taken = beacon.taken();
+        self.freed += self
+            .slots
+            .trim(took - self.freed, |slot| taken.clear_if_marked(slot));
+    }
+
     /// Follows the attempt `serial`. When it is a new one, what the old one did not
-    /// take is its backlog: `true` says that all of `frames` is still to be sent.
+    /// take is its backlog: `true` says that every message is still to be sent.
     fn follow(&mut self, serial: u64, beacon: Option<&Arc<Beacon>>) -> bool {
         if serial == self.serial {
             return false;
         }
-        self.trim();
+        // The followed attempt is gone (a new one starts only once the old one is
+        // reaped), so its marks are final: all of them, counted or not.
+        if let Some(old) = &self.beacon {
+            let taken = old.taken();
+            self.slots
+                .trim(u64::MAX, |slot| taken.clear_if_marked(slot));
+        }
         self.serial = serial;
         self.beacon = beacon.cloned();
-        self.base = 0;
+        self.freed = 0;
         true
     }
 
-    /// Sends `frames[from..]`; a failed write means the child is gone, and the frames
-    /// stay for the next attempt.
+    /// Sends the messages from the `from`th on; a failed write means the child is gone,
+    /// and the messages stay for the next attempt.
     fn send_from(&self, conn: &Conn, from: usize) {
-        for frame in self.frames.range(from..) {
+        for frame in self.slots.frames(from) {
             if write_frame(conn, frame).is_err() {
                 break;
             }
@@ -139,8 +177,8 @@ fn lock_outbox(shared: &Shared) -> MutexGuard<'_, Outbox> {
 }
 
 /// Sends a sealed message frame to the process's child, waiting for room when `wait`.
+/// The frame's slot is written here, once the outbox has one for it.
 pub(crate) fn tell(shared: &Shared, frame: Vec<u8>, wait: bool) -> Result<(), SendError> {
-    let capacity = shared.config.mailbox as usize;
     loop {
         let mut out = lock_outbox(shared);
         let live = Live::of(&shared.lock());
@@ -149,10 +187,12 @@ pub(crate) fn tell(shared: &Shared, frame: Vec<u8>, wait: bool) -> Result<(), Se
         }
         let backlog = out.follow(live.serial, live.beacon.as_ref());
         out.trim();
-        if out.frames.len() < capacity {
-            out.frames.push_back(frame);
+        if !out.slots.is_full() {
+            out.slots
+                .push(frame)
+                .expect("a free slot: the mailbox is not full");
             if let Some(conn) = &live.conn {
-                let from = if backlog { 0 } else { out.frames.len() - 1 };
+                let from = if backlog { 0 } else { out.slots.len() - 1 };
                 out.send_from(conn, from);
             }
             return Ok(());
@@ -168,7 +208,7 @@ pub(crate) fn tell(shared: &Shared, frame: Vec<u8>, wait: bool) -> Result<(), Se
         if let Some(beacon) = &live.beacon {
             beacon.mail().parent_waits.store(1, SeqCst);
             out.trim();
-            if out.frames.len() < capacity {
+            if !out.slots.is_full() {
                 continue;
             }
         }
@@ -263,7 +303,7 @@ fn deliver(
     if let Some(conn) = notice {
         send_room_notice(shared, &conn);
     }
-    take(&frame.payload()[MESSAGE_BODY..]);
+    take(&frame.payload()[TO_PARENT.body..]);
     Ok(())
 }
 
@@ -334,7 +374,7 @@ pub(crate) fn detach(inner: &mut Inner) {
 /// Nothing happens when the outbox is empty, and senders that come first send it
 /// themselves.
 pub(crate) fn resend_backlog(shared: &Arc<Shared>) {
-    if lock_outbox(shared).frames.is_empty() {
+    if lock_outbox(shared).slots.is_empty() {
         return;
     }
     let name = shared.config.name.clone();

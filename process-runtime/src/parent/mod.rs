@@ -13,7 +13,8 @@
 //!   state machine that never blocks the loop.
 //! - [`reap`] ends a process: exit, group cleanup, reaping, publishing; possibly on the
 //!   thread of a caller waiting for it.
-//! - [`mailbox`] holds the messages between the handle and the child.
+//! - [`mailbox`] holds the messages between the handle and the child; [`slots`] keeps
+//!   the slots of the child's mailbox that hold messages it has not taken.
 //! - [`reading`] lends a child's socket to a caller waiting in `listen`.
 //! - [`shared`] is the state the handle and the supervisor share.
 
@@ -25,6 +26,7 @@ pub(crate) mod reactor;
 pub(crate) mod reading;
 pub(crate) mod reap;
 pub(crate) mod shared;
+pub(crate) mod slots;
 pub(crate) mod spawn;
 pub(crate) mod start;
 pub(crate) mod supervisor;

@@ -24,7 +24,7 @@ use super::reactor;
 use super::shared::Shared;
 use crate::sys;
 use crate::wire::channel::{Conn, Frame, FrameReader, ParentRead, ReadError};
-use crate::wire::protocol::{self, kind, Kind, MAX_FRAME};
+use crate::wire::protocol::{self, Kind, MAX_FRAME};
 
 /// The current attempt's reader, and what a borrower read for the loop.
 #[derive(Default)]
@@ -156,11 +156,7 @@ fn read_until(
                 return Borrowed::Wait;
             }
         };
-        let what = protocol::kind_of(
-            frame.payload(),
-            kind::TO_PARENT_MESSAGE,
-            kind::TO_PARENT_ROOM,
-        );
+        let what = protocol::kind_of(frame.payload(), &protocol::TO_PARENT);
         let mut inner = shared.lock();
         match what {
             Ok(Kind::Message(t)) if mailbox::within_grant(&inner) => {

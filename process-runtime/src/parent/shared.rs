@@ -115,12 +115,13 @@ impl Inner {
 
 impl Shared {
     pub(crate) fn new(config: ProcessConfig) -> Self {
+        let outbox = Outbox::new(config.mailbox);
         Self {
             config,
             timers: OnceLock::new(),
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
-            outbox: Mutex::new(Outbox::default()),
+            outbox: Mutex::new(outbox),
             reading: Mutex::new(Reading::default()),
             retire_reader: AtomicBool::new(false),
             borrowers: AtomicUsize::new(0),

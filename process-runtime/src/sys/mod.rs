@@ -31,6 +31,12 @@ compile_error!(
 
 pub(crate) use imp::SharedMapping;
 
+/// The size in bytes of the file behind a [`SharedMapping`]'s descriptor, as its maker
+/// set it: how much of it the other side maps.
+pub(crate) fn shared_len(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    imp::shared_len(fd)
+}
+
 /// A command that re-executes this binary as a child: named like this process
 /// (`argv[0]`), in a process group of its own. Where the platform can name the running
 /// file itself (Linux's `/proc/self/exe`), a rebuild on disk never mixes two builds.

@@ -328,6 +328,11 @@ impl SharedMapping {
         self.ptr
     }
 
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len.get()
+    }
+
     /// Keeps the mapping for the rest of the process's life.
     pub(crate) fn leak(self) -> NonNull<u8> {
         let ptr = self.ptr;
@@ -341,6 +346,11 @@ impl Drop for SharedMapping {
         // SAFETY: unmaps the mapping made in `open`; references into it borrow `self`.
         let _ = unsafe { munmap(self.ptr.cast(), self.len.get()) };
     }
+}
+
+pub(super) fn shared_len(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let size = nix::sys::stat::fstat(fd)?.st_size;
+    usize::try_from(size).map_err(|_| io::Error::other(format!("a shared file of {size} bytes")))
 }
 
 #[cfg(target_os = "linux")]

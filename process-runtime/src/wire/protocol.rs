@@ -120,8 +120,7 @@ impl ReportTimers {
 /// The first byte of a frame after the handshake says what it is. Starts and reports
 /// are postcard enums, whose first byte is the variant index; messages and room
 /// notices use the indices after them, and are laid out by hand so that a message's
-/// bytes are encoded once, straight into the frame: the kind, the type tag as 8
-/// little-endian bytes, then the message's postcard bytes.
+/// bytes are encoded once, straight into the frame (see [`Direction`]).
 pub(crate) mod kind {
     /// A message from the parent (after `ToChild::Start`, variant 0).
     pub(crate) const TO_CHILD_MESSAGE: u8 = 1;
@@ -133,14 +132,72 @@ pub(crate) mod kind {
     pub(crate) const TO_PARENT_ROOM: u8 = 3;
 }
 
-/// The start of a message frame of `kind` for `tag`; the message's bytes are appended,
-/// then [`seal`] writes the length.
-pub(crate) fn message_prefix(kind: u8, tag: u64) -> Vec<u8> {
+/// How message and room frames are laid out in one direction.
+///
+/// A message's payload is its kind, its type tag as 8 little-endian bytes, then, to the
+/// child only, its slot in the child's mailbox as 4 little-endian bytes (the parent
+/// picks it, the child marks it taken in the shared page: see `parent/mailbox.rs`),
+/// then the message's postcard bytes, from [`Direction::body`] on. A room notice is its
+/// kind alone.
+#[derive(Debug)]
+pub(crate) struct Direction {
+    /// The first byte of a message.
+    pub(crate) message: u8,
+    /// The first byte of a room notice.
+    pub(crate) room: u8,
+    /// Where a message's body starts in its payload.
+    pub(crate) body: usize,
+}
+
+/// Parent to child: `[kind][tag u64 LE][slot u32 LE][body]`.
+pub(crate) const TO_CHILD: Direction = Direction {
+    message: kind::TO_CHILD_MESSAGE,
+    room: kind::TO_CHILD_ROOM,
+    body: SLOT + 4,
+};
+
+/// Child to parent: `[kind][tag u64 LE][body]`.
+pub(crate) const TO_PARENT: Direction = Direction {
+    message: kind::TO_PARENT_MESSAGE,
+    room: kind::TO_PARENT_ROOM,
+    body: TAG + 8,
+};
+
+/// Where a message's tag starts in its payload.
+const TAG: usize = 1;
+/// Where a message to the child has its slot in its payload.
+const SLOT: usize = TAG + 8;
+
+/// The slot a message to the child carries until [`set_slot`] writes its own: none a
+/// mailbox has, so that a frame sent without one is refused.
+const NO_SLOT: u32 = u32::MAX;
+
+/// The start of a message frame in direction `dir` for `tag` (to the child, with no
+/// slot yet); the message's bytes are appended, then [`seal`] writes the length.
+pub(crate) fn message_prefix(dir: &Direction, tag: u64) -> Vec<u8> {
     let mut frame = Vec::with_capacity(64);
     frame.extend_from_slice(&[0; 4]);
-    frame.push(kind);
+    frame.push(dir.message);
     frame.extend_from_slice(&tag.to_le_bytes());
+    if dir.body > SLOT {
+        frame.extend_from_slice(&NO_SLOT.to_le_bytes());
+    }
+    debug_assert_eq!(frame.len(), 4 + dir.body);
     frame
+}
+
+/// Writes `slot` into a whole message frame to the child (length prefix included).
+pub(crate) fn set_slot(frame: &mut [u8], slot: u32) {
+    frame[4 + SLOT..4 + TO_CHILD.body].copy_from_slice(&slot.to_le_bytes());
+}
+
+/// The slot of a message to the child, from a payload [`kind_of`] found to be one.
+pub(crate) fn slot_of(payload: &[u8]) -> u32 {
+    u32::from_le_bytes(
+        payload[SLOT..TO_CHILD.body]
+            .try_into()
+            .expect("4 bytes, checked by kind_of"),
+    )
 }
 
 /// Writes the length of a message frame built on [`message_prefix`].
@@ -167,7 +224,8 @@ pub(crate) fn room_frame(kind: u8) -> [u8; 5] {
 /// What a frame after the handshake is, by its first byte.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A message with this tag; its body starts at [`MESSAGE_BODY`].
+    /// A message with this tag; its body starts at its direction's
+    /// [`body`](Direction::body).
     Message(u64),
     /// A room notice.
     Room,
@@ -175,18 +233,24 @@ pub(crate) enum Kind {
     Other,
 }
 
-/// Where a message's body starts in its frame's payload.
-pub(crate) const MESSAGE_BODY: usize = 1 + 8;
-
-/// Classifies a payload given the message and room kinds of its direction. A message
-/// too short for its tag, or a room notice with bytes after its kind, is malformed.
-pub(crate) fn kind_of(payload: &[u8], message: u8, room: u8) -> Result<Kind, ProcessError> {
+/// Classifies a payload that travelled in direction `dir`. A message too short for its
+/// tag (or, to the child, its slot), or a room notice with bytes after its kind, is
+/// malformed.
+pub(crate) fn kind_of(payload: &[u8], dir: &Direction) -> Result<Kind, ProcessError> {
+    let malformed = |what: &str| ProcessError::Protocol(format!("malformed message frame: {what}"));
     match payload.first() {
-        Some(&k) if k == message => payload
-            .get(1..MESSAGE_BODY)
-            .map(|tag| Kind::Message(u64::from_le_bytes(tag.try_into().expect("8 bytes"))))
-            .ok_or_else(|| ProcessError::Protocol("malformed message frame: no type tag".into())),
-        Some(&k) if k == room => {
+        Some(&k) if k == dir.message => {
+            let tag = payload
+                .get(TAG..TAG + 8)
+                .ok_or_else(|| malformed("no type tag"))?;
+            if payload.len() < dir.body {
+                return Err(malformed("no slot"));
+            }
+            Ok(Kind::Message(u64::from_le_bytes(
+                tag.try_into().expect("8 bytes"),
+            )))
+        }
+        Some(&k) if k == dir.room => {
             if payload.len() == 1 {
                 Ok(Kind::Room)
             } else {
@@ -290,6 +354,56 @@ mod tests {
             e.to_string(),
             "protocol error: 1 unexpected trailing bytes after a report frame"
         );
+    }
+
+    #[test]
+    fn message_frames_carry_a_slot_to_the_child_only() {
+        let tag = 0x0102_0304_0506_0708;
+        // To the child: kind, tag, slot (none until one is written), body.
+        let mut frame = message_prefix(&TO_CHILD, tag);
+        frame.extend_from_slice(b"body");
+        let mut frame = seal(frame, "T").unwrap();
+        assert_eq!(&frame[4..], {
+            let mut want = vec![kind::TO_CHILD_MESSAGE];
+            want.extend_from_slice(&tag.to_le_bytes());
+            want.extend_from_slice(&[0xff; 4]);
+            want.extend_from_slice(b"body");
+            want
+        });
+        assert_eq!(slot_of(&frame[4..]), NO_SLOT);
+        set_slot(&mut frame, 999_999);
+        let payload = &frame[4..];
+        assert_eq!(kind_of(payload, &TO_CHILD).unwrap(), Kind::Message(tag));
+        assert_eq!(slot_of(payload), 999_999);
+        assert_eq!(&payload[TO_CHILD.body..], b"body");
+        assert_eq!(TO_CHILD.body, 13);
+        // To the parent: kind, tag, body.
+        let mut frame = message_prefix(&TO_PARENT, tag);
+        frame.extend_from_slice(b"body");
+        let frame = seal(frame, "T").unwrap();
+        let payload = &frame[4..];
+        assert_eq!(payload.len(), 1 + 8 + 4);
+        assert_eq!(kind_of(payload, &TO_PARENT).unwrap(), Kind::Message(tag));
+        assert_eq!(&payload[TO_PARENT.body..], b"body");
+        // Too short for the tag, or (to the child) for the slot.
+        let short = |dir: &Direction, len: usize| {
+            let mut payload = vec![dir.message];
+            payload.resize(len, 0);
+            kind_of(&payload, dir).unwrap_err().to_string()
+        };
+        let no_tag = "protocol error: malformed message frame: no type tag";
+        let no_slot = "protocol error: malformed message frame: no slot";
+        assert_eq!(short(&TO_PARENT, 8), no_tag);
+        assert_eq!(short(&TO_CHILD, 8), no_tag);
+        assert_eq!(short(&TO_CHILD, 12), no_slot);
+        assert!(kind_of(&[TO_PARENT.message; 9], &TO_PARENT).is_ok());
+        assert!(kind_of(&[TO_CHILD.message; 13], &TO_CHILD).is_ok());
+        // Room notices: the kind alone.
+        for dir in [&TO_CHILD, &TO_PARENT] {
+            let room = room_frame(dir.room);
+            assert_eq!(kind_of(&room[4..], dir).unwrap(), Kind::Room);
+            assert!(kind_of(&[dir.room, 0], dir).is_err());
+        }
     }
 
     #[test]
