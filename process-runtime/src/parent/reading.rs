@@ -84,8 +84,17 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
     // an end only once no caller holds a descriptor of the process.
     shared.borrowers.fetch_add(1, SeqCst);
     shared.lock().inbox.lent = true;
-    reactor::disarm(sys::stream_fd(conn.stream()), reading.key);
-    let outcome = read_until(shared, &mut reading, &conn, tag, deadline);
+    // Frames already read first, without a system call and without touching the
+    // loop's interest: a stream of messages arrives many to a read.
+    let mut outcome = read_until(shared, &mut reading, &conn, tag, deadline, false);
+    let disarmed = outcome.is_none();
+    if disarmed {
+        // Nothing there: wait on the socket here, with the loop's interest off, so
+        // that the reply wakes this thread only.
+        reactor::disarm(sys::stream_fd(conn.stream()), reading.key);
+        outcome = read_until(shared, &mut reading, &conn, tag, deadline, true);
+    }
+    let outcome = outcome.unwrap_or(Borrowed::Wait);
     shared.lock().inbox.lent = false;
     let retired = shared.retire_reader.load(SeqCst);
     if retired {
@@ -96,7 +105,7 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
     drop(reading);
     if retired || handed_over {
         reactor::kick(key);
-    } else {
+    } else if disarmed {
         reactor::rearm(sys::stream_fd(conn.stream()), key);
     }
     drop(conn);
@@ -104,22 +113,39 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
     outcome
 }
 
+/// Reads frames until the wanted message, the deadline, or something for the loop.
+/// Without `block`, only the frames already in the reader's buffer: `None` once those
+/// are filed.
 fn read_until(
     shared: &Shared,
     reading: &mut Reading,
     conn: &Conn,
     tag: u64,
     deadline: Option<Instant>,
-) -> Borrowed {
+    block: bool,
+) -> Option<Borrowed> {
     loop {
         if shared.retire_reader.load(SeqCst) {
-            return Borrowed::Wait;
+            return Some(Borrowed::Wait);
+        }
+        if !block {
+            let Some(reader) = reading.reader.as_mut() else {
+                return Some(Borrowed::Wait);
+            };
+            match reader.buffered_frame(MAX_FRAME) {
+                Ok(Some(frame)) => match file(shared, reading, frame, tag) {
+                    Some(done) => return Some(done),
+                    None => continue,
+                },
+                Ok(None) => return None,
+                Err(e) => return Some(hand_over_error(reading, e)),
+            }
         }
         let timeout = match deadline {
             None => None,
             Some(d) => match d.checked_duration_since(Instant::now()) {
                 Some(left) if left >= Duration::from_micros(1) => Some(left),
-                _ => return Borrowed::Timeout,
+                _ => return Some(Borrowed::Timeout),
             },
         };
         // As in the child: the timeout is set only when it must change, and a wait
@@ -132,53 +158,64 @@ fn read_until(
         };
         if stale {
             if conn.set_read_timeout(timeout).is_err() {
-                return Borrowed::Wait;
+                return Some(Borrowed::Wait);
             }
             reading.read_timeout = timeout;
         }
         let Some(reader) = reading.reader.as_mut() else {
-            return Borrowed::Wait;
+            return Some(Borrowed::Wait);
         };
         // A blocking read: one system call per message, as on a plain socket. The
         // event loop shuts the socket down to wake it if the attempt ends meanwhile.
         reader.get_mut().wait = true;
         let read = reader.read_frame(MAX_FRAME);
         reader.get_mut().wait = false;
-        let frame = match read {
-            Ok(Some(frame)) => frame,
-            Ok(None) => continue,
-            Err(ReadError::Closed { partial: false }) => {
-                reading.pending.push_back(Event::Closed);
-                return Borrowed::Wait;
-            }
-            Err(e) => {
-                reading.pending.push_back(Event::Broken(e));
-                return Borrowed::Wait;
-            }
-        };
-        let what = protocol::kind_of(frame.payload(), &protocol::TO_PARENT);
-        let mut inner = shared.lock();
-        match what {
-            Ok(Kind::Message(t)) if mailbox::within_grant(&inner) => {
-                if t == tag {
-                    mailbox::count_received(&mut inner).expect("within the grant");
-                    return Borrowed::Took(frame);
+        match read {
+            Ok(Some(frame)) => {
+                if let Some(done) = file(shared, reading, frame, tag) {
+                    return Some(done);
                 }
-                mailbox::on_message(&mut inner, t, frame).expect("within the grant");
             }
-            Ok(Kind::Room) => mailbox::on_room(&mut inner),
-            // The report, a malformed frame, or a message beyond the grant: the
-            // supervisor's to handle.
-            _ => {
-                drop(inner);
-                reading.pending.push_back(Event::Frame(frame));
-                return Borrowed::Wait;
-            }
-        }
-        let wake = mailbox::has_waiters(&inner);
-        drop(inner);
-        if wake {
-            shared.notify();
+            Ok(None) => {}
+            Err(e) => return Some(hand_over_error(reading, e)),
         }
     }
+}
+
+/// Files a frame the borrower read: the wanted message ends the borrow; other
+/// messages and room notices are filed as the loop would; anything else (the report,
+/// a malformed frame, a message beyond the grant) is left for the loop.
+fn file(shared: &Shared, reading: &mut Reading, frame: Frame, tag: u64) -> Option<Borrowed> {
+    let what = protocol::kind_of(frame.payload(), &protocol::TO_PARENT);
+    let mut inner = shared.lock();
+    match what {
+        Ok(Kind::Message(t)) if mailbox::within_grant(&inner) => {
+            if t == tag {
+                mailbox::count_received(&mut inner).expect("within the grant");
+                return Some(Borrowed::Took(frame));
+            }
+            mailbox::on_message(&mut inner, t, frame).expect("within the grant");
+        }
+        Ok(Kind::Room) => mailbox::on_room(&mut inner),
+        _ => {
+            drop(inner);
+            reading.pending.push_back(Event::Frame(frame));
+            return Some(Borrowed::Wait);
+        }
+    }
+    let wake = mailbox::has_waiters(&inner);
+    drop(inner);
+    if wake {
+        shared.notify();
+    }
+    None
+}
+
+/// An end-of-file or a broken read: the loop's to handle.
+fn hand_over_error(reading: &mut Reading, error: ReadError) -> Borrowed {
+    reading.pending.push_back(match error {
+        ReadError::Closed { partial: false } => Event::Closed,
+        e => Event::Broken(e),
+    });
+    Borrowed::Wait
 }

@@ -142,6 +142,23 @@ impl<R: Read> FrameReader<R> {
         }
     }
 
+    /// The next frame if it is whole in the buffer already, without reading: `Ok(None)`
+    /// when it is not.
+    pub(crate) fn buffered_frame(&mut self, max: usize) -> Result<Option<Frame>, ReadError> {
+        let have = self.filled - self.pos;
+        if have < 4 {
+            return Ok(None);
+        }
+        let prefix: [u8; 4] = self.buf[self.pos..self.pos + 4]
+            .try_into()
+            .expect("4 bytes");
+        let len = u32::from_le_bytes(prefix) as usize;
+        if len > max {
+            return Err(ReadError::TooLarge { len, max });
+        }
+        Ok((have >= 4 + len).then(|| self.take(len)))
+    }
+
     /// Whether bytes already read wait in the buffer (a whole frame, or part of one).
     pub(crate) fn has_buffered(&self) -> bool {
         self.filled > self.pos
