@@ -241,14 +241,7 @@ pub(crate) fn listen(
     // Whether to try reading the socket here rather than wait for the event loop.
     let mut borrow = true;
     loop {
-        let found = inner
-            .inbox
-            .messages
-            .iter()
-            .position(|(t, _)| *t == tag)
-            .and_then(|i| inner.inbox.messages.remove(i))
-            .map(|(_, frame)| frame);
-        if let Some(frame) = found {
+        if let Some(frame) = take_filed(&mut inner, tag) {
             return deliver(shared, inner, &frame, take);
         }
         if over(&inner) {
@@ -288,6 +281,13 @@ pub(crate) fn listen(
         inner.inbox.waiters -= 1;
         borrow = true;
     }
+}
+
+/// Removes the oldest filed message tagged `tag` from the inbox (it was counted when
+/// it was filed).
+pub(crate) fn take_filed(inner: &mut Inner, tag: u64) -> Option<Frame> {
+    let i = inner.inbox.messages.iter().position(|(t, _)| *t == tag)?;
+    inner.inbox.messages.remove(i).map(|(_, frame)| frame)
 }
 
 /// Hands a taken message's body to `take`, after granting the child room for one

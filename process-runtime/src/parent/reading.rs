@@ -83,10 +83,21 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
     // Counted until the re-arm below is done with the socket: the supervisor publishes
     // an end only once no caller holds a descriptor of the process.
     shared.borrowers.fetch_add(1, SeqCst);
-    shared.lock().inbox.lent = true;
-    // Frames already read first, without a system call and without touching the
-    // loop's interest: a stream of messages arrives many to a read.
-    let mut outcome = read_until(shared, &mut reading, &conn, tag, deadline, false);
+    let filed = {
+        let mut inner = shared.lock();
+        inner.inbox.lent = true;
+        // The loop may have filed messages between the caller's look at the inbox and
+        // this lock: an older one of the wanted type must be taken before anything
+        // read from here on, or messages would be taken out of order. With the reader
+        // held, nothing more can be filed.
+        mailbox::take_filed(&mut inner, tag)
+    };
+    // Then frames already read, without a system call and without touching the loop's
+    // interest: a stream of messages arrives many to a read.
+    let mut outcome = match filed {
+        Some(frame) => Some(Borrowed::Took(frame)),
+        None => read_until(shared, &mut reading, &conn, tag, deadline, false),
+    };
     let disarmed = outcome.is_none();
     if disarmed {
         // Nothing there: wait on the socket here, with the loop's interest off, so
