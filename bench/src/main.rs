@@ -1,6 +1,6 @@
 //! process-runtime's figures, each measured next to its physical floor in one run.
 //!
-//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages]`
+//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|warm]`
 //!
 //! Every figure and its floor are measured in alternating rounds (floor, measured,
 //! measured, floor, ...), so that whatever the machine does meanwhile hits both sides.
@@ -20,6 +20,7 @@ use process_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 mod messages;
+mod warm;
 
 /// Set in the environment of the floor's child: `main` exits at once when it sees it.
 const FLOOR_ENV: &str = "PROCESS_RUNTIME_BENCH_FLOOR";
@@ -919,7 +920,7 @@ fn restart_rows() -> Vec<Row> {
 }
 
 /// Which figures to measure: all, or the one named by
-/// `--only <start|laps|stop|restart|timers|messages>`.
+/// `--only <start|laps|stop|restart|timers|messages|warm>`.
 fn wanted(args: &[String], figure: &str) -> bool {
     match args.iter().position(|a| a == "--only") {
         Some(i) => args.get(i + 1).is_some_and(|f| f == figure),
@@ -957,6 +958,10 @@ fn main() {
     }
     if wanted(&args, "messages") {
         rows.extend(messages::rows());
+    }
+    // Last: it starts warm children, which the other figures must not use.
+    if wanted(&args, "warm") {
+        rows.extend(warm::rows());
     }
 
     println!();

@@ -24,6 +24,12 @@ pub mod __testing {
     pub use crate::fault::Fault;
     use crate::{Handle, Process, ProcessConfig, ProcessError};
 
+    /// The process ids of the warm children ready now, oldest first.
+    #[must_use]
+    pub fn warm_pids() -> Vec<u32> {
+        crate::parent::warm::ready_pids()
+    }
+
     /// Starts `obj` with the child told to commit `fault`.
     ///
     /// # Errors
@@ -74,6 +80,23 @@ pub use process_core::{
 pub use process_macros::{main, timethis, Process};
 
 use process_core::__set_signal_names;
+
+/// Keeps `n` children of this binary started, authenticated and waiting for a start
+/// frame, so that `start()` of any process type (and a restart after a failure) skips
+/// the cold start: the kernel loading the binary, the dynamic linker, the runtime's
+/// own start. A start takes a ready one and a replacement is started in the
+/// background; with none ready it starts cold, and never waits for one.
+///
+/// A warm child obeys the rules a cold one does (it dies with the program, lives in its
+/// own process group, proves its secret before it is used); one that dies while it
+/// waits is replaced, not handed out. Idle, it costs its memory and no wake-up at all.
+/// `keep_warm(0)` ends the idle ones. Without a call, nothing is kept warm.
+///
+/// # Errors
+/// [`ProcessError::Io`] when the thread that starts warm children cannot be started.
+pub fn keep_warm(n: usize) -> Result<(), ProcessError> {
+    parent::warm::keep(n)
+}
 
 /// Everything a user needs in scope: `use process_runtime::prelude::*;`.
 pub mod prelude {

@@ -18,6 +18,7 @@ use super::mailbox;
 use super::reading::Reading;
 use super::shared::{Output, Shared};
 use super::spawn;
+use super::warm;
 use crate::beacon::{self, Beacon};
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ParentRead, ReadError};
 use crate::wire::handoff::{new_secret, SECRET_LEN};
@@ -35,6 +36,11 @@ pub(crate) struct StartOptions {
 }
 
 impl StartOptions {
+    /// Whether the child needs nothing besides the marker, so that a warm one will do.
+    fn is_plain(&self) -> bool {
+        self.child_env().is_empty()
+    }
+
     /// The environment the child gets besides the marker.
     fn child_env(&self) -> Vec<(String, String)> {
         #[cfg(feature = "fault-injection")]
@@ -114,15 +120,75 @@ pub(crate) struct Attempt {
     late: Option<(Vec<u8>, usize)>,
 }
 
+/// Gets a process ready for its next attempt on `conn`: the reader, the room the
+/// child may use, the page where a stop is stored; the mailbox is attached when the
+/// start frame is out already (`attach`), and messages left by the last attempt follow
+/// it.
+fn prepare(shared: &Arc<Shared>, conn: &Conn, beacon: &Arc<Beacon>, attach: bool) {
+    {
+        // The previous attempt's reader was given back before its end was handled
+        // (see `reading`), so this lock is free.
+        let mut reading = shared.lock_reading();
+        *reading = Reading {
+            reader: Some(FrameReader::new(ParentRead {
+                conn: conn.clone(),
+                wait: false,
+            })),
+            ..Reading::default()
+        };
+    }
+    shared.retire_reader.store(false, Ordering::SeqCst);
+    {
+        let mut inner = shared.lock();
+        mailbox::grant_initial(&mut inner, beacon, shared.config.mailbox);
+        if attach {
+            mailbox::attach(&mut inner, conn.clone());
+        }
+        // A stop requested before this child existed applies to it (a stopped process
+        // is not restarted, but `error` may still run, and should stop at once).
+        if inner.stop_requested {
+            beacon.stop_flag().store(true, Ordering::Relaxed);
+        }
+        inner.beacon = Some(Arc::clone(beacon));
+    }
+    if attach {
+        mailbox::resend_backlog(shared);
+    }
+}
+
 impl Attempt {
-    /// Spawns a child that is to run `start`. `new_life` is false for the child that only
-    /// runs `error` after every life was spent: it is not an attempt of its own.
+    /// Starts a child that is to run `start`: a warm one when there is one (see
+    /// [`warm`]), a new one otherwise. `new_life` is false for the child that only runs
+    /// `error` after every life was spent: it is not an attempt of its own.
     pub(crate) fn spawn(
         shared: &Arc<Shared>,
         options: &StartOptions,
         new_life: bool,
         start: Vec<u8>,
     ) -> Result<Self, ProcessError> {
+        if options.is_plain() {
+            while let Some(warm) = warm::take() {
+                let early = start.len() <= EARLY_START_MAX;
+                // A small start frame is written now; one that fails to go means the
+                // warm child died since it was checked: the next one is tried.
+                if early && write_frame(&warm.conn, &start).is_err() {
+                    warm.discard();
+                    continue;
+                }
+                let (child, conn, beacon, secret) = warm.into_parts();
+                let late = (!early).then_some((start, 0));
+                return Ok(Self::begin(
+                    shared,
+                    new_life,
+                    child,
+                    conn,
+                    beacon,
+                    secret,
+                    Phase::Running,
+                    late,
+                ));
+            }
+        }
         let io = |what: &str, e: std::io::Error| ProcessError::Io(format!("{what}: {e}"));
         let (parent_end, child_end) =
             sys::socket_pair().map_err(|e| io("creating the socket pair", e))?;
@@ -139,36 +205,7 @@ impl Attempt {
         if early {
             write_frame(&conn, &start)?;
         }
-        {
-            // The previous attempt's reader was given back before its end was handled
-            // (see `reading`), so this lock is free.
-            let mut reading = shared.lock_reading();
-            *reading = Reading {
-                reader: Some(FrameReader::new(ParentRead {
-                    conn: conn.clone(),
-                    wait: false,
-                })),
-                ..Reading::default()
-            };
-        }
-        shared.retire_reader.store(false, Ordering::SeqCst);
-        {
-            let mut inner = shared.lock();
-            mailbox::grant_initial(&mut inner, &beacon, shared.config.mailbox);
-            if early {
-                mailbox::attach(&mut inner, conn.clone());
-            }
-            // A stop requested before this child existed applies to it (a stopped
-            // process is not restarted, but `error` may still run, and should stop at
-            // once).
-            if inner.stop_requested {
-                beacon.stop_flag().store(true, Ordering::Relaxed);
-            }
-            inner.beacon = Some(Arc::clone(&beacon));
-        }
-        if early {
-            mailbox::resend_backlog(shared);
-        }
+        prepare(shared, &conn, &beacon, early);
         let child = match spawn::spawn_child(child_end, beacon_fd, secret, options.child_env()) {
             Ok(child) => child,
             Err(e) => {
@@ -176,6 +213,43 @@ impl Attempt {
                 return Err(io("spawning the child", e));
             }
         };
+        let phase = Phase::Handshake {
+            late_start: (!early).then_some(start),
+        };
+        Ok(Self::finish(
+            shared, new_life, child, conn, beacon, secret, phase, None,
+        ))
+    }
+
+    /// A warm child, its handshake checked already, given its start frame (written
+    /// already when small, `late` otherwise).
+    #[allow(clippy::too_many_arguments)]
+    fn begin(
+        shared: &Arc<Shared>,
+        new_life: bool,
+        child: Child,
+        conn: Conn,
+        beacon: Arc<Beacon>,
+        secret: [u8; SECRET_LEN],
+        phase: Phase,
+        late: Option<(Vec<u8>, usize)>,
+    ) -> Self {
+        prepare(shared, &conn, &beacon, late.is_none());
+        Self::finish(shared, new_life, child, conn, beacon, secret, phase, late)
+    }
+
+    /// Publishes the new child's pid and counts the attempt.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        shared: &Arc<Shared>,
+        new_life: bool,
+        child: Child,
+        conn: Conn,
+        beacon: Arc<Beacon>,
+        secret: [u8; SECRET_LEN],
+        phase: Phase,
+        late: Option<(Vec<u8>, usize)>,
+    ) -> Self {
         let mut inner = shared.lock();
         if new_life {
             inner.attempts += 1;
@@ -191,18 +265,16 @@ impl Attempt {
         }
         drop(inner);
         tracing::debug!(process = %shared.config.name, pid = child.id(), attempt = number, "child started");
-        Ok(Self {
+        Self {
             child,
             beacon,
             writer: conn,
             secret,
             number,
             watch: Watch::new(shared.config.timeouts),
-            phase: Phase::Handshake {
-                late_start: (!early).then_some(start),
-            },
-            late: None,
-        })
+            phase,
+            late,
+        }
     }
 
     /// Closes the attempt's socket and keeps only its child, to be reaped.

@@ -16,6 +16,7 @@
 //! - [`mailbox`] holds the messages between the handle and the child; [`slots`] keeps
 //!   the slots of the child's mailbox that hold messages it has not taken.
 //! - [`reading`] lends a child's socket to a caller waiting in `listen`.
+//! - [`warm`] keeps children started ahead of time, for `keep_warm`.
 //! - [`shared`] is the state the handle and the supervisor share.
 
 pub(crate) mod attempt;
@@ -30,3 +31,4 @@ pub(crate) mod slots;
 pub(crate) mod spawn;
 pub(crate) mod start;
 pub(crate) mod supervisor;
+pub(crate) mod warm;

@@ -31,12 +31,13 @@ use std::time::Instant;
 use polling::{Events, Poller};
 
 use super::supervisor::Supervisor;
+use super::warm::WarmEntry;
 use crate::ProcessError;
 
 /// The loop's shared end: where new supervisors are handed over.
 struct Reactor {
     poller: Poller,
-    incoming: Mutex<Vec<Supervisor>>,
+    incoming: Mutex<Vec<Entry>>,
     /// Keys of supervisors to look at again (a caller handed their reader back with
     /// events for them).
     kicked: Mutex<Vec<usize>>,
@@ -57,15 +58,99 @@ pub(crate) fn adopt(mut supervisor: Supervisor) -> Result<(), ProcessError> {
             return Err(error);
         }
     };
+    hand_over(reactor, Entry::Process(Box::new(supervisor)));
+    Ok(())
+}
+
+/// Hands a warm child to the event loop, which checks its handshake and watches it
+/// until it is taken or dies.
+pub(crate) fn adopt_warm(warm: WarmEntry) -> Result<(), ProcessError> {
+    match REACTOR.get_or_init(start) {
+        Ok(reactor) => {
+            hand_over(reactor, Entry::Warm(warm));
+            Ok(())
+        }
+        Err(e) => Err(ProcessError::Io(e.clone())),
+    }
+}
+
+/// A warm child was taken: its socket is no longer the loop's to watch, and its entry
+/// goes.
+pub(crate) fn forget_warm(socket: BorrowedFd<'_>, key: usize) {
+    if let Some(Ok(reactor)) = REACTOR.get() {
+        let _ = reactor.poller.delete(socket);
+    }
+    kick(key);
+}
+
+fn hand_over(reactor: &Reactor, entry: Entry) {
     reactor
         .incoming
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .push(supervisor);
+        .push(entry);
     if let Err(e) = reactor.poller.notify() {
         tracing::error!("cannot wake the process-runtime event loop: {e}");
     }
-    Ok(())
+}
+
+/// What the loop watches: a process, or a warm child waiting to become one.
+enum Entry {
+    Process(Box<Supervisor>),
+    Warm(WarmEntry),
+}
+
+impl Entry {
+    fn begin(&mut self, poller: &Poller, key: usize, now: Instant) {
+        match self {
+            Entry::Process(s) => s.begin(poller, key, now),
+            Entry::Warm(w) => {
+                w.registered(key);
+                // SAFETY: the socket is removed from the poller before it is closed:
+                // by `forget_warm` when the child is taken, below when it is dropped.
+                if let Err(e) = unsafe { poller.add(&w.socket(), polling::Event::readable(key)) } {
+                    tracing::warn!("cannot watch a warm child: {e}");
+                }
+                self.on_ready(poller, key, now);
+            }
+        }
+    }
+
+    fn on_ready(&mut self, poller: &Poller, key: usize, now: Instant) {
+        match self {
+            Entry::Process(s) => s.on_ready(poller, now),
+            Entry::Warm(w) => match w.on_ready() {
+                Some(true) => {
+                    let _ = poller.modify(w.socket(), polling::Event::readable(key));
+                }
+                Some(false) => {
+                    let _ = poller.delete(w.socket());
+                }
+                // Taken: the socket is no longer this entry's to touch.
+                None => {}
+            },
+        }
+    }
+
+    fn on_timer(&mut self, poller: &Poller, now: Instant) {
+        if let Entry::Process(s) = self {
+            s.on_timer(poller, now);
+        }
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        match self {
+            Entry::Process(s) => s.wake_at,
+            Entry::Warm(_) => None,
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        match self {
+            Entry::Process(s) => s.is_over(),
+            Entry::Warm(w) => w.is_done(),
+        }
+    }
 }
 
 /// Asks the loop to look at the supervisor at `key` again.
@@ -115,28 +200,28 @@ fn start() -> Result<Arc<Reactor>, String> {
     Ok(reactor)
 }
 
-/// The supervisors, by key, with the keys free for reuse.
+/// The entries, by key, with the keys free for reuse.
 #[derive(Default)]
 struct Slots {
-    slots: Vec<Option<Supervisor>>,
+    slots: Vec<Option<Entry>>,
     free: Vec<usize>,
 }
 
 impl Slots {
-    fn insert(&mut self, supervisor: Supervisor) -> usize {
+    fn insert(&mut self, entry: Entry) -> usize {
         match self.free.pop() {
             Some(key) => {
-                self.slots[key] = Some(supervisor);
+                self.slots[key] = Some(entry);
                 key
             }
             None => {
-                self.slots.push(Some(supervisor));
+                self.slots.push(Some(entry));
                 self.slots.len() - 1
             }
         }
     }
 
-    fn get(&mut self, key: usize) -> Option<&mut Supervisor> {
+    fn get(&mut self, key: usize) -> Option<&mut Entry> {
         self.slots.get_mut(key).and_then(Option::as_mut)
     }
 
@@ -187,12 +272,13 @@ fn run(reactor: &Reactor) {
         );
         for key in kicked {
             drive(poller, &mut slots, &mut timers, key, |s, p| {
-                s.on_ready(p, now)
+                s.on_ready(p, key, now);
             });
         }
         for event in events.iter() {
-            drive(poller, &mut slots, &mut timers, event.key, |s, p| {
-                s.on_ready(p, now);
+            let key = event.key;
+            drive(poller, &mut slots, &mut timers, key, |s, p| {
+                s.on_ready(p, key, now);
             });
         }
         while let Some(&Reverse((at, key))) = timers.peek() {
@@ -200,7 +286,7 @@ fn run(reactor: &Reactor) {
                 break;
             }
             timers.pop();
-            let due = slots.get(key).is_some_and(|s| s.wake_at == Some(at));
+            let due = slots.get(key).is_some_and(|s| s.wake_at() == Some(at));
             if due {
                 drive(poller, &mut slots, &mut timers, key, |s, p| {
                     s.on_timer(p, now)
@@ -218,32 +304,42 @@ fn drive(
     slots: &mut Slots,
     timers: &mut Timers,
     key: usize,
-    step: impl FnOnce(&mut Supervisor, &Poller),
+    step: impl FnOnce(&mut Entry, &Poller),
 ) {
-    let Some(supervisor) = slots.get(key) else {
+    let Some(entry) = slots.get(key) else {
         return;
     };
-    let before = supervisor.wake_at;
-    if catch_unwind(AssertUnwindSafe(|| step(supervisor, poller))).is_err() {
-        tracing::error!(
-            process = %supervisor.shared.config.name,
-            "the supervision of this process panicked; ending it"
-        );
-        let abandoned = catch_unwind(AssertUnwindSafe(|| {
-            supervisor.abandon(
-                Some(poller),
-                ProcessError::Io("the process-runtime event loop failed on this process".into()),
-            );
-        }));
-        if abandoned.is_err() {
-            tracing::error!("ending the process panicked too");
+    let before = entry.wake_at();
+    if catch_unwind(AssertUnwindSafe(|| step(entry, poller))).is_err() {
+        match entry {
+            Entry::Process(supervisor) => {
+                tracing::error!(
+                    process = %supervisor.shared.config.name,
+                    "the supervision of this process panicked; ending it"
+                );
+                let abandoned = catch_unwind(AssertUnwindSafe(|| {
+                    supervisor.abandon(
+                        Some(poller),
+                        ProcessError::Io(
+                            "the process-runtime event loop failed on this process".into(),
+                        ),
+                    );
+                }));
+                if abandoned.is_err() {
+                    tracing::error!("ending the process panicked too");
+                }
+            }
+            Entry::Warm(warm) => {
+                tracing::error!("watching a warm child panicked; ending it");
+                warm.abandon(poller);
+            }
         }
     }
-    if supervisor.is_over() {
+    if entry.is_over() {
         slots.remove(key);
         return;
     }
-    if let Some(at) = supervisor.wake_at {
+    if let Some(at) = entry.wake_at() {
         if before != Some(at) {
             timers.push(Reverse((at, key)));
         }

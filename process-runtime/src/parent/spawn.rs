@@ -82,6 +82,18 @@ pub(crate) fn spawn_child(
         .map_err(|_| io::Error::other("the process-runtime spawner thread is gone"))?
 }
 
+/// Spawns a child on the calling thread, which must live as long as the program (the
+/// parent-death signal follows it). Both descriptors are closed here once the child
+/// has them.
+pub(crate) fn spawn_on_this_thread(
+    child_end: OwnedFd,
+    beacon: OwnedFd,
+    secret: [u8; SECRET_LEN],
+    extra_env: Vec<(String, String)>,
+) -> io::Result<Child> {
+    spawn_here(&child_end, &beacon, &secret, &extra_env)
+}
+
 fn spawn_here(
     child_end: &OwnedFd,
     beacon: &OwnedFd,
