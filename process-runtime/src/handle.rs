@@ -99,6 +99,12 @@ impl<T: DeserializeOwned> Handle<T> {
     /// group is killed and the outcome is `ProcessError::Timeout`; a stopped process is
     /// not restarted, whatever lives remain (its failure goes to `error`). A section
     /// with no timeout (`"none"`) is waited for; use [`Handle::kill`] to end it.
+    ///
+    /// The stop reaches the whole tree: a process that started processes of its own
+    /// passes it on to them at once (its daemons are killed), and waits until they have
+    /// ended before its own `on_finish` runs; that wait counts against its
+    /// `timeout.onfinish`. A process that ends by itself (`num_loops`, `join_in`,
+    /// `cx.stop()`) leaves its children as they are.
     pub fn stop(&self) {
         self.shared.request_stop();
     }

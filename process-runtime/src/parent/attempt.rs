@@ -162,7 +162,7 @@ impl Attempt {
             // process is not restarted, but `error` may still run, and should stop at
             // once).
             if inner.stop_requested {
-                beacon.stop_flag().store(true, Ordering::Relaxed);
+                beacon.request_stop();
             }
             inner.beacon = Some(Arc::clone(&beacon));
         }

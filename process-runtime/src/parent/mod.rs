@@ -17,6 +17,7 @@
 //!   the slots of the child's mailbox that hold messages it has not taken.
 //! - [`reading`] lends a child's socket to a caller waiting in `listen`.
 //! - [`shared`] is the state the handle and the supervisor share.
+//! - [`tree`] lists the processes that may still run, for a shutdown.
 
 pub(crate) mod attempt;
 pub(crate) mod deadline;
@@ -30,3 +31,4 @@ pub(crate) mod slots;
 pub(crate) mod spawn;
 pub(crate) mod start;
 pub(crate) mod supervisor;
+pub(crate) mod tree;
