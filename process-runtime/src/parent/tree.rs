@@ -13,6 +13,7 @@
 //! needs.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use super::reap;
 use super::shared::Shared;
@@ -50,6 +51,10 @@ pub(crate) struct Ticket(());
 pub(crate) fn begin_start() -> Result<Ticket, ProcessError> {
     let mut tree = lock();
     if tree.phases > 0 {
+        drop(tree);
+        // A program that is about to exit because of a signal does not see the refusal
+        // (it would act on it while its processes are being stopped).
+        crate::shutdown::hold();
         return Err(ProcessError::ShuttingDown);
     }
     tree.starting += 1;
@@ -156,5 +161,20 @@ pub(crate) fn stop_all() {
     drop(tree);
     for shared in &live {
         wind_down(shared);
+    }
+}
+
+/// Kills every process at once (each one's process group), then waits up to `within`
+/// for them to be reaped.
+pub(crate) fn kill_all(within: Duration) {
+    let tree = lock();
+    let live: Vec<Arc<Shared>> = tree.live.iter().filter_map(Weak::upgrade).collect();
+    drop(tree);
+    for shared in &live {
+        shared.request_kill();
+    }
+    let deadline = Instant::now().checked_add(within);
+    for shared in &live {
+        drop(shared.wait_until(deadline, |i| i.finished()));
     }
 }
