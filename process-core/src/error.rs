@@ -311,6 +311,11 @@ pub enum ProcessError {
     /// An error made by the user's `Lifecycle::error`.
     #[error("{0}")]
     Custom(RemoteError),
+    /// The program is shutting down (`process_runtime::shutdown()`, or the graceful
+    /// phase after SIGTERM or SIGINT): no process starts until every process it is
+    /// stopping has ended.
+    #[error("the program is shutting down: no process starts until its processes have ended")]
+    ShuttingDown,
 }
 
 fn fmt_section(section: Option<Section>) -> String {

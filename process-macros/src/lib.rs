@@ -102,18 +102,33 @@ pub fn timethis(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Marks the program's `fn main`, so that a re-executed child process is taken over
-/// before any code of `main` runs (code before the entry point must not run twice).
+/// before any code of `main` runs (code before the entry point must not run twice), and
+/// so that SIGTERM and SIGINT (Ctrl-C) stop the program's processes gracefully.
 ///
-/// Without it, a constructor emitted by `derive(Process)` does the same before `main`;
-/// the attribute makes the entry point explicit. It takes no arguments and goes on a
-/// non-async function without parameters; with an async runtime, write the runtime's
-/// attribute above it:
+/// Without it, a constructor emitted by `derive(Process)` does the same takeover before
+/// `main`; the attribute makes the entry point explicit. It goes on a non-async
+/// function without parameters; with an async runtime, write the runtime's attribute
+/// above it:
 ///
 /// ```ignore
 /// #[tokio::main]
 /// #[process_runtime::main]
 /// async fn main() { /* ... */ }
 /// ```
+///
+/// # Signals
+///
+/// By default it calls `process_runtime::shutdown_on_signals()`: the first SIGTERM or
+/// SIGINT stops every process of the program gracefully, then the program exits with
+/// 143 (SIGTERM) or 130 (SIGINT); see that function. `signals = false` leaves both
+/// signals alone (they end the program at once, and its children die with it):
+///
+/// ```ignore
+/// #[process_runtime::main(signals = false)]
+/// fn main() { /* ... */ }
+/// ```
+///
+/// `signals` is the only option; it takes `true` or `false`.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     main_attr::main(args.into(), item.into()).into()

@@ -19,6 +19,31 @@ pub fn child_entry() {
     crate::child::enter_if_marked(crate::registry::entry_of, crate::registry::fingerprint);
 }
 
+/// Called at the top of a `#[process_runtime::main]` function, after [`child_entry`]
+/// (so never in a child): installs the signal handlers unless `signals = false`. The
+/// guard it returns is the function's first local, dropped after every other: when
+/// `main` returns (or unwinds) while a signal's graceful shutdown runs, it waits there
+/// for the exit instead of ending the processes still stopping.
+pub fn main_entered(signals: bool) -> MainGuard {
+    if signals {
+        if let Err(e) = crate::shutdown_on_signals() {
+            eprintln!("process-runtime: SIGTERM and SIGINT keep their default action: {e}");
+        }
+    }
+    MainGuard(())
+}
+
+/// See [`main_entered`].
+#[must_use]
+#[derive(Debug)]
+pub struct MainGuard(());
+
+impl Drop for MainGuard {
+    fn drop(&mut self) {
+        crate::shutdown::hold();
+    }
+}
+
 /// Emits the constructor that enters a re-executed child before `main` runs, so that
 /// tests, examples and doc tests need no setup of their own.
 #[macro_export]

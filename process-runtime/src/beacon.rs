@@ -42,6 +42,10 @@ use crate::{ProcessTimers, Section};
 
 /// Where the stop flag sits in the mapping, after the beacon word.
 const STOP_OFFSET: usize = 8;
+/// Where the parent says that the stop came from it (`Handle::stop`, a dropped handle,
+/// a shutdown), not from the process's own `cx.stop()`: a process stopped from above
+/// stops its own children before its `on_finish` (see `shutdown.rs`).
+const PARENT_STOP_OFFSET: usize = 9;
 /// Where the child says it wrote its timers (a byte, 0 or 1), so that the parent reads
 /// them only then: reading untouched pages of the mapping would fault them in.
 const WRITTEN_OFFSET: usize = 16;
@@ -169,6 +173,8 @@ pub(crate) struct ChildPage {
     pub(crate) word: &'static AtomicU64,
     /// The stop flag the parent sets.
     pub(crate) stop: &'static AtomicBool,
+    /// Set with `stop` when the stop came from the parent.
+    pub(crate) parent_stop: &'static AtomicBool,
     /// The timers the engine records into.
     pub(crate) timers: ChildTimers,
     /// The mailbox counters.
@@ -238,6 +244,23 @@ impl Beacon {
         }
     }
 
+    /// Asks the child to stop, saying that the parent asked: the parent-stop flag is
+    /// stored before the stop flag, with release ordering, so that a child that sees
+    /// the stop with acquire ordering sees where it came from.
+    pub(crate) fn request_stop(&self) {
+        // SAFETY: byte PARENT_STOP_OFFSET of a mapping longer than that, valid while
+        // `self` lives; as for `stop_flag`.
+        let parent_stop = unsafe {
+            self.mapping
+                .as_ptr()
+                .add(PARENT_STOP_OFFSET)
+                .cast::<AtomicBool>()
+                .as_ref()
+        };
+        parent_stop.store(true, Ordering::Relaxed);
+        self.stop_flag().store(true, Ordering::Release);
+    }
+
     /// The mailbox counters.
     pub(crate) fn mail(&self) -> &MailCounters {
         // SAFETY: an aligned range of the mapping (checked above), valid while `self`
@@ -267,6 +290,8 @@ impl Beacon {
         let word = unsafe { ptr.cast::<AtomicU64>().as_ref() };
         // SAFETY: see `stop_flag`; the mapping is never unmapped now.
         let stop = unsafe { ptr.add(STOP_OFFSET).cast::<AtomicBool>().as_ref() };
+        // SAFETY: as for `stop`, at PARENT_STOP_OFFSET.
+        let parent_stop = unsafe { ptr.add(PARENT_STOP_OFFSET).cast::<AtomicBool>().as_ref() };
         // SAFETY: byte WRITTEN_OFFSET of the mapping, never unmapped now; AtomicBool is
         // one byte, and the mapping starts zeroed (false). The parent only reads it.
         let written = unsafe { ptr.add(WRITTEN_OFFSET).cast::<AtomicBool>().as_ref() };
@@ -284,6 +309,7 @@ impl Beacon {
         ChildPage {
             word,
             stop,
+            parent_stop,
             timers: ChildTimers { timers, written },
             mail,
             taken,

@@ -25,6 +25,12 @@ use crate::{ProcessError, ProcessTimers, RecvError, SendError};
 /// Dropping a handle never leaves an orphan: a daemon is killed; any other process is
 /// asked to stop and waited for, for at most its `on_finish` timeout (60 s by default),
 /// then killed.
+///
+/// While a signal's graceful shutdown runs in a program that did not ask to be told
+/// (see [`shutdown_on_signals`](crate::shutdown_on_signals)), the methods that wait
+/// (`wait`, `wait_timeout`, `result`, `result_timeout`, `take_result`, `listen`,
+/// `tell`) and the drop of a running process's handle do not return: the program exits
+/// when every process has ended.
 #[derive(Debug)]
 pub struct Handle<T> {
     shared: Arc<Shared>,
@@ -81,13 +87,16 @@ impl<T: DeserializeOwned> Handle<T> {
     /// Blocks until the process has ended and every child of it has been reaped.
     pub fn wait(&self) {
         drop(crate::parent::reap::wait_for_end(&self.shared));
+        crate::shutdown::hold();
     }
 
     /// Blocks for at most `timeout`; returns whether the process has ended.
     /// `Duration::ZERO` polls without blocking.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        self.shared.wait_until(deadline, |i| i.finished()).1
+        let ended = self.shared.wait_until(deadline, |i| i.finished()).1;
+        crate::shutdown::hold();
+        ended
     }
 
     /// Asks the process to stop: the section running finishes, then `on_finish` and
@@ -99,6 +108,12 @@ impl<T: DeserializeOwned> Handle<T> {
     /// group is killed and the outcome is `ProcessError::Timeout`; a stopped process is
     /// not restarted, whatever lives remain (its failure goes to `error`). A section
     /// with no timeout (`"none"`) is waited for; use [`Handle::kill`] to end it.
+    ///
+    /// The stop reaches the whole tree: a process that started processes of its own
+    /// passes it on to them at once (its daemons are killed), and waits until they have
+    /// ended before its own `on_finish` runs; that wait counts against its
+    /// `timeout.onfinish`. A process that ends by itself (`num_loops`, `join_in`,
+    /// `cx.stop()`) leaves its children as they are.
     pub fn stop(&self) {
         self.shared.request_stop();
     }
@@ -139,7 +154,11 @@ impl<T: DeserializeOwned> Handle<T> {
             process_core::__encode_into(msg, prefix)?,
             std::any::type_name::<M>(),
         )?;
-        mailbox::tell(&self.shared, frame, wait)
+        let sent = mailbox::tell(&self.shared, frame, wait);
+        if wait {
+            crate::shutdown::hold();
+        }
+        sent
     }
 
     /// Takes the oldest message of type `M` the child sent (with `cx.tell`), waiting
@@ -159,14 +178,16 @@ impl<T: DeserializeOwned> Handle<T> {
     ) -> Result<M, RecvError> {
         let deadline = process_core::__deadline(timeout.into());
         let mut decoded = None;
-        mailbox::listen(
+        let listened = mailbox::listen(
             &self.shared,
             process_core::__tag_of::<M>(),
             deadline,
             &mut |body| {
                 decoded = Some(process_core::__decode::<M>(body));
             },
-        )?;
+        );
+        crate::shutdown::hold();
+        listened?;
         decoded.expect("listen hands over a message when it succeeds")
     }
 
@@ -219,7 +240,10 @@ impl<T: DeserializeOwned> Handle<T> {
             }
         });
         drop(inner);
-        f(decoded)
+        let out = f(decoded);
+        drop(output);
+        crate::shutdown::hold();
+        out
     }
 
     /// The child's timers, once the process has ended (empty before, and for sections
@@ -256,6 +280,7 @@ impl<T> Drop for Handle<T> {
         if self.shared.lock().finished() {
             return;
         }
+        crate::shutdown::hold();
         if self.shared.config.daemon {
             self.shared.request_kill();
         } else {

@@ -9,6 +9,7 @@ mod handle;
 mod parent;
 mod process;
 mod registry;
+mod shutdown;
 mod sys;
 mod wire;
 
@@ -78,6 +79,7 @@ pub use process_core::{
     RecvError, RemoteError, Section, SendError, TimeThis, Timeouts, Timer,
 };
 pub use process_macros::{main, timethis, Process};
+pub use shutdown::{shutdown, shutdown_on_signals, shutdown_requested, wait_for_shutdown};
 
 use process_core::__set_signal_names;
 

@@ -46,17 +46,23 @@ pub(crate) mod panic_location {
 
 /// Runs the lifecycle to its end: laps until stopped or a limit is reached, then
 /// `on_finish` and `result`. The first error or panic ends the run, wrapped by section.
+/// `before_on_finish` runs once the section is `OnFinish`, before the user's
+/// `on_finish` (and outside its timer): a process stopped by its parent stops its own
+/// children there, under `on_finish`'s limit.
 pub(crate) fn run<T: Lifecycle>(
     obj: &mut T,
     cx: &mut Context,
     beacon: &AtomicU64,
+    before_on_finish: fn(),
 ) -> Result<T::Output, ProcessError> {
     let mut tracker = Tracker {
         beacon,
         entries: 0,
         pid: cx.pid(),
     };
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| run_sections(obj, cx, &mut tracker)));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        run_sections(obj, cx, &mut tracker, before_on_finish)
+    }));
     match outcome {
         Ok(Ok(output)) => Ok(output),
         Ok(Err((section, error))) => Err(ProcessError::in_section(
@@ -118,6 +124,19 @@ fn section(
     call: impl FnOnce(&mut Context) -> Result<(), BoxError>,
 ) -> Result<(), SectionFailure> {
     tracker.enter(which);
+    entered_section(tracker, which, timed, lap_time, cx, call)
+}
+
+/// [`section`] once the beacon says `which`.
+#[inline(always)]
+fn entered_section(
+    tracker: &Tracker<'_>,
+    which: Section,
+    timed: bool,
+    lap_time: &mut Duration,
+    cx: &mut Context,
+    call: impl FnOnce(&mut Context) -> Result<(), BoxError>,
+) -> Result<(), SectionFailure> {
     // A disabled TRACE span costs a load and a branch; enabled, it lets a subscriber
     // in the child see every section call.
     let _span = tracing::trace_span!(
@@ -151,6 +170,7 @@ fn run_sections<T: Lifecycle>(
     obj: &mut T,
     cx: &mut Context,
     tracker: &mut Tracker<'_>,
+    before_on_finish: fn(),
 ) -> Result<T::Output, SectionFailure> {
     let stop = cx.__stop_flag();
     let stopped = || stop.load(Ordering::Relaxed);
@@ -203,7 +223,9 @@ fn run_sections<T: Lifecycle>(
         }
     }
     let mut unused = Duration::ZERO;
-    section(
+    tracker.enter(Section::OnFinish);
+    before_on_finish();
+    entered_section(
         tracker,
         Section::OnFinish,
         T::__TIMETHIS_ON_FINISH,
@@ -271,7 +293,7 @@ mod tests {
     }
 
     fn run<T: Lifecycle>(obj: &mut T, cx: &mut Context) -> Result<T::Output, ProcessError> {
-        super::run(obj, cx, &AtomicU64::new(beacon::NOT_STARTED))
+        super::run(obj, cx, &AtomicU64::new(beacon::NOT_STARTED), || {})
     }
 
     #[test]

@@ -125,6 +125,7 @@ fn handshake_and_run(
         parent_pid: marker.parent_pid,
         beacon: page.word,
         stop: page.stop,
+        parent_stop: page.parent_stop,
         timers: page.timers,
         mail: page.mail,
         taken: page.taken,

@@ -21,6 +21,8 @@ pub(crate) struct ChildRun {
     pub(super) parent_pid: u32,
     pub(super) beacon: &'static AtomicU64,
     pub(super) stop: &'static AtomicBool,
+    /// Set with `stop` when the parent asked for the stop.
+    pub(super) parent_stop: &'static AtomicBool,
     /// The process's timers, in the page shared with the parent.
     pub(super) timers: ChildTimers,
     /// The mailbox counters, in the same page.
@@ -50,11 +52,13 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
         parent_pid,
         beacon,
         stop,
+        parent_stop,
         timers,
         mail,
         taken,
         fault,
     } = run;
+    crate::shutdown::set_parent_stop(stop, parent_stop);
     let Ok(ToChild::Start {
         config,
         attempt,
@@ -87,20 +91,22 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
         .__with_port(Box::new(port));
     let mut failed = false;
     let outcome = match mode {
-        Mode::Run { last_life } => match engine::run(&mut obj, &mut cx, beacon) {
-            Ok(output) => Ok(output),
-            Err(error) if last_life => {
-                failed = true;
-                // The last attempt's own error, as it is: seed 003 hands `error` the
-                // wrapped section error, and a match on `Crashed` or `Timeout` must not
-                // depend on how many lives there were.
-                engine::handle_error(&mut obj, &mut cx, error, beacon).map_err(|e| (e, true))
+        Mode::Run { last_life } => {
+            match engine::run(&mut obj, &mut cx, beacon, crate::shutdown::before_on_finish) {
+                Ok(output) => Ok(output),
+                Err(error) if last_life => {
+                    failed = true;
+                    // The last attempt's own error, as it is: seed 003 hands `error` the
+                    // wrapped section error, and a match on `Crashed` or `Timeout` must not
+                    // depend on how many lives there were.
+                    engine::handle_error(&mut obj, &mut cx, error, beacon).map_err(|e| (e, true))
+                }
+                Err(error) => {
+                    failed = true;
+                    Err((error, false))
+                }
             }
-            Err(error) => {
-                failed = true;
-                Err((error, false))
-            }
-        },
+        }
         Mode::HandleError(error) => {
             engine::handle_error(&mut obj, &mut cx, error, beacon).map_err(|e| (e, true))
         }

@@ -147,7 +147,7 @@ fn prepare(shared: &Arc<Shared>, conn: &Conn, beacon: &Arc<Beacon>, attach: bool
         // A stop requested before this child existed applies to it (a stopped process
         // is not restarted, but `error` may still run, and should stop at once).
         if inner.stop_requested {
-            beacon.stop_flag().store(true, Ordering::Relaxed);
+            beacon.request_stop();
         }
         inner.beacon = Some(Arc::clone(beacon));
     }

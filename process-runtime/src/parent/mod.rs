@@ -18,6 +18,7 @@
 //! - [`reading`] lends a child's socket to a caller waiting in `listen`.
 //! - [`warm`] keeps children started ahead of time, for `keep_warm`.
 //! - [`shared`] is the state the handle and the supervisor share.
+//! - [`tree`] lists the processes that may still run, for a shutdown.
 
 pub(crate) mod attempt;
 pub(crate) mod deadline;
@@ -31,4 +32,5 @@ pub(crate) mod slots;
 pub(crate) mod spawn;
 pub(crate) mod start;
 pub(crate) mod supervisor;
+pub(crate) mod tree;
 pub(crate) mod warm;

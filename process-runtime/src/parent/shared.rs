@@ -9,7 +9,7 @@ use std::process::Child;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use super::mailbox::{Inbox, Outbox};
@@ -215,7 +215,7 @@ impl Shared {
         let mut inner = self.lock();
         inner.stop_requested = true;
         if let Some(beacon) = &inner.beacon {
-            beacon.stop_flag().store(true, Ordering::Relaxed);
+            beacon.request_stop();
         }
     }
 

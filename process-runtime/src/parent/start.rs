@@ -1,5 +1,6 @@
-//! `Process::start`: check and serialize the state, spawn the first attempt, and hand
-//! the rest to the [event loop](super::reactor).
+//! `Process::start`: check and serialize the state, spawn the first attempt, hand the
+//! rest to the [event loop](super::reactor), and register the process for a
+//! [shutdown](super::tree).
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use super::attempt::StartOptions;
 use super::reactor;
 use super::shared::Shared;
 use super::supervisor::Supervisor;
+use super::tree;
 use crate::wire::handoff::MARKER;
 use crate::wire::protocol::POSTCARD_LIMITS;
 use crate::{child, sys, Process, ProcessConfig, ProcessError};
@@ -38,6 +40,9 @@ pub(crate) fn start<T: Process>(
             "it serializes but does not deserialize back ({e}); {POSTCARD_LIMITS}"
         ))
     })?;
+    // Refused while a shutdown stops every process; otherwise registered once running,
+    // so that a shutdown finds it.
+    let ticket = tree::begin_start()?;
     let shared = Arc::new(Shared::new(config));
     let mut supervisor = Supervisor::new(
         Arc::clone(&shared),
@@ -47,5 +52,6 @@ pub(crate) fn start<T: Process>(
     );
     supervisor.spawn_first()?;
     reactor::adopt(supervisor)?;
+    ticket.register(&shared);
     Ok(shared)
 }

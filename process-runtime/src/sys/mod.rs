@@ -8,7 +8,8 @@
 //! Unix is the only implementation today (`unix.rs`): a socket pair for the channel,
 //! descriptors inherited across `exec`, a process group per child, `SIGKILL` for the
 //! group, a pidfd (Linux) or `waitid` polling to learn of an exit without reaping it,
-//! and a shared mapping (`memfd` on Linux) for the beacon.
+//! a shared mapping (`memfd` on Linux) for the beacon, and SIGTERM and SIGINT (through
+//! `signal-hook`) for a graceful shutdown.
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
@@ -152,6 +153,21 @@ pub(crate) fn signal_name(number: i32) -> Option<&'static str> {
 /// Ends this process at once with `code`: no destructors, no exit handlers, no flush.
 pub(crate) fn exit_now(code: i32) -> ! {
     imp::exit_now(code)
+}
+
+/// Calls `on_signal` with the signal's number, on a thread of its own, each time this
+/// process is asked to terminate: SIGTERM, or SIGINT (Ctrl-C). The handler itself only
+/// records the signal and wakes that thread (through signal-hook's self-pipe), so
+/// nothing that is not async-signal-safe runs in it. From then on these signals no
+/// longer end the process by themselves: `on_signal` decides.
+pub(crate) fn on_termination_signals(on_signal: fn(i32)) -> io::Result<()> {
+    imp::on_termination_signals(on_signal)
+}
+
+/// The exit code of a program that ends because of signal `number`, in the shell's
+/// convention: 128 + the number (143 after SIGTERM, 130 after SIGINT).
+pub(crate) fn exit_code_after_signal(number: i32) -> i32 {
+    imp::exit_code_after_signal(number)
 }
 
 /// Blocks until the child `pid` has exited, without reaping it, or `timeout` passes;

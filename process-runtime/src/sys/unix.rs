@@ -1,5 +1,9 @@
 //! Unix: socket pairs, descriptor inheritance, process groups, signals, shared mappings.
 //!
+//! SIGTERM and SIGINT are caught through `signal-hook`: its handler is async-signal
+//! safe (it writes a byte to a self-pipe), and what a signal means is decided on a
+//! thread that reads that pipe.
+//!
 //! `nix` makes the calls where it covers them; raw `libc` remains only for what it does
 //! not (`pidfd_open`, `_exit`, and `waitid` with `WNOWAIT` outside Linux).
 
@@ -205,6 +209,40 @@ pub(super) fn signal_name(number: i32) -> Option<&'static str> {
 pub(super) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and has no preconditions.
     unsafe { libc::_exit(code) }
+}
+
+pub(super) fn on_termination_signals(on_signal: fn(i32)) -> io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::iterator::Signals;
+    // The signals are registered on the thread that will read them, once it exists: a
+    // registration whose reader could not be started would leave the two signals
+    // swallowed (signal-hook cannot put the default action back).
+    let (registered, outcome) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("process-runtime-signals".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+                Ok(signals) => {
+                    let _ = registered.send(Ok(()));
+                    signals
+                }
+                Err(e) => {
+                    let _ = registered.send(Err(e));
+                    return;
+                }
+            };
+            for signal in signals.forever() {
+                on_signal(signal);
+            }
+        })?;
+    outcome
+        .recv()
+        .map_err(|_| io::Error::other("the signal thread ended before it was ready"))?
+}
+
+pub(super) fn exit_code_after_signal(number: i32) -> i32 {
+    128 + number
 }
 
 pub(super) fn wait_exited(pid: u32, timeout: Duration) -> io::Result<bool> {

@@ -1,0 +1,152 @@
+//! A program for `tests/shutdown.rs`: it starts a tree of processes, says it is ready,
+//! then does what its mode says while the test signals it. Not part of `cargo test` by
+//! itself.
+//!
+//! ```text
+//! shutdown_tree <dir> <mode>
+//! ```
+//!
+//! Starts a [`Worker`], a [`Nested`] process (which starts a worker of its own, the
+//! leaf), a [`Daemon`] and a [`Hung`] one, waits until each has written its pid, then
+//! writes `<dir>/ready`. Modes:
+//!
+//! - `signal`: waits for every result (a signal's shutdown holds those calls until the
+//!   program exits); writes `<dir>/main.returned` if they ever return.
+//! - `two-signals`: the same, with the hung process's `on_finish` limit at 20 s.
+//! - `told`: asks to be told with `shutdown_requested()`, polls it, then collects every
+//!   result into `<dir>/results`, tries a start, and returns from `main` (exit 0).
+//! - `told-wait`: the same, waiting with `wait_for_shutdown()`.
+//! - `on-demand`: calls `shutdown()`, writes the results, then starts and stops one more
+//!   worker, and exits 0.
+//! - `child-term`: starts only the worker and waits for its result, which the test
+//!   ends with a SIGTERM to the worker itself; writes it to `<dir>/results`.
+
+mod workers;
+
+use std::time::{Duration, Instant};
+
+use process_runtime::prelude::*;
+use workers::{pid_of, report, Daemon, Hung, Nested, Worker};
+
+struct Tree {
+    worker: Handle<String>,
+    nested: Handle<String>,
+    daemon: Handle<()>,
+    hung: Handle<()>,
+}
+
+impl Tree {
+    fn start(dir: &str, hung_limit: Duration) -> Result<Self, ProcessError> {
+        let tree = Tree {
+            worker: worker(dir, "worker").start()?,
+            nested: Nested {
+                dir: dir.into(),
+                leaf: None,
+            }
+            .start()?,
+            daemon: Daemon { dir: dir.into() }.start()?,
+            hung: Hung { dir: dir.into() }
+                .start_with(Hung::config().with_timeout(Section::OnFinish, Some(hung_limit)))?,
+        };
+        for name in ["worker", "nested", "leaf", "daemon", "hung"] {
+            pid_of(dir, name);
+        }
+        Ok(tree)
+    }
+
+    fn results(&self) -> String {
+        format!(
+            "worker: {:?}\nnested: {:?}\ndaemon: {:?}\nhung: {:?}\n",
+            self.worker.result(),
+            self.nested.result(),
+            self.daemon.result(),
+            self.hung.result()
+        )
+    }
+}
+
+fn worker(dir: &str, name: &str) -> Worker {
+    Worker {
+        dir: dir.into(),
+        name: name.into(),
+        finish_ms: 0,
+    }
+}
+
+#[process_runtime::main]
+fn main() -> Result<(), ProcessError> {
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().expect("a directory");
+    let mode = args.next().expect("a mode");
+    match mode.as_str() {
+        "signal" | "two-signals" => {
+            let limit = if mode == "signal" { 1 } else { 20 };
+            let tree = Tree::start(&dir, Duration::from_secs(limit))?;
+            report(&dir, "ready", "ready");
+            let results = tree.results();
+            report(&dir, "main.returned", &results);
+        }
+        "told" | "told-wait" => {
+            // Asking before any signal can come.
+            assert!(!process_runtime::shutdown_requested());
+            let tree = Tree::start(&dir, Duration::from_secs(1))?;
+            report(&dir, "ready", "ready");
+            if mode == "told" {
+                while !process_runtime::shutdown_requested() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            } else {
+                process_runtime::wait_for_shutdown();
+            }
+            let refused = worker(&dir, "late").start().map(|_| ());
+            let results = tree.results();
+            report(
+                &dir,
+                "results",
+                &format!("{results}start during the shutdown: {refused:?}\n"),
+            );
+        }
+        "on-demand" => {
+            let tree = Tree::start(&dir, Duration::from_secs(1))?;
+            report(&dir, "ready", "ready");
+            let began = Instant::now();
+            process_runtime::shutdown();
+            let took = began.elapsed();
+            let alive = [
+                tree.worker.is_alive(),
+                tree.nested.is_alive(),
+                tree.daemon.is_alive(),
+                tree.hung.is_alive(),
+            ];
+            let results = tree.results();
+            // The runtime starts processes again once the shutdown returned.
+            let again = worker(&dir, "again").start()?;
+            pid_of(&dir, "again");
+            again.stop();
+            report(
+                &dir,
+                "results",
+                &format!(
+                    "{results}alive after: {alive:?}\nshutdown took {} ms\nagain: {:?}\n\
+                     requested: {}\n",
+                    took.as_millis(),
+                    again.result(),
+                    process_runtime::shutdown_requested()
+                ),
+            );
+        }
+        "child-term" => {
+            let worker = worker(&dir, "worker").start()?;
+            pid_of(&dir, "worker");
+            report(&dir, "ready", "ready");
+            let result = worker.result();
+            report(
+                &dir,
+                "results",
+                &format!("{result:?}\nexit code: {:?}\n", worker.exit_code()),
+            );
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+#[process_runtime::main(signals = false, signals = true)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[process_runtime::main(signals = "off")]
+fn main() {}

@@ -1,0 +1,2 @@
+#[process_runtime::main(signals)]
+fn main() {}

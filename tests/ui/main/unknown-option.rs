@@ -1,0 +1,2 @@
+#[process_runtime::main(signal = false)]
+fn main() {}
