@@ -16,6 +16,12 @@ mod wire;
 #[doc(hidden)]
 pub mod __private;
 
+// The runtime's own entry constructor, so that a binary with no `#[derive(Process)]`
+// of its own (one that will start only functions and pools) is taken over in the child
+// too. (Rust keeps a library's constructors in the final link: they are `#[used]`
+// statics.)
+crate::__auto_entry!();
+
 /// Hooks for the transport's own tests: start a real child that misbehaves in a
 /// chosen way (a bad handshake, a garbage or truncated frame). Only with the
 /// `fault-injection` feature; not for use outside this project's tests.
