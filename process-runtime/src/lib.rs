@@ -2,6 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod beacon;
+mod call;
 mod child;
 #[cfg(feature = "fault-injection")]
 mod fault;
@@ -10,6 +11,7 @@ mod parent;
 mod process;
 mod registry;
 mod shutdown;
+mod spawn;
 mod sys;
 mod wire;
 
@@ -86,6 +88,7 @@ pub use process_core::{
 };
 pub use process_macros::{main, timethis, Process};
 pub use shutdown::{shutdown, shutdown_on_signals, shutdown_requested, wait_for_shutdown};
+pub use spawn::{spawn, Spawn};
 
 use process_core::__set_signal_names;
 

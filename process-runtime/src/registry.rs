@@ -32,6 +32,16 @@ impl Registration {
         }
     }
 
+    /// The registration of one of the runtime's own process types, whose child entry
+    /// point is `run` (`crate::child::run::<T>` with another encoding of the output).
+    pub(crate) const fn internal<T: Process>(tag: &'static str, run: fn(ChildRun) -> !) -> Self {
+        Self {
+            tag,
+            type_name: std::any::type_name::<T>,
+            run,
+        }
+    }
+
     /// The tag the parent names the type by in its start frame.
     pub(crate) fn tag(&self) -> &'static str {
         self.tag
@@ -43,8 +53,9 @@ pub(crate) fn entry_of(tag: &str) -> Option<fn(ChildRun) -> !> {
     REGISTRY.iter().find(|r| r.tag == tag).map(|r| r.run)
 }
 
-/// The fingerprint of this build's set of process types: a parent and a child that
-/// disagree on it were built from different code and refuse each other.
+/// The fingerprint of this build's set of process types and of where their code is: a
+/// parent and a child that disagree on it were built from different code and refuse
+/// each other.
 pub(crate) fn fingerprint() -> u64 {
     // FNV-1a, order-independent over registrations (summed), so the linker's order of
     // the table does not matter.
@@ -57,8 +68,15 @@ pub(crate) fn fingerprint() -> u64 {
     }
     let base = fnv(env!("CARGO_PKG_VERSION").as_bytes(), 0xcbf2_9ce4_8422_2325);
     let base = fnv(&crate::wire::protocol::PROTOCOL_VERSION.to_le_bytes(), base);
+    // Where each entry point sits relative to the anchor that function calls are
+    // measured from (see `call.rs`): two builds with the same process types but other
+    // code almost always differ there, so that a child of another build is refused
+    // before any code offset reaches it.
+    let anchor = crate::call::anchor();
     REGISTRY.iter().fold(base, |acc, reg| {
         let h = fnv(reg.tag.as_bytes(), base);
-        acc.wrapping_add(fnv((reg.type_name)().as_bytes(), h))
+        let h = fnv((reg.type_name)().as_bytes(), h);
+        let offset = (reg.run as usize).wrapping_sub(anchor) as u64;
+        acc.wrapping_add(fnv(&offset.to_le_bytes(), h))
     })
 }

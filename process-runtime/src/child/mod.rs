@@ -8,4 +8,4 @@ mod port;
 mod run;
 
 pub(crate) use entry::{enter_if_marked, exit_code};
-pub(crate) use run::{run, ChildRun};
+pub(crate) use run::{run, run_with, ChildRun};

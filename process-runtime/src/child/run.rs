@@ -11,7 +11,7 @@ use crate::beacon::{ChildTimers, MailCounters, Taken};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader};
 use crate::wire::protocol::{self, Mode, ReportTimers, ToChild, ToParent, POSTCARD_LIMITS};
-use crate::{Context, Process, ProcessError};
+use crate::{Context, Lifecycle, Process, ProcessError};
 
 /// What a registered type's entry point receives.
 pub(crate) struct ChildRun {
@@ -43,8 +43,29 @@ pub(super) fn report_fatal(send: &Conn, error: ProcessError) -> ! {
     sys::exit_now(exit_code::FAILED)
 }
 
+/// Turns a process's output into the bytes its report carries, which the parent's
+/// `Handle` decodes.
+pub(crate) type EncodeOutput<T> = fn(<T as Lifecycle>::Output) -> Result<Vec<u8>, ProcessError>;
+
 /// The entry point registered for `T`: decode the state, run, report, exit.
 pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
+    run_with::<T>(run, encode_output::<T>)
+}
+
+/// The report's bytes of an output: its postcard encoding.
+fn encode_output<T: Process>(output: T::Output) -> Result<Vec<u8>, ProcessError> {
+    postcard::to_allocvec(&output).map_err(|e| {
+        ProcessError::Output(format!(
+            "the child cannot encode `{}` ({e}); {POSTCARD_LIMITS}",
+            std::any::type_name::<T::Output>()
+        ))
+    })
+}
+
+/// [`run`], with the output turned into the report's bytes by `encode`: the runtime's
+/// own process types (a function call) report bytes that are already the encoding of
+/// what the parent's handle decodes.
+pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! {
     let ChildRun {
         frame,
         reader,
@@ -114,14 +135,11 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
     // The section timers stay where they are: the parent reads them from the page.
     let timers = ReportTimers::new(cx.__take_named_timers(), attempt, failed);
     let (report, code) = match outcome {
-        Ok(output) => match postcard::to_allocvec(&output) {
+        Ok(output) => match encode(output) {
             Ok(bytes) => (report_done(&bytes, timers, &fault), 0),
-            Err(e) => (
+            Err(error) => (
                 encode_report(&ToParent::Failed {
-                    error: ProcessError::Output(format!(
-                        "the child cannot encode `{}` ({e}); {POSTCARD_LIMITS}",
-                        std::any::type_name::<T::Output>()
-                    )),
+                    error,
                     timers,
                     last: true,
                 }),

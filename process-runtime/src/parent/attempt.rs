@@ -25,7 +25,8 @@ use crate::wire::handoff::{new_secret, SECRET_LEN};
 use crate::wire::protocol::{self, Kind, ReportTimers, ToParent};
 use crate::{registry, sys, ProcessError, Section};
 
-/// What the child is told besides the marker (only fault injection, for now).
+/// How a process is started beyond its configuration: what the child is told besides
+/// the marker (only fault injection, for now), and what the supervisor knows of the type.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct StartOptions {
     #[cfg(feature = "fault-injection")]
@@ -33,6 +34,10 @@ pub(crate) struct StartOptions {
     /// The payload of the frame that `Fault::RawFrameAfterStart` sends.
     #[cfg(feature = "fault-injection")]
     pub(crate) raw_frame: Vec<u8>,
+    /// The type's `error` is the default, which hands the error on as it is: when no
+    /// life is left after a crash or a timeout, that error is the outcome, and no
+    /// fresh child is spawned only to run `error`. Set for the runtime's own types.
+    pub(crate) default_error: bool,
 }
 
 impl StartOptions {

@@ -471,6 +471,12 @@ impl Supervisor {
                 self.mode = Mode::Run { last_life };
                 true
             }
+            // The type's `error` is the default: the error is the outcome as it is, and
+            // no child is spawned only to hand it on.
+            Decision::HandleError(error) if self.options.default_error => {
+                self.log_failure(pid, number, &error, "process failed");
+                return self.publish(Err(error), exit);
+            }
             Decision::HandleError(error) => {
                 self.log_failure(pid, number, &error, "attempt failed");
                 self.failed_exit = Some(exit);
