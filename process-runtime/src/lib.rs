@@ -8,6 +8,7 @@ mod child;
 mod fault;
 mod handle;
 mod parent;
+mod pool;
 mod process;
 mod registry;
 mod shutdown;
@@ -81,6 +82,7 @@ pub mod __testing {
 }
 
 pub use handle::Handle;
+pub use pool::{Imap, ImapUnordered, Pool, PoolBuilder};
 pub use process::Process;
 pub use process_core::{
     BoxError, Context, Exit, Lifecycle, Outcome, ProcessConfig, ProcessError, ProcessTimers,
@@ -112,7 +114,7 @@ pub fn keep_warm(n: usize) -> Result<(), ProcessError> {
 /// Everything a user needs in scope: `use process_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        timethis, BoxError, Context, Handle, Lifecycle, Outcome, Process, ProcessConfig,
+        timethis, BoxError, Context, Handle, Lifecycle, Outcome, Pool, Process, ProcessConfig,
         ProcessError, ProcessTimers, RecvError, Section, SendError, TimeThis, Timer,
     };
 }

@@ -1,17 +1,58 @@
-//! Functions and pools: `spawn(arg, f)` and `Pool`, with real child processes.
+//! Functions and pools: `spawn(arg, f)` and `Pool`, with real worker processes.
+//!
+//! The pool tests port the applicable cases of CPython's `_TestPool` and
+//! `_TestPoolWorkerErrors` (`Lib/test/_test_multiprocessing.py`), named after the case
+//! they port, and the broken-pool cases of `concurrent.futures`
+//! (`Lib/test/test_concurrent_futures/test_deadlock.py` and `test_process_pool.py`),
+//! where a worker that dies breaks the whole executor. Here it must not: each of those
+//! deaths costs its own item, and the same pool serves the next call.
 //!
 //! This file has no `#[derive(Process)]`: the runtime's own entry constructor is what
-//! takes the re-executed children over.
+//! takes the re-executed workers over.
+//!
+//! Most tests run in parallel; the one that counts this process's children and
+//! descriptors takes [`exclusive`], every other test [`shared`].
 
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use process_runtime::prelude::*;
 use process_runtime::{Exit, Spawn};
-use process_runtime_tests::{no_core_dumps, sleep_forever, write_atomically, Scratch};
+use process_runtime_tests::{
+    child_processes, describe_descriptors, no_core_dumps, open_descriptors, reaped, sleep_forever,
+    wait_for_file, write_atomically, Scratch,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+static PROCESSES: RwLock<()> = RwLock::new(());
+
+/// For a test that only needs its own processes.
+fn shared() -> RwLockReadGuard<'static, ()> {
+    PROCESSES.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// For a test that counts every child and descriptor of this process.
+fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    PROCESSES.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn sqr(x: u64) -> u64 {
     x * x
+}
+
+fn pool(workers: usize) -> Pool {
+    Pool::new(workers).expect("the workers start")
+}
+
+/// A write to an address no process can map: a real SIGSEGV, raised by the MMU.
+fn segfault() -> ! {
+    no_core_dumps();
+    let unmapped = 16usize as *mut u8;
+    // SAFETY: not safe at all, on purpose: the write faults and the process dies.
+    unsafe { std::ptr::write_volatile(unmapped, 1) };
+    unreachable!("a write to an unmapped address did not fault")
 }
 
 fn abort() -> ! {
@@ -33,10 +74,20 @@ fn panic_message(e: &ProcessError) -> &str {
     }
 }
 
+/// The payload of a panic caught in the caller, as text.
+fn caught_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 // --- spawn ---------------------------------------------------------------------------
 
 #[test]
 fn spawn_returns_the_value_of_a_closure() {
+    let _g = shared();
     let h = process_runtime::spawn(21u64, |x| x * 2).unwrap();
     assert_eq!(h.result(), Ok(42));
     assert_eq!(h.exit_code(), Some(0));
@@ -45,6 +96,7 @@ fn spawn_returns_the_value_of_a_closure() {
 
 #[test]
 fn spawn_runs_a_fn_item_named_after_it() {
+    let _g = shared();
     let h = process_runtime::spawn(12, sqr).unwrap();
     assert_eq!(h.result(), Ok(144));
     assert_eq!(h.name(), "pool::sqr");
@@ -54,6 +106,7 @@ fn spawn_runs_a_fn_item_named_after_it() {
 
 #[test]
 fn spawn_of_a_panicking_function_is_a_main_loop_error_with_the_message() {
+    let _g = shared();
     let h = process_runtime::spawn(7u32, |x: u32| -> u32 { panic!("no luck with {x}") }).unwrap();
     let e = h.result().unwrap_err();
     assert_eq!(panic_message(&e), "no luck with 7");
@@ -69,6 +122,7 @@ fn spawn_of_a_panicking_function_is_a_main_loop_error_with_the_message() {
 
 #[test]
 fn spawn_of_a_function_that_aborts_is_a_crash_with_the_signal() {
+    let _g = shared();
     let h = process_runtime::spawn((), |()| -> u8 { abort() }).unwrap();
     assert_eq!(h.result(), Err(crashed(Exit::Signal(libc::SIGABRT))));
 }
@@ -81,6 +135,7 @@ fn abort_after_writing_pid(path: String) -> u8 {
 
 #[test]
 fn spawn_of_a_crashing_call_spawns_no_child_only_to_run_error() {
+    let _g = shared();
     let dir = Scratch::new("spawn-crash");
     let path = dir.file("pid").to_string_lossy().into_owned();
     let h = process_runtime::spawn(path.clone(), abort_after_writing_pid).unwrap();
@@ -105,6 +160,7 @@ fn fail_once(path: String) -> String {
 
 #[test]
 fn spawn_with_lives_from_the_builder_retries_a_failed_call() {
+    let _g = shared();
     let dir = Scratch::new("spawn-lives");
     let path = dir.file("tried").to_string_lossy().into_owned();
     let h = Spawn::new()
@@ -123,6 +179,7 @@ fn spawn_with_lives_from_the_builder_retries_a_failed_call() {
 
 #[test]
 fn spawn_with_a_timeout_from_the_builder_kills_a_hung_call() {
+    let _g = shared();
     let limit = Duration::from_millis(200);
     let started = Instant::now();
     let h = Spawn::new()
@@ -158,10 +215,846 @@ impl<'de> Deserialize<'de> for Undecodable {
 
 #[test]
 fn spawn_refuses_an_argument_that_does_not_come_back_before_starting_a_child() {
+    let _g = shared();
     let e = process_runtime::spawn(Undecodable, |_: Undecodable| 1u8).unwrap_err();
     assert!(
         matches!(&e, ProcessError::State(m)
             if m.contains("`pool::Undecodable`, serializes but does not deserialize back")),
         "{e}"
+    );
+}
+
+// --- _TestPool ------------------------------------------------------------------------
+
+#[test]
+fn test_apply() {
+    let _g = shared();
+    let pool = pool(2);
+    assert_eq!(pool.apply(sqr, 5), Ok(25));
+    assert_eq!(pool.apply(|(x, y): (u64, u64)| x * y, (3, 4)), Ok(12));
+}
+
+#[test]
+fn test_map() {
+    let _g = shared();
+    let pool = pool(4);
+    let want: Vec<Result<u64, ProcessError>> = (0..10).map(|x| Ok(sqr(x))).collect();
+    assert_eq!(pool.map(sqr, 0..10), want);
+    let chunked = Pool::builder().workers(4).chunk_size(20).build().unwrap();
+    let want: Vec<Result<u64, ProcessError>> = (0..100).map(|x| Ok(sqr(x))).collect();
+    assert_eq!(chunked.map(sqr, 0..100), want);
+}
+
+#[test]
+fn test_starmap() {
+    let _g = shared();
+    let pool = pool(2);
+    let pairs: Vec<(u64, u64)> = (0..100).zip((0..100).rev()).collect();
+    let want: Vec<Result<u64, ProcessError>> = pairs.iter().map(|&(x, y)| Ok(x * y)).collect();
+    assert_eq!(pool.map(|(x, y): (u64, u64)| x * y, pairs), want);
+}
+
+/// Serializes to an error: it never leaves the parent.
+#[derive(Debug, Deserialize)]
+struct Unserializable;
+
+impl Serialize for Unserializable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("Unserializable never serializes"))
+    }
+}
+
+#[test]
+fn test_map_unplicklable() {
+    let _g = shared();
+    // Issue #19425: failure to serialize must not hang; here each item gets its error.
+    let pool = pool(2);
+    let results = pool.map(|_: Unserializable| 1u8, (0..10).map(|_| Unserializable));
+    assert_eq!(results.len(), 10);
+    for r in results {
+        assert!(
+            matches!(&r, Err(ProcessError::State(m))
+                if m.contains("the argument, a `pool::Unserializable`, does not serialize")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(pool.map(sqr, [3]), [Ok(9)]);
+}
+
+#[test]
+fn test_map_chunksize() {
+    let _g = shared();
+    // pool.map with a chunk size must not stall on an empty input.
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    let started = Instant::now();
+    assert_eq!(pool.map(sqr, []), []);
+    assert!(started.elapsed() < Duration::from_millis(100));
+}
+
+/// Yields `0..total`, panicking instead of yielding `when`.
+fn panicking_input(total: u64, when: u64) -> impl Iterator<Item = u64> {
+    (0..total).inspect(move |&i| {
+        if i == when {
+            panic!("Somebody said when");
+        }
+    })
+}
+
+#[test]
+fn test_map_handle_iterable_exception() {
+    let _g = shared();
+    let pool = pool(2);
+    for (total, when) in [(1, 0), (1, 0), (10, 3)] {
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| {
+            pool.map(sqr, panicking_input(total, when))
+        }))
+        .unwrap_err();
+        assert_eq!(caught_message(caught.as_ref()), "Somebody said when");
+    }
+    // The pool is untouched.
+    assert_eq!(pool.map(sqr, 0..3), [Ok(0), Ok(1), Ok(4)]);
+}
+
+#[test]
+fn test_imap() {
+    let _g = shared();
+    let pool = pool(4);
+    let all: Vec<u64> = pool.imap(sqr, 0..10).map(Result::unwrap).collect();
+    assert_eq!(all, (0..10).map(sqr).collect::<Vec<_>>());
+
+    let mut it = pool.imap(sqr, 0..10);
+    for i in 0..10 {
+        assert_eq!(it.next(), Some(Ok(i * i)));
+    }
+    assert_eq!(it.next(), None);
+
+    let chunked = Pool::builder().workers(4).chunk_size(100).build().unwrap();
+    let mut it = chunked.imap(sqr, 0..1000);
+    for i in 0..1000 {
+        assert_eq!(it.next(), Some(Ok(i * i)));
+    }
+    assert_eq!(it.next(), None);
+}
+
+#[test]
+fn test_imap_handle_iterable_exception() {
+    let _g = shared();
+    for chunk in [1, 2, 4] {
+        let pool = Pool::builder()
+            .workers(2)
+            .chunk_size(chunk)
+            .build()
+            .unwrap();
+        // At the very first item, and again (reentrant).
+        for _ in 0..2 {
+            let mut it = pool.imap(sqr, panicking_input(1, 0));
+            let caught = panic::catch_unwind(AssertUnwindSafe(|| it.next())).unwrap_err();
+            assert_eq!(caught_message(caught.as_ref()), "Somebody said when");
+        }
+        // Every item before it first, in order, then the panic, whatever the chunk.
+        let mut it = pool.imap(sqr, panicking_input(20, 7));
+        for i in 0..7 {
+            assert_eq!(it.next(), Some(Ok(i * i)), "chunk {chunk}");
+        }
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| it.next())).unwrap_err();
+        assert_eq!(caught_message(caught.as_ref()), "Somebody said when");
+    }
+}
+
+#[test]
+fn test_imap_unordered() {
+    let _g = shared();
+    let pool = pool(4);
+    let mut all: Vec<u64> = pool
+        .imap_unordered(sqr, 0..10)
+        .map(Result::unwrap)
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..10).map(sqr).collect::<Vec<_>>());
+
+    let chunked = Pool::builder().workers(4).chunk_size(100).build().unwrap();
+    let mut all: Vec<u64> = chunked
+        .imap_unordered(sqr, 0..1000)
+        .map(Result::unwrap)
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..1000).map(sqr).collect::<Vec<_>>());
+}
+
+#[test]
+fn test_imap_unordered_handle_iterable_exception() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(2).build().unwrap();
+    let mut it = pool.imap_unordered(sqr, panicking_input(1, 0));
+    assert!(panic::catch_unwind(AssertUnwindSafe(|| it.next())).is_err());
+    drop(it);
+    // Every item read before the panic is handed back first, in some order.
+    let mut it = pool.imap_unordered(sqr, panicking_input(20, 7));
+    let mut seen: Vec<u64> = (0..7).map(|_| it.next().unwrap().unwrap()).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..7).map(sqr).collect::<Vec<_>>());
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| it.next())).unwrap_err();
+    assert_eq!(caught_message(caught.as_ref()), "Somebody said when");
+}
+
+/// Sleeps `ms` milliseconds, then returns it.
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn imap_unordered_yields_each_result_as_its_item_finishes() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    let order: Vec<u64> = pool
+        .imap_unordered(nap, [600, 0, 0, 0, 0])
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(order.last(), Some(&600), "{order:?}");
+    // In order, the slow first item holds the others back.
+    let started = Instant::now();
+    let mut it = pool.imap(nap, [600, 0, 0]);
+    assert_eq!(it.next(), Some(Ok(600)));
+    assert!(started.elapsed() >= Duration::from_millis(600));
+}
+
+#[test]
+fn test_make_pool() {
+    let _g = shared();
+    assert!(matches!(Pool::new(0), Err(ProcessError::Config(_))));
+    assert!(matches!(
+        Pool::builder().workers(1).item_lives(0).build(),
+        Err(ProcessError::Config(_))
+    ));
+    assert!(matches!(
+        Pool::builder().workers(1).chunk_size(0).build(),
+        Err(ProcessError::Config(_))
+    ));
+    let pool = pool(3);
+    assert_eq!(pool.workers(), 3);
+    let pids = std::collections::BTreeSet::from_iter(
+        pool.map(|_: u64| std::process::id(), 0..300)
+            .into_iter()
+            .map(Result::unwrap),
+    );
+    assert!(!pids.is_empty() && pids.len() <= 3, "{pids:?}");
+    assert!(!pids.contains(&std::process::id()));
+}
+
+#[test]
+fn pool_default_has_one_worker_per_core() {
+    let _g = shared();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(Pool::default().workers(), cores);
+}
+
+#[test]
+fn test_terminate() {
+    let _g = shared();
+    // Items that take for ever: dropping the pool does not wait for them.
+    let pool = Pool::builder()
+        .workers(3)
+        .chunk_size(1)
+        .item_timeout(None)
+        .build()
+        .unwrap();
+    let it = pool.imap_unordered(
+        |()| -> u8 { sleep_forever() },
+        std::iter::repeat_n((), 10_000),
+    );
+    assert!(it.size_hint().0 > 0);
+    std::thread::sleep(Duration::from_millis(200)); // some items start
+    let started = Instant::now();
+    drop(it);
+    drop(pool);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn dropping_an_imap_iterator_frees_the_workers_of_its_running_items() {
+    let _g = shared();
+    let pool = Pool::builder()
+        .workers(1)
+        .chunk_size(1)
+        .item_timeout(None)
+        .build()
+        .unwrap();
+    let mut it = pool.imap(|x: u64| if x == 1 { sleep_forever() } else { x }, [0, 1, 2]);
+    assert_eq!(it.next(), Some(Ok(0)));
+    std::thread::sleep(Duration::from_millis(100)); // item 1 runs, for ever
+    assert_eq!(it.size_hint(), (2, Some(2)));
+    drop(it);
+    let started = Instant::now();
+    assert_eq!(pool.apply(sqr, 3), Ok(9));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn test_empty_iterable() {
+    let _g = shared();
+    let pool = pool(1);
+    assert_eq!(pool.map(sqr, []), []);
+    assert_eq!(pool.imap(sqr, []).count(), 0);
+    assert_eq!(pool.imap_unordered(sqr, []).count(), 0);
+}
+
+#[test]
+fn test_traceback() {
+    let _g = shared();
+    // The error names what the function raised, and where.
+    let pool = pool(1);
+    let e = pool
+        .apply(
+            |x: u32| -> u32 { panic!("RuntimeError({x}) # some comment") },
+            123,
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "MainLoopError: panic: RuntimeError(123) # some comment"
+    );
+    assert!(e
+        .remote()
+        .unwrap()
+        .panic_location()
+        .unwrap()
+        .contains("pool.rs"));
+    // The worker lives on: the next item runs in the same process.
+    let pids = pool.map(|_: u8| std::process::id(), [0, 1]);
+    assert_eq!(pids[0], pids[1]);
+}
+
+fn raise_large_value_error(x: u64) -> u64 {
+    if x == 0 {
+        // The default hook would print the whole message.
+        std::panic::set_hook(Box::new(|_| {}));
+        panic!("{}", "x".repeat(1 << 20));
+    }
+    x
+}
+
+#[test]
+fn test_map_no_failfast() {
+    let _g = shared();
+    // Issue #23992: an error does not stop the other items; each gets its result.
+    let pool = pool(2);
+    let results = pool.map(raise_large_value_error, 0..4);
+    assert_eq!(
+        panic_message(results[0].as_ref().unwrap_err()).len(),
+        1 << 20
+    );
+    assert_eq!(results[1..], [Ok(1), Ok(2), Ok(3)]);
+}
+
+/// Serializes with an error: in the worker, as a result.
+#[derive(Debug)]
+struct UnpicklableResult;
+
+impl Serialize for UnpicklableResult {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("cannot pickle"))
+    }
+}
+
+impl<'de> Deserialize<'de> for UnpicklableResult {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| UnpicklableResult)
+    }
+}
+
+/// The pids of a pool's workers: with items that each hold a worker for a while, every
+/// worker takes one.
+fn worker_pids(pool: &Pool) -> std::collections::BTreeSet<u32> {
+    pool.map(
+        |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+            std::process::id()
+        },
+        vec![100; pool.workers() * 2],
+    )
+    .into_iter()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn test_unpickleable_result() {
+    let _g = shared();
+    // _TestPoolWorkerErrors: encoding errors must not cost the pool its workers.
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    let pids = worker_pids(&pool);
+    assert_eq!(pids.len(), 2);
+    for _ in 0..20 {
+        let e = pool.apply(|()| UnpicklableResult, ()).unwrap_err();
+        assert!(
+            matches!(&e, ProcessError::Output(m)
+                if m.contains("the child cannot encode the result, a `pool::UnpicklableResult`")),
+            "{e}"
+        );
+    }
+    assert_eq!(worker_pids(&pool), pids, "a worker was replaced");
+}
+
+// --- concurrent.futures: deaths that break a ProcessPoolExecutor ---------------------
+
+/// Runs `f` on 0..8 in chunks of 4 on two workers: only item 2 dies. Checks every other
+/// result, then that the same pool still serves a call with every worker.
+fn only_item_two_dies(f: impl Fn(u64) -> u64) -> ProcessError {
+    let pool = Pool::builder().workers(2).chunk_size(4).build().unwrap();
+    let mut results = pool.map(f, 0..8);
+    let died = results.remove(2).unwrap_err();
+    assert_eq!(results, [0, 1, 3, 4, 5, 6, 7].map(Ok));
+    assert_eq!(
+        pool.map(sqr, 0..100)
+            .into_iter()
+            .filter(Result::is_ok)
+            .count(),
+        100
+    );
+    died
+}
+
+#[test]
+fn test_crash_during_func_exec_on_worker() {
+    let _g = shared();
+    let died = only_item_two_dies(|x| if x == 2 { segfault() } else { x });
+    assert_eq!(died, crashed(Exit::Signal(libc::SIGSEGV)));
+    assert_eq!(
+        died.to_string(),
+        "the process crashed in main_loop with signal 11 (SIGSEGV)"
+    );
+}
+
+#[test]
+fn test_abort_during_func_exec_on_worker() {
+    let _g = shared();
+    let died = only_item_two_dies(|x| if x == 2 { abort() } else { x });
+    assert_eq!(died, crashed(Exit::Signal(libc::SIGABRT)));
+}
+
+#[test]
+fn test_exit_during_func_exec_on_worker() {
+    let _g = shared();
+    let died = only_item_two_dies(|x| if x == 2 { std::process::exit(1) } else { x });
+    assert_eq!(died, crashed(Exit::Code(1)));
+}
+
+#[test]
+fn test_traceback_when_child_process_terminates_abruptly() {
+    let _g = shared();
+    // gh-139462: the error says how the worker ended (os._exit(99)).
+    let pool = pool(1);
+    let e = pool
+        .apply(|code: i32| -> u8 { std::process::exit(code) }, 99)
+        .unwrap_err();
+    assert_eq!(e, crashed(Exit::Code(99)));
+    assert!(e.to_string().contains("exit code 99"), "{e}");
+    assert_eq!(pool.apply(sqr, 3), Ok(9));
+}
+
+#[test]
+fn test_error_during_func_exec_on_worker() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(4).build().unwrap();
+    let pids = pool.map(
+        |x: u64| {
+            if x == 2 {
+                panic!("RuntimeError")
+            } else {
+                std::process::id()
+            }
+        },
+        0..4,
+    );
+    assert_eq!(panic_message(pids[2].as_ref().unwrap_err()), "RuntimeError");
+    // A panic is caught around its item: the rest of the chunk ran in the same worker.
+    assert_eq!(pids[0], pids[3]);
+}
+
+/// Decodes only in the parent; in a worker, decoding it crashes the worker.
+#[derive(Debug)]
+struct CrashAtUnpickle;
+
+impl Serialize for CrashAtUnpickle {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_unit()
+    }
+}
+
+impl<'de> Deserialize<'de> for CrashAtUnpickle {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        abort()
+    }
+}
+
+#[test]
+fn test_crash_at_task_unpickle() {
+    let _g = shared();
+    let pool = pool(2);
+    let e = pool
+        .apply(|_: CrashAtUnpickle| 0u8, CrashAtUnpickle)
+        .unwrap_err();
+    assert_eq!(e, crashed(Exit::Signal(libc::SIGABRT)));
+    assert_eq!(pool.apply(sqr, 4), Ok(16));
+}
+
+#[test]
+fn test_error_at_task_unpickle() {
+    let _g = shared();
+    let pool = pool(2);
+    let e = pool.apply(|_: Undecodable| 0u8, Undecodable).unwrap_err();
+    assert!(
+        matches!(&e, ProcessError::State(m)
+            if m.contains("the child cannot decode the argument, a `pool::Undecodable`")),
+        "{e}"
+    );
+    assert_eq!(pool.apply(sqr, 4), Ok(16));
+}
+
+/// Encoding it (a worker's result) crashes the worker.
+#[derive(Debug)]
+struct CrashAtPickle;
+
+impl Serialize for CrashAtPickle {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        segfault()
+    }
+}
+
+impl<'de> Deserialize<'de> for CrashAtPickle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| CrashAtPickle)
+    }
+}
+
+#[test]
+fn test_crash_during_result_pickle_on_worker() {
+    let _g = shared();
+    let pool = pool(2);
+    let e = pool.apply(|()| CrashAtPickle, ()).unwrap_err();
+    assert_eq!(e, crashed(Exit::Signal(libc::SIGSEGV)));
+    assert_eq!(pool.apply(sqr, 5), Ok(25));
+}
+
+#[test]
+fn test_error_during_result_unpickle_in_result_handler() {
+    let _g = shared();
+    // The result encodes in the worker but does not decode in the parent.
+    let pool = pool(2);
+    let e = pool.apply(|()| Undecodable, ()).unwrap_err();
+    assert!(
+        matches!(&e, ProcessError::Output(m) if m.contains("the parent cannot decode `pool::Undecodable`")),
+        "{e}"
+    );
+    assert_eq!(pool.apply(sqr, 5), Ok(25));
+}
+
+/// Writes this worker's pid to `path`, then waits to be killed.
+fn wait_for_kill(path: String) -> u8 {
+    write_atomically(&path, &std::process::id().to_string()).unwrap();
+    sleep_forever()
+}
+
+#[test]
+fn test_killed_child() {
+    let _g = shared();
+    // A worker killed from outside while it runs an item costs that item only.
+    let dir = Scratch::new("killed-child");
+    let file = dir.file("pid");
+    let path = file.to_string_lossy().into_owned();
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    let killer = std::thread::spawn(move || {
+        let pid: i32 = wait_for_file(&file, Duration::from_secs(20))
+            .unwrap()
+            .parse()
+            .unwrap();
+        // SAFETY: kill only sends a signal, to a worker of ours.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    });
+    let inputs = ["a".to_owned(), path, "b".to_owned()];
+    let results = pool.map(
+        |s: String| if s.len() > 1 { wait_for_kill(s) } else { 1 },
+        inputs,
+    );
+    killer.join().unwrap();
+    assert_eq!(
+        results,
+        [Ok(1), Err(crashed(Exit::Signal(libc::SIGKILL))), Ok(1)]
+    );
+    // Submitting other jobs works.
+    assert_eq!(pool.apply(|(x, y): (u64, u32)| x.pow(y), (2, 8)), Ok(256));
+}
+
+#[test]
+fn test_crash_big_data() {
+    let _g = shared();
+    // gh-94777: workers crash while big arguments are on the way to them.
+    let pool = pool(2);
+    let data = "a".repeat(1 << 20);
+    let results = pool.map(
+        |s: String| -> usize {
+            if s.is_empty() {
+                0
+            } else {
+                segfault()
+            }
+        },
+        std::iter::repeat_n(data, 10),
+    );
+    assert_eq!(results, vec![Err(crashed(Exit::Signal(libc::SIGSEGV))); 10]);
+    assert_eq!(pool.map(sqr, [1, 2]), [Ok(1), Ok(4)]);
+}
+
+#[test]
+fn test_shutdown_deadlock() {
+    let _g = shared();
+    // A worker that fails while the pool is being dropped does not hang the drop.
+    let pool = pool(2);
+    let it = pool.imap(
+        |ms: u64| -> u8 {
+            std::thread::sleep(Duration::from_millis(ms));
+            segfault()
+        },
+        [100, 100],
+    );
+    assert!(it.size_hint().1.is_some());
+    std::thread::sleep(Duration::from_millis(20));
+    let started = Instant::now();
+    drop(it);
+    drop(pool);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+// --- what the pool adds ---------------------------------------------------------------
+
+#[test]
+fn the_rest_of_a_dead_workers_chunk_runs_on_another_worker() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(8).build().unwrap();
+    let results = pool.map(
+        |x: u64| if x == 3 { abort() } else { std::process::id() },
+        0..8,
+    );
+    let before = results[0].clone().unwrap();
+    assert_eq!(results[1], Ok(before));
+    assert_eq!(results[2], Ok(before));
+    assert_eq!(results[3], Err(crashed(Exit::Signal(libc::SIGABRT))));
+    for r in &results[4..] {
+        assert_ne!(r.clone().unwrap(), before, "the dead worker ran it");
+    }
+}
+
+#[test]
+fn a_pool_never_breaks_whatever_its_items_do() {
+    let _g = shared();
+    // Every kind of death, mixed with good items, twice over on the same pool.
+    let pool = Pool::builder().workers(2).chunk_size(3).build().unwrap();
+    for _ in 0..2 {
+        let results = pool.map(
+            |x: u64| match x % 5 {
+                1 => abort(),
+                2 => segfault(),
+                3 => panic!("item {x}"),
+                4 => std::process::exit(7),
+                _ => x,
+            },
+            0..20,
+        );
+        for (x, r) in (0..20u64).zip(results) {
+            match x % 5 {
+                1 => assert_eq!(r, Err(crashed(Exit::Signal(libc::SIGABRT)))),
+                2 => assert_eq!(r, Err(crashed(Exit::Signal(libc::SIGSEGV)))),
+                3 => assert_eq!(panic_message(r.as_ref().unwrap_err()), format!("item {x}")),
+                4 => assert_eq!(r, Err(crashed(Exit::Code(7)))),
+                _ => assert_eq!(r, Ok(x)),
+            }
+        }
+    }
+}
+
+#[test]
+fn an_item_past_its_timeout_is_killed_and_costs_only_itself() {
+    let _g = shared();
+    let limit = Duration::from_millis(300);
+    let pool = Pool::builder()
+        .workers(2)
+        .chunk_size(4)
+        .item_timeout(limit)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let results = pool.map(|x: u64| if x == 1 { sleep_forever() } else { x }, 0..6);
+    assert_eq!(
+        results,
+        [
+            Ok(0),
+            Err(ProcessError::Timeout {
+                section: Section::MainLoop,
+                limit
+            }),
+            Ok(2),
+            Ok(3),
+            Ok(4),
+            Ok(5)
+        ]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Appends a line to `path` for each attempt; fails (aborts, or panics when `panics`)
+/// until the `succeed_at`th attempt.
+fn fails_until((path, succeed_at, panics): (String, usize, bool)) -> usize {
+    let mut tries = std::fs::read_to_string(&path).unwrap_or_default();
+    tries.push('x');
+    std::fs::write(&path, &tries).unwrap();
+    if tries.len() < succeed_at {
+        if panics {
+            panic!("attempt {}", tries.len());
+        }
+        abort();
+    }
+    tries.len()
+}
+
+#[test]
+fn item_lives_retry_a_failed_item_in_a_fresh_attempt() {
+    let _g = shared();
+    let dir = Scratch::new("item-lives");
+    let file = |name: &str| dir.file(name).to_string_lossy().into_owned();
+    let pool = Pool::builder()
+        .workers(2)
+        .chunk_size(2)
+        .item_lives(3)
+        .build()
+        .unwrap();
+    let results = pool.map(
+        fails_until,
+        [
+            (file("crashes-once"), 2, false),
+            (file("fine"), 0, false),
+            (file("panics-twice"), 3, true),
+            (file("panics-always"), 9, true),
+        ],
+    );
+    assert_eq!(results[0], Ok(2));
+    assert_eq!(results[1], Ok(1));
+    assert_eq!(results[2], Ok(3));
+    assert_eq!(
+        panic_message(results[3].as_ref().unwrap_err()),
+        "attempt 3",
+        "the last attempt's own error"
+    );
+    assert_eq!(
+        std::fs::read_to_string(file("panics-always")).unwrap(),
+        "xxx"
+    );
+}
+
+#[test]
+fn imap_reads_its_input_lazily_and_runs_an_endless_input_in_bounded_memory() {
+    let _g = shared();
+    let pool = pool(2);
+    let read = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&read);
+    let endless = (0u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut it = pool.imap(|x: u64| x + 1, endless);
+    assert_eq!(it.next(), Some(Ok(1)));
+    let first = read.load(Ordering::Relaxed);
+    assert!(first < 100, "read {first} items for the first result");
+    // Results taken as they come keep what was read ahead bounded.
+    let mut most_ahead = 0;
+    for taken in 2..=50_000 {
+        assert_eq!(it.next(), Some(Ok(taken)));
+        most_ahead = most_ahead.max(read.load(Ordering::Relaxed) - taken);
+    }
+    assert!(
+        most_ahead <= 5 * 1024,
+        "read up to {most_ahead} items ahead"
+    );
+}
+
+#[test]
+fn one_pool_serves_different_functions_from_several_threads() {
+    let _g = shared();
+    let pool = pool(2);
+    std::thread::scope(|s| {
+        let squares = s.spawn(|| pool.map(sqr, 0..2000));
+        let lengths = s.spawn(|| {
+            pool.imap(|s: String| s.len(), (0..2000).map(|n| "x".repeat(n % 7)))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            squares.join().unwrap(),
+            (0..2000).map(|x| Ok(sqr(x))).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            lengths.join().unwrap(),
+            (0..2000).map(|n| Ok(n % 7)).collect::<Vec<_>>()
+        );
+    });
+}
+
+#[test]
+fn pools_and_their_iterators_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Pool>();
+    send::<process_runtime::Imap<'static, std::ops::Range<u64>, u64>>();
+    send::<process_runtime::ImapUnordered<'static, std::vec::IntoIter<String>, usize>>();
+}
+
+#[test]
+fn dropping_a_pool_leaves_no_process_zombie_or_descriptor() {
+    let _g = exclusive();
+    // A first pool starts what lives for the whole process (the spawner thread).
+    drop(pool(1).map(sqr, [1]));
+    let fds_before = open_descriptors();
+    let pool = Pool::builder().workers(3).chunk_size(2).build().unwrap();
+    let mut pids: Vec<u32> = pool
+        .map(|_: u8| std::process::id(), 0..30)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    // A death and its replacement, too.
+    assert_eq!(
+        pool.apply(|()| -> u8 { abort() }, ()),
+        Err(crashed(Exit::Signal(libc::SIGABRT)))
+    );
+    pids.extend(
+        pool.map(|_: u8| std::process::id(), 0..30)
+            .into_iter()
+            .map(Result::unwrap),
+    );
+    pids.sort_unstable();
+    pids.dedup();
+    drop(pool);
+    for pid in pids {
+        assert!(reaped(pid), "worker {pid} is still there");
+    }
+    assert_eq!(child_processes(), [], "a child is left");
+    assert_eq!(
+        open_descriptors(),
+        fds_before,
+        "a descriptor leaked; open now: {}",
+        describe_descriptors()
     );
 }

@@ -7,5 +7,6 @@ mod fault;
 mod port;
 mod run;
 
+pub(crate) use engine::panic_location;
 pub(crate) use entry::{enter_if_marked, exit_code};
 pub(crate) use run::{run, run_with, ChildRun};

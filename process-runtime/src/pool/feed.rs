@@ -1,0 +1,309 @@
+//! The caller's side of a pool call: reads the input lazily, cuts it into chunks for the
+//! drivers, and hands back the results, in input order or as they finish.
+//!
+//! **Chunks** are sized to the work ([`chunk_size`]). When the input's length is known,
+//! a chunk is a quarter of a fair share of what is left, `remaining / (4 * workers)`
+//! (as Python's `Pool.map` does), so chunks shrink towards the end and the workers
+//! finish together. When it is not, chunks start at one item and grow, at most
+//! doubling, towards what a worker runs in [`CHUNK_TIME`], from the time per item of
+//! the chunks finished so far. Either way a chunk holds at most [`MAX_CHUNK`] items
+//! and, past its first item, [`CHUNK_BYTES`] of arguments: a dead worker costs one
+//! item, but a retried rest and a chunk message stay small.
+//!
+//! **Laziness.** `imap` and `imap_unordered` read ahead only a window of items, twice
+//! what the workers can hold in chunks of the current size; results taken from the
+//! iterator make room for more. So the first result does not wait for the whole input,
+//! and an endless input consumed as it goes runs in bounded memory (in order, a slow
+//! item holds at most a window of finished results behind it). `map` reads all of its
+//! input first, as it returns all the results at once anyway.
+//!
+//! **A panicking input** is caught where it is read and raised again in the caller when
+//! its turn comes: after every item read before it has been handed back, as
+//! `input.map(f)` would.
+
+use std::any::Any;
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::driver::Core;
+use super::queue::{Chunk, ItemResult, Job};
+use super::worker::Item;
+use crate::call::encode_arg;
+
+/// Most items in one chunk.
+pub(crate) const MAX_CHUNK: usize = 1024;
+/// Most bytes of arguments in one chunk, past its first item.
+pub(crate) const CHUNK_BYTES: usize = 1 << 20;
+/// What a chunk of an input of unknown length aims to take a worker.
+pub(crate) const CHUNK_TIME: Duration = Duration::from_millis(5);
+
+/// The size of the next chunk: `fixed` when set; else a quarter of a fair share of
+/// the `remaining` items when their number is known; else, from the time per item
+/// measured so far, what fits in [`CHUNK_TIME`], at most twice the `last` chunk (one
+/// item before anything was measured). Always within `1..=MAX_CHUNK`.
+pub(crate) fn chunk_size(
+    fixed: Option<usize>,
+    workers: usize,
+    remaining: Option<usize>,
+    per_item: Option<Duration>,
+    last: usize,
+) -> usize {
+    if let Some(fixed) = fixed {
+        return fixed.clamp(1, MAX_CHUNK);
+    }
+    if let Some(remaining) = remaining {
+        return (remaining / (4 * workers.max(1))).clamp(1, MAX_CHUNK);
+    }
+    let Some(per_item) = per_item else { return 1 };
+    let fits = CHUNK_TIME.as_nanos() / per_item.as_nanos().max(1);
+    let fits = usize::try_from(fits).unwrap_or(usize::MAX);
+    fits.min(last.saturating_mul(2)).clamp(1, MAX_CHUNK)
+}
+
+/// How results are handed back.
+enum Order {
+    /// In input order: finished results wait in `held` for those before them.
+    Input {
+        next: u64,
+        held: BTreeMap<u64, ItemResult>,
+    },
+    /// As they finish; `ready` holds results known without a worker (an argument that
+    /// does not serialize).
+    Finished { ready: VecDeque<(u64, ItemResult)> },
+}
+
+/// One call on a pool, from the caller's side.
+pub(crate) struct Feed<'p, I> {
+    core: &'p Core,
+    input: I,
+    input_done: bool,
+    /// The input's length, when known, minus what was read.
+    remaining: Option<usize>,
+    /// Whether to read ahead only a window of items (`imap`), or everything (`map`).
+    windowed: bool,
+    call: i64,
+    job: Arc<Job>,
+    results: Receiver<(u64, ItemResult)>,
+    /// Items read so far: the next item's index.
+    read: u64,
+    /// Items read and not handed back yet.
+    pending: usize,
+    last_chunk: usize,
+    order: Order,
+    /// A panic of the input while reading item `.0`, raised when its turn comes.
+    input_panic: Option<(u64, Box<dyn Any + Send>)>,
+}
+
+impl<'p, I, A> Feed<'p, I>
+where
+    I: Iterator<Item = A>,
+    A: Serialize,
+{
+    /// A call of the function whose trampoline is at `call` on every item of `input`.
+    pub(crate) fn new(core: &'p Core, call: i64, input: I, in_order: bool, windowed: bool) -> Self {
+        let (sink, results) = mpsc::channel();
+        let remaining = match input.size_hint() {
+            (low, Some(high)) if low == high => Some(low),
+            _ => None,
+        };
+        Self {
+            core,
+            input,
+            input_done: false,
+            remaining,
+            windowed,
+            call,
+            job: Arc::new(Job::new(sink)),
+            results,
+            read: 0,
+            pending: 0,
+            last_chunk: 1,
+            order: if in_order {
+                Order::Input {
+                    next: 0,
+                    held: BTreeMap::new(),
+                }
+            } else {
+                Order::Finished {
+                    ready: VecDeque::new(),
+                }
+            },
+            input_panic: None,
+        }
+    }
+
+    /// The next result with its item's index, in the order asked for; `None` when every
+    /// item of the input has had its result.
+    pub(crate) fn next_result(&mut self) -> Option<(u64, ItemResult)> {
+        loop {
+            self.top_up();
+            self.raise_input_panic_if_due();
+            let found = match &mut self.order {
+                Order::Input { next, held } => held.remove(next).map(|r| {
+                    let index = *next;
+                    *next += 1;
+                    (index, r)
+                }),
+                Order::Finished { ready } => ready.pop_front(),
+            };
+            if let Some(found) = found {
+                self.pending -= 1;
+                return Some(found);
+            }
+            if self.pending == 0 {
+                return None;
+            }
+            let (index, result) = self
+                .results
+                .recv()
+                .expect("the feed holds its job, and with it the sender");
+            match &mut self.order {
+                Order::Input { held, .. } => {
+                    held.insert(index, result);
+                }
+                Order::Finished { .. } => {
+                    self.pending -= 1;
+                    return Some((index, result));
+                }
+            }
+        }
+    }
+
+    /// The items that will have a result: handed back yet to come, and left in the input.
+    pub(crate) fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.input_done {
+            return (self.pending, Some(self.pending));
+        }
+        let (low, high) = self.input.size_hint();
+        (
+            self.pending.saturating_add(low),
+            high.and_then(|h| h.checked_add(self.pending)),
+        )
+    }
+
+    /// Reads items and queues them in chunks, up to the window.
+    fn top_up(&mut self) {
+        let settings = &self.core.settings;
+        while !self.input_done {
+            let size = chunk_size(
+                settings.chunk_size,
+                settings.workers,
+                self.remaining,
+                self.job.time_per_item(),
+                self.last_chunk,
+            );
+            let window = (2 * settings.workers * size).max(4 * settings.workers);
+            if self.windowed && self.pending >= window {
+                break;
+            }
+            self.read_chunk(size);
+        }
+    }
+
+    /// Reads up to `size` items and queues them as one chunk.
+    fn read_chunk(&mut self, size: usize) {
+        let mut items = Vec::with_capacity(size);
+        let mut bytes = 0;
+        while items.len() < size && bytes < CHUNK_BYTES {
+            let index = self.read;
+            let next = match panic::catch_unwind(AssertUnwindSafe(|| self.input.next())) {
+                Ok(Some(next)) => next,
+                Ok(None) => {
+                    self.input_done = true;
+                    break;
+                }
+                Err(payload) => {
+                    // The input is left alone from now on.
+                    self.input_done = true;
+                    self.input_panic = Some((index, payload));
+                    break;
+                }
+            };
+            self.read += 1;
+            self.pending += 1;
+            if let Some(remaining) = &mut self.remaining {
+                *remaining = remaining.saturating_sub(1);
+            }
+            match encode_arg(&next) {
+                Ok(arg) => {
+                    bytes += arg.len();
+                    items.push(Item { index, arg });
+                }
+                Err(error) => match &mut self.order {
+                    Order::Input { held, .. } => {
+                        held.insert(index, Err(error));
+                    }
+                    Order::Finished { ready } => ready.push_back((index, Err(error))),
+                },
+            }
+        }
+        if !items.is_empty() {
+            self.last_chunk = items.len();
+            self.core
+                .queue
+                .push_back(Chunk::new(Arc::clone(&self.job), self.call, items));
+        }
+    }
+
+    /// Raises the input's panic once every item read before it was handed back.
+    fn raise_input_panic_if_due(&mut self) {
+        let due = match (&self.input_panic, &self.order) {
+            (Some((at, _)), Order::Input { next, .. }) => *next == *at,
+            (Some(_), Order::Finished { .. }) => self.pending == 0,
+            (None, _) => false,
+        };
+        if due {
+            if let Some((_, payload)) = self.input_panic.take() {
+                panic::resume_unwind(payload);
+            }
+        }
+    }
+}
+
+impl<I> Drop for Feed<'_, I> {
+    /// A call dropped before its end: its queued chunks are dropped, and the drivers
+    /// running its items kill their workers (see `driver.rs`).
+    fn drop(&mut self) {
+        self.job.cancel();
+        self.core.queue.remove_job(&self.job);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_known_length_is_cut_in_quarters_of_a_fair_share() {
+        assert_eq!(chunk_size(None, 4, Some(100_000), None, 1), MAX_CHUNK);
+        assert_eq!(chunk_size(None, 4, Some(1600), None, 1), 100);
+        assert_eq!(chunk_size(None, 4, Some(100), None, 1), 6);
+        assert_eq!(chunk_size(None, 4, Some(3), None, 1), 1);
+        assert_eq!(chunk_size(None, 4, Some(0), None, 1), 1);
+    }
+
+    #[test]
+    fn an_unknown_length_starts_at_one_and_grows_while_items_are_fast() {
+        assert_eq!(chunk_size(None, 2, None, None, 1), 1);
+        let fast = Some(Duration::from_micros(1));
+        assert_eq!(chunk_size(None, 2, None, fast, 1), 2);
+        assert_eq!(chunk_size(None, 2, None, fast, 64), 128);
+        assert_eq!(chunk_size(None, 2, None, fast, 1000), MAX_CHUNK);
+        let slow = Some(Duration::from_millis(1));
+        assert_eq!(chunk_size(None, 2, None, slow, 64), 5);
+        let very_slow = Some(Duration::from_secs(1));
+        assert_eq!(chunk_size(None, 2, None, very_slow, 64), 1);
+    }
+
+    #[test]
+    fn a_fixed_size_wins_within_bounds() {
+        assert_eq!(chunk_size(Some(7), 2, Some(100_000), None, 1), 7);
+        assert_eq!(chunk_size(Some(0), 2, None, None, 1), 1);
+        assert_eq!(chunk_size(Some(1 << 20), 2, None, None, 1), MAX_CHUNK);
+    }
+}

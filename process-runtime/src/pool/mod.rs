@@ -1,0 +1,412 @@
+//! `Pool`: warm worker processes that run a function over many items, after Python's
+//! `multiprocessing.Pool`, except that nothing an item does can break it.
+//!
+//! - [`worker`] is the child side: a process type that runs one item per lap.
+//! - [`driver`] is one parent thread per worker: it feeds its worker chunks, reads the
+//!   results, blames the item a dead worker was running, retries, and replaces it.
+//! - [`queue`] holds the chunks waiting for a worker, tied to the call they belong to.
+//! - [`feed`] is the caller's side: it reads the input lazily, sizes chunks, and
+//!   hands results back in order or as they finish.
+//!
+//! The function travels as a code offset, as for `spawn` (see `call.rs`): a worker can
+//! run any function of the binary, so one pool serves calls of different functions.
+
+mod driver;
+mod feed;
+mod queue;
+mod worker;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use self::driver::{Core, Driver, Settings, Slot};
+use self::feed::Feed;
+use self::queue::{ItemResult, Queue};
+use crate::wire::protocol::POSTCARD_LIMITS;
+use crate::{ProcessConfig, ProcessError};
+
+/// Worker processes, started once and kept warm, that run a function over many items:
+/// [`Pool::map`], [`Pool::imap`], [`Pool::imap_unordered`] and [`Pool::apply`].
+///
+/// ```
+/// use process_runtime::prelude::*;
+///
+/// let pool = Pool::new(2)?;
+/// let squares = pool.map(|x: u64| x * x, 0..1000);
+/// assert_eq!(squares[7], Ok(49));
+/// for (i, len) in pool.imap(|s: String| s.len(), ["a", "bb"].map(String::from)).enumerate() {
+///     assert_eq!(len?, i + 1);
+/// }
+/// # Ok::<(), ProcessError>(())
+/// ```
+///
+/// The function is a fn item or a closure that captures nothing, as for
+/// [`spawn`](crate::spawn): it runs in the workers, where values captured here do not
+/// exist. Items and results cross with postcard. Each item's result is its own: the
+/// function's value, or the [`ProcessError`] that says why there is none.
+///
+/// **A pool never breaks.** A panic in the function is that item's error
+/// ([`ProcessError::MainLoop`] with the panic's message; the call is the worker's
+/// `main_loop`) and the worker goes on. A worker that aborts, segfaults, exits or is
+/// killed from outside while running an item costs that item only: its result is
+/// [`ProcessError::Crashed`] with the signal or exit code, the rest of its chunk is
+/// run by another worker, a fresh worker takes its place, and the pool serves later
+/// calls as before. With [`PoolBuilder::item_timeout`] an item running past its limit
+/// is killed with its worker and its result is [`ProcessError::Timeout`]; with
+/// [`PoolBuilder::item_lives`] a failed item is run again, in a fresh attempt, before
+/// its error is the result.
+///
+/// **Chunks.** Items go to the workers in chunks sized to the work: a quarter of each
+/// worker's fair share of what is left when the input's length is known, growing from
+/// one item towards 5 ms of work when it is not, at most 1024 items and about 1 MiB of
+/// arguments; [`PoolBuilder::chunk_size`] fixes the size instead. Results come back one
+/// by one as each item finishes, whatever the chunk.
+///
+/// **Dropping the pool** ends its workers: idle ones are told to end, busy ones (still
+/// running items of a call that was dropped) are killed, and the drop returns once
+/// every worker is reaped. A pool is `Send` and `Sync`: calls from several threads
+/// share its workers.
+pub struct Pool {
+    core: Arc<Core>,
+    slots: Vec<Arc<Slot>>,
+    drivers: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.core.settings.name)
+            .field("workers", &self.core.settings.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings of a [`Pool`]: `Pool::builder().workers(4).item_timeout(d).build()?`.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PoolBuilder {
+    workers: Option<usize>,
+    name: String,
+    item_timeout: Option<Duration>,
+    item_lives: u32,
+    chunk_size: Option<usize>,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            name: "pool worker".to_owned(),
+            item_timeout: Some(crate::Timeouts::DEFAULT_MAIN_LOOP),
+            item_lives: 1,
+            chunk_size: None,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// The number of worker processes (by default one per core, as
+    /// `std::thread::available_parallelism` tells). At least 1.
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = Some(workers);
+        self
+    }
+
+    /// The workers' process name, shown in logs (`"pool worker"` by default).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The limit of one item: a `Duration`, or `None` to let items run for ever. An
+    /// item past it is killed with its worker, its result is
+    /// [`ProcessError::Timeout`], and a fresh worker goes on with the rest. By default
+    /// 300 s, the limit of a process's `main_loop`.
+    pub fn item_timeout(mut self, limit: impl Into<Option<Duration>>) -> Self {
+        self.item_timeout = limit.into();
+        self
+    }
+
+    /// Attempts of each item before its failure is its result: with `item_lives(3)`, an
+    /// item that panics, crashes its worker or runs past its limit is run again, up to
+    /// three times in all. At least 1 (the default).
+    pub fn item_lives(mut self, lives: u32) -> Self {
+        self.item_lives = lives;
+        self
+    }
+
+    /// Sends items to the workers in chunks of exactly `size` (at most 1024), instead
+    /// of sizing chunks to the work. `chunk_size(1)` spreads slow items best.
+    pub fn chunk_size(mut self, size: usize) -> Self {
+        self.chunk_size = Some(size);
+        self
+    }
+
+    /// Starts the workers.
+    ///
+    /// # Errors
+    /// [`ProcessError::Config`] for no workers, no lives, a chunk size of 0 or an
+    /// empty name; [`ProcessError::Io`] when a worker cannot be started (those
+    /// started already are ended).
+    pub fn build(self) -> Result<Pool, ProcessError> {
+        let workers = match self.workers {
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        if workers == 0 {
+            return Err(ProcessError::Config(
+                "a pool needs at least one worker".into(),
+            ));
+        }
+        if self.chunk_size == Some(0) {
+            return Err(ProcessError::Config(
+                "`chunk_size` must be at least 1".into(),
+            ));
+        }
+        ProcessConfig::new(self.name.clone())
+            .with_lives(self.item_lives)
+            .validate()?;
+        let settings = Settings {
+            name: self.name,
+            workers,
+            item_timeout: self.item_timeout,
+            item_lives: self.item_lives,
+            chunk_size: self.chunk_size,
+        };
+        // Started here, so that an error reaches the caller (and, on the main thread,
+        // without a detour through the spawner thread).
+        let mut started = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            match driver::start_worker(&settings) {
+                Ok(worker) => started.push(worker),
+                Err(e) => {
+                    for worker in &started {
+                        worker.kill();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let core = Arc::new(Core {
+            queue: Queue::default(),
+            settings,
+        });
+        let mut pool = Pool {
+            core,
+            slots: Vec::with_capacity(workers),
+            drivers: Vec::with_capacity(workers),
+        };
+        for (i, worker) in started.into_iter().enumerate() {
+            let slot = Arc::new(Slot::default());
+            let driver = Driver::new(Arc::clone(&pool.core), Arc::clone(&slot), Some(worker));
+            let thread = std::thread::Builder::new()
+                .name(format!("process-runtime-pool-{i}"))
+                .stack_size(256 * 1024)
+                .spawn(move || driver.run())
+                .map_err(|e| ProcessError::Io(format!("cannot start a pool thread: {e}")))?;
+            pool.slots.push(slot);
+            pool.drivers.push(thread);
+        }
+        Ok(pool)
+    }
+}
+
+impl Pool {
+    /// Starts `workers` worker processes, with the default settings of
+    /// [`PoolBuilder`].
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new(workers: usize) -> Result<Pool, ProcessError> {
+        Self::builder().workers(workers).build()
+    }
+
+    /// The settings, to change before starting the workers.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// The number of worker processes.
+    #[must_use]
+    pub fn workers(&self) -> usize {
+        self.core.settings.workers
+    }
+
+    /// Runs `f(arg)` on a worker and waits for its result.
+    ///
+    /// # Errors
+    /// The item's error: see [`Pool`].
+    pub fn apply<A, R, F>(&self, f: F, arg: A) -> Result<R, ProcessError>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        F: Fn(A) -> R,
+    {
+        self.imap(f, std::iter::once(arg))
+            .next()
+            .expect("one item has one result")
+    }
+
+    /// Runs `f` on every item, on the workers, and returns the results in input order
+    /// once all are done. The input is read whole first.
+    pub fn map<A, R, F, I>(&self, f: F, items: I) -> Vec<Result<R, ProcessError>>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        F: Fn(A) -> R,
+        I: IntoIterator<Item = A>,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        let mut results: Vec<Option<Result<R, ProcessError>>> =
+            std::iter::repeat_with(|| None).take(items.len()).collect();
+        let call = crate::call::offset_of::<A, R, F>(&f);
+        let mut feed = Feed::new(&self.core, call, items.into_iter(), false, false);
+        while let Some((index, result)) = feed.next_result() {
+            results[index as usize] = Some(decode::<R>(result));
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every item has a result"))
+            .collect()
+    }
+
+    /// Runs `f` on every item, on the workers, and yields the results in input order
+    /// as they become available. Lazy: it reads ahead only a few chunks of the input,
+    /// so the first result comes before the input is read whole, and an endless input
+    /// runs in bounded memory when the results are taken as they come. Dropping the
+    /// iterator cancels the items not started, and kills the workers still running
+    /// its items a moment later (fresh ones take their place), so that an item that
+    /// never ends cannot hold the pool.
+    ///
+    /// A panic of the input iterator reaches the caller when its turn comes, after the
+    /// results of the items read before it.
+    pub fn imap<A, R, F, I>(&self, f: F, items: I) -> Imap<'_, I::IntoIter, R>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        F: Fn(A) -> R,
+        I: IntoIterator<Item = A>,
+    {
+        let call = crate::call::offset_of::<A, R, F>(&f);
+        Imap {
+            feed: Feed::new(&self.core, call, items.into_iter(), true, true),
+            _result: PhantomData,
+        }
+    }
+
+    /// Like [`Pool::imap`], but yields each result as soon as its item finishes,
+    /// whatever its place in the input.
+    pub fn imap_unordered<A, R, F, I>(&self, f: F, items: I) -> ImapUnordered<'_, I::IntoIter, R>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        F: Fn(A) -> R,
+        I: IntoIterator<Item = A>,
+    {
+        let call = crate::call::offset_of::<A, R, F>(&f);
+        ImapUnordered {
+            feed: Feed::new(&self.core, call, items.into_iter(), false, true),
+            _result: PhantomData,
+        }
+    }
+}
+
+impl Default for Pool {
+    /// A pool of one worker per core, with the default settings.
+    ///
+    /// # Panics
+    /// When the workers cannot be started; [`PoolBuilder::build`] returns the error
+    /// instead.
+    fn default() -> Self {
+        Self::builder()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the workers of a pool: {e}"))
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.core.queue.close();
+        for slot in &self.slots {
+            slot.kill_if_busy();
+        }
+        for driver in self.drivers.drain(..) {
+            let _ = driver.join();
+        }
+    }
+}
+
+/// An item's result, decoded.
+fn decode<R: DeserializeOwned>(result: ItemResult) -> Result<R, ProcessError> {
+    let bytes = result?;
+    postcard::from_bytes(&bytes).map_err(|e| {
+        ProcessError::Output(format!(
+            "the parent cannot decode `{}` ({e}); {POSTCARD_LIMITS}",
+            std::any::type_name::<R>()
+        ))
+    })
+}
+
+/// The results of [`Pool::imap`], in input order.
+pub struct Imap<'p, I, R> {
+    feed: Feed<'p, I>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<I, R, A> Iterator for Imap<'_, I, R>
+where
+    I: Iterator<Item = A>,
+    A: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, ProcessError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.feed.next_result().map(|(_, result)| decode(result))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.feed.size_hint()
+    }
+}
+
+impl<I, R> fmt::Debug for Imap<'_, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap").finish_non_exhaustive()
+    }
+}
+
+/// The results of [`Pool::imap_unordered`], as their items finish.
+pub struct ImapUnordered<'p, I, R> {
+    feed: Feed<'p, I>,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<I, R, A> Iterator for ImapUnordered<'_, I, R>
+where
+    I: Iterator<Item = A>,
+    A: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, ProcessError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.feed.next_result().map(|(_, result)| decode(result))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.feed.size_hint()
+    }
+}
+
+impl<I, R> fmt::Debug for ImapUnordered<'_, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImapUnordered").finish_non_exhaustive()
+    }
+}

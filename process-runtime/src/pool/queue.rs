@@ -1,0 +1,292 @@
+//! The work a pool has to do: chunks of items waiting for a worker, each chunk tied to
+//! the call (`map`, `imap`, ...) it belongs to.
+//!
+//! Every item read from a call's input gets exactly one result, delivered to that
+//! call's [`Job`]: by a driver when the worker answers or dies, and, for an item still
+//! in a [`Chunk`] when the chunk is dropped (a call cancelled, the pool shut down, a
+//! bug unwinding a driver), by the chunk itself. So no path can leave a caller waiting
+//! for an item that nobody runs any more.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::worker::Item;
+use crate::ProcessError;
+
+/// An item's result: the postcard bytes of what the function returned, or the error.
+pub(crate) type ItemResult = Result<Vec<u8>, ProcessError>;
+
+/// One call on the pool, as the drivers see it: where its results go.
+#[derive(Debug)]
+pub(crate) struct Job {
+    sink: Sender<(u64, ItemResult)>,
+    cancelled: AtomicBool,
+    /// Items finished and the nanoseconds their chunks took, for the chunk size.
+    finished: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl Job {
+    pub(crate) fn new(sink: Sender<(u64, ItemResult)>) -> Self {
+        Self {
+            sink,
+            cancelled: AtomicBool::new(false),
+            finished: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Hands the result of item `index` to the caller (a caller that is gone ignores it).
+    pub(crate) fn deliver(&self, index: u64, result: ItemResult) {
+        let _ = self.sink.send((index, result));
+    }
+
+    /// The caller is gone: its chunks need not run.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// A chunk of `items` items took `took`, from the moment it was told to a worker to
+    /// its last result.
+    pub(crate) fn record(&self, items: usize, took: Duration) {
+        self.finished.fetch_add(items as u64, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// The mean time per item of the chunks finished so far, once there are some.
+    pub(crate) fn time_per_item(&self) -> Option<Duration> {
+        let finished = self.finished.load(Ordering::Relaxed);
+        (finished > 0).then(|| Duration::from_nanos(self.nanos.load(Ordering::Relaxed) / finished))
+    }
+}
+
+/// What the pool remembers of an item between attempts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marks {
+    /// Attempts that failed (a panic, a crash or a timeout while it ran).
+    pub(crate) failures: u32,
+    /// Times it was lost with a worker that died while it was not running it (killed
+    /// while waiting, or while telling the result before it), so it was not blamed.
+    pub(crate) losses: u32,
+}
+
+/// Items of one call, run in order by one worker. `items[settled..]` have no result
+/// yet; when the chunk is dropped, each of them gets `dropped_error`.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) job: Arc<Job>,
+    /// The trampoline's offset (see `call.rs`).
+    pub(crate) call: i64,
+    pub(crate) items: Vec<Item>,
+    pub(crate) marks: Vec<Marks>,
+    pub(crate) settled: usize,
+}
+
+impl Chunk {
+    pub(crate) fn new(job: Arc<Job>, call: i64, items: Vec<Item>) -> Self {
+        let marks = vec![Marks::default(); items.len()];
+        Self::with_marks(job, call, items, marks)
+    }
+
+    pub(crate) fn with_marks(
+        job: Arc<Job>,
+        call: i64,
+        items: Vec<Item>,
+        marks: Vec<Marks>,
+    ) -> Self {
+        Self {
+            job,
+            call,
+            items,
+            marks,
+            settled: 0,
+        }
+    }
+
+    /// Gives every item without a result `error`.
+    pub(crate) fn fail_rest(&mut self, error: &ProcessError) {
+        while self.settled < self.items.len() {
+            let index = self.items[self.settled].index;
+            self.settled += 1;
+            self.job.deliver(index, Err(error.clone()));
+        }
+    }
+
+    /// The items without a result, as a chunk of their own (this one is left with none).
+    pub(crate) fn split_rest(&mut self) -> Option<Chunk> {
+        if self.settled >= self.items.len() {
+            return None;
+        }
+        let items = self.items.split_off(self.settled);
+        let marks = self.marks.split_off(self.settled);
+        Some(Chunk::with_marks(
+            Arc::clone(&self.job),
+            self.call,
+            items,
+            marks,
+        ))
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        if self.settled < self.items.len() {
+            self.fail_rest(&dropped_error());
+        }
+    }
+}
+
+/// The result of an item whose chunk was dropped before it ran: only seen by a caller
+/// when a driver thread failed.
+fn dropped_error() -> ProcessError {
+    ProcessError::Io("the pool dropped this item before it ran (a pool thread failed)".into())
+}
+
+/// The chunks waiting for a worker, oldest first; retried ones go to the front.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    chunks: VecDeque<Chunk>,
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a chunk of new work.
+    pub(crate) fn push_back(&self, chunk: Chunk) {
+        self.lock().chunks.push_back(chunk);
+        self.ready.notify_one();
+    }
+
+    /// Adds a chunk to run before anything else: items to retry.
+    pub(crate) fn push_front(&self, chunk: Chunk) {
+        self.lock().chunks.push_front(chunk);
+        self.ready.notify_one();
+    }
+
+    /// Waits for the next chunk of a call that is not cancelled, and marks `busy`
+    /// under the same lock; `None` once the queue is closed.
+    pub(crate) fn take(&self, busy: &AtomicBool) -> Option<Chunk> {
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return None;
+            }
+            match state.chunks.pop_front() {
+                Some(chunk) if chunk.job.is_cancelled() => drop(chunk),
+                Some(chunk) => {
+                    busy.store(true, Ordering::SeqCst);
+                    return Some(chunk);
+                }
+                None => {
+                    state = self
+                        .ready
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner)
+                }
+            }
+        }
+    }
+
+    /// Removes the chunks of a cancelled call.
+    pub(crate) fn remove_job(&self, job: &Arc<Job>) {
+        let removed: VecDeque<Chunk> = {
+            let mut state = self.lock();
+            let (gone, kept) = std::mem::take(&mut state.chunks)
+                .into_iter()
+                .partition(|c| Arc::ptr_eq(&c.job, job));
+            state.chunks = kept;
+            gone
+        };
+        // Dropped outside the lock: each tells the (gone) caller about its items.
+        drop(removed);
+    }
+
+    /// No more work: wakes every driver waiting for some, and drops what is queued.
+    pub(crate) fn close(&self) {
+        let left = {
+            let mut state = self.lock();
+            state.closed = true;
+            std::mem::take(&mut state.chunks)
+        };
+        self.ready.notify_all();
+        drop(left);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn items(range: std::ops::Range<u64>) -> Vec<Item> {
+        range
+            .map(|index| Item {
+                index,
+                arg: vec![index as u8],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_dropped_chunk_gives_each_item_without_a_result_an_error() {
+        let (tx, rx) = mpsc::channel();
+        let job = Arc::new(Job::new(tx));
+        let mut chunk = Chunk::new(Arc::clone(&job), 0, items(0..4));
+        chunk.job.deliver(0, Ok(vec![]));
+        chunk.settled = 1;
+        let rest = chunk.split_rest().unwrap();
+        assert_eq!(rest.items.len(), 3);
+        drop(chunk);
+        assert_eq!(rx.try_recv().unwrap().0, 0);
+        assert!(rx.try_recv().is_err(), "the split chunk has nothing left");
+        drop(rest);
+        let dropped: Vec<u64> = rx
+            .try_iter()
+            .map(|(i, r)| {
+                assert!(r.is_err());
+                i
+            })
+            .collect();
+        assert_eq!(dropped, [1, 2, 3]);
+    }
+
+    #[test]
+    fn retries_come_first_and_cancelled_calls_are_skipped() {
+        let queue = Queue::default();
+        let (tx, _rx) = mpsc::channel();
+        let a = Arc::new(Job::new(tx.clone()));
+        let b = Arc::new(Job::new(tx));
+        queue.push_back(Chunk::new(Arc::clone(&a), 0, items(0..2)));
+        queue.push_back(Chunk::new(Arc::clone(&b), 0, items(0..2)));
+        queue.push_front(Chunk::new(Arc::clone(&b), 0, items(7..8)));
+        let busy = AtomicBool::new(false);
+        assert_eq!(queue.take(&busy).unwrap().items[0].index, 7);
+        assert!(busy.load(Ordering::SeqCst));
+        a.cancel();
+        assert_eq!(queue.take(&busy).unwrap().items[0].index, 0);
+        queue.close();
+        assert!(queue.take(&busy).is_none());
+    }
+}
