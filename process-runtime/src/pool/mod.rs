@@ -57,10 +57,12 @@ use crate::{ProcessConfig, ProcessError};
 /// killed from outside while running an item costs that item only: its result is
 /// [`ProcessError::Crashed`] with the signal or exit code, the rest of its chunk is
 /// run by another worker, a fresh worker takes its place, and the pool serves later
-/// calls as before. With [`PoolBuilder::item_timeout`] an item running past its limit
-/// is killed with its worker and its result is [`ProcessError::Timeout`]; with
-/// [`PoolBuilder::item_lives`] a failed item is run again, in a fresh attempt, before
-/// its error is the result.
+/// calls as before. An item running past its limit ([`PoolBuilder::item_timeout`],
+/// 300 s by default) is killed with its worker and its result is
+/// [`ProcessError::Timeout`]. With [`PoolBuilder::item_lives`] a failed item is run
+/// again before its error is the result. An argument that does not decode in the
+/// worker is [`ProcessError::State`], a result that does not encode there or decode
+/// here is [`ProcessError::Output`]; neither costs a worker.
 ///
 /// **Chunks.** Items go to the workers in chunks sized to the work: a quarter of each
 /// worker's fair share of what is left when the input's length is known, growing from
