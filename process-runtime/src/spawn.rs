@@ -149,10 +149,7 @@ impl Spawn {
             .with_lives(self.lives)
             .with_timeout(Section::MainLoop, self.timeout)
             .with_daemon(self.daemon);
-        let options = StartOptions {
-            default_error: true,
-            ..StartOptions::default()
-        };
+        let options = StartOptions::default().with_default_error();
         let state = FnCall {
             call,
             arg,

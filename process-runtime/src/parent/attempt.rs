@@ -46,6 +46,12 @@ impl StartOptions {
         self.child_env().is_empty()
     }
 
+    /// The options of a type whose `error` is the default (see `default_error`).
+    pub(crate) fn with_default_error(mut self) -> Self {
+        self.default_error = true;
+        self
+    }
+
     /// The environment the child gets besides the marker.
     fn child_env(&self) -> Vec<(String, String)> {
         #[cfg(feature = "fault-injection")]

@@ -102,10 +102,7 @@ pub(crate) fn start_worker(settings: &Settings) -> Result<Handle<()>, ProcessErr
         .with_timeout(Section::MainLoop, settings.item_timeout)
         .with_timeout(Section::Postloop, None)
         .with_mailbox(WORKER_MAILBOX);
-    let options = StartOptions {
-        default_error: true,
-        ..StartOptions::default()
-    };
+    let options = StartOptions::default().with_default_error();
     let shared = crate::parent::start::start(&Worker::default(), config, options)?;
     Ok(Handle::new(shared))
 }
