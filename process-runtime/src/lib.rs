@@ -70,6 +70,7 @@ pub mod __testing {
         let options = crate::parent::attempt::StartOptions {
             fault: Some(Fault::RawFrameAfterStart),
             raw_frame: payload.to_vec(),
+            ..Default::default()
         };
         crate::parent::start::start(obj, config, options).map(Handle::new)
     }
