@@ -105,7 +105,11 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
     drop(reading);
     if retired || handed_over {
         reactor::kick(key);
-    } else if disarmed {
+    } else {
+        // Also after a take from the buffer alone, which left the interest as it was:
+        // the loop may have used its one-shot event meanwhile, found the reader lent,
+        // and left the re-arming to this borrower. Without it, the socket's next
+        // readiness (the child's report, its end) would never reach the loop.
         reactor::rearm(sys::stream_fd(conn.stream()), key);
     }
     drop(conn);
