@@ -5,6 +5,7 @@ mod beacon;
 mod child;
 #[cfg(feature = "fault-injection")]
 mod fault;
+mod future;
 mod handle;
 mod parent;
 mod process;
@@ -56,6 +57,16 @@ pub mod __testing {
             raw_frame: payload.to_vec(),
         };
         crate::parent::start::start(obj, config, options).map(Handle::new)
+    }
+
+    /// What waits on `handle`'s process without blocking a thread: the wakers
+    /// registered with it (futures, `wait_any`, `as_completed`), and the callers
+    /// counted as waiting for its messages (`listen` and `listen_async`).
+    #[must_use]
+    pub fn async_waiters<T>(handle: &Handle<T>) -> (usize, u32) {
+        let shared = handle.shared();
+        let listeners = crate::parent::mailbox::waiters(&shared.lock());
+        (shared.wakers.len(), listeners)
     }
 
     /// The type tag a message of type `T` carries on the wire.

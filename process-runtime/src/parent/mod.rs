@@ -16,7 +16,8 @@
 //! - [`mailbox`] holds the messages between the handle and the child; [`slots`] keeps
 //!   the slots of the child's mailbox that hold messages it has not taken.
 //! - [`reading`] lends a child's socket to a caller waiting in `listen`.
-//! - [`shared`] is the state the handle and the supervisor share.
+//! - [`shared`] is the state the handle and the supervisor share; [`wakers`] wakes the
+//!   async waiters on it when it changes, and at their deadlines.
 
 pub(crate) mod attempt;
 pub(crate) mod deadline;
@@ -30,3 +31,4 @@ pub(crate) mod slots;
 pub(crate) mod spawn;
 pub(crate) mod start;
 pub(crate) mod supervisor;
+pub(crate) mod wakers;
