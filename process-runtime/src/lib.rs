@@ -7,6 +7,7 @@ mod child;
 mod fault;
 mod future;
 mod handle;
+mod many;
 mod parent;
 mod process;
 mod registry;
@@ -77,6 +78,7 @@ pub mod __testing {
 }
 
 pub use handle::Handle;
+pub use many::{as_completed, wait_any, AsCompleted, AsProcess};
 pub use process::Process;
 pub use process_core::{
     BoxError, Context, Exit, Lifecycle, Outcome, ProcessConfig, ProcessError, ProcessTimers,

@@ -1,4 +1,5 @@
-//! Async handles, end to end: real children, real sockets.
+//! Async handles and waiting on many processes, end to end: real children, real
+//! sockets.
 //!
 //! Every async scenario runs on three executors: tokio's multi-thread runtime, tokio's
 //! current-thread runtime, and `futures::executor::block_on`. None of them lends the
@@ -11,7 +12,9 @@
 //! handle as usual; a blocking `result()` beside a `result_async`; processes awaited
 //! together (100 on each executor, 1,000 on tokio's two runtimes), started so that a
 //! future that blocked its thread would deadlock. Then, polled by hand: pending futures
-//! are woken by events only, never by a timer; and the futures are `Send`.
+//! are woken by events only, never by a timer; and the futures are `Send`. Then
+//! `wait_any` and `as_completed` over processes of different durations, of different
+//! output types, and dropped midway.
 //!
 //! Every process here has a section timeout, so that a test that fails by waiting for
 //! ever ends as a failure instead of a hang.
@@ -27,7 +30,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use process_runtime::__testing::async_waiters;
 use process_runtime::prelude::*;
-use process_runtime::Exit;
+use process_runtime::{as_completed, wait_any, AsProcess, Exit};
 use process_runtime_tests::no_core_dumps;
 use serde::{Deserialize, Serialize};
 
@@ -585,4 +588,109 @@ fn a_thousand_awaited_in_tasks_on_a_multi_thread_runtime() {
         }
     });
     eprintln!("1,000 awaited in tasks: {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------------------------
+// Waiting on many.
+
+fn sleepers(ms: &[u64]) -> Vec<Handle<u64>> {
+    ms.iter()
+        .map(|&ms| Sleeper { ms }.start().unwrap())
+        .collect()
+}
+
+#[test]
+fn wait_any_returns_the_first_to_end() {
+    let handles = sleepers(&[1500, 100, 800]);
+    assert_eq!(wait_any(&handles, None), Some(1));
+    assert!(!handles[1].is_alive());
+    assert_eq!(handles[1].exit_code(), Some(0));
+    assert!(handles[0].is_alive());
+    assert_eq!(handles[1].result().unwrap(), 100);
+    // Once several have ended, the lowest index; no waker left behind.
+    for h in &handles {
+        h.wait();
+    }
+    assert_eq!(wait_any(&handles, Duration::from_secs(1)), Some(0));
+    for h in &handles {
+        assert_eq!(async_waiters(h), (0, 0));
+    }
+}
+
+#[test]
+fn wait_any_time_limits() {
+    let handles = sleepers(&[1000]);
+    let started = Instant::now();
+    assert_eq!(wait_any(&handles, Duration::from_millis(100)), None);
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
+    assert_eq!(wait_any(&handles, Duration::ZERO), None);
+    assert_eq!(async_waiters(&handles[0]), (0, 0));
+    assert_eq!(wait_any(&handles, Duration::from_secs(30)), Some(0));
+    assert_eq!(wait_any(&handles, Duration::ZERO), Some(0));
+    let none: [Handle<u64>; 0] = [];
+    assert_eq!(wait_any(&none, None), None);
+}
+
+#[test]
+fn as_completed_yields_in_the_order_processes_end() {
+    let handles = sleepers(&[1200, 0, 600, 300, 900]);
+    let order: Vec<usize> = as_completed(&handles)
+        .inspect(|&i| assert!(!handles[i].is_alive()))
+        .collect();
+    assert_eq!(order, [1, 3, 2, 4, 0]);
+    for h in &handles {
+        assert_eq!(async_waiters(h), (0, 0));
+    }
+    // Every process had ended: index order.
+    let again: Vec<usize> = as_completed(&handles).collect();
+    assert_eq!(again, [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn waiting_on_handles_of_different_output_types() {
+    let slow = Sleeper { ms: 1000 }.start().unwrap();
+    let failing = Fails.start().unwrap();
+    let both: [&dyn AsProcess; 2] = [&slow, &failing];
+    assert_eq!(wait_any(&both, None), Some(1));
+    assert!(failing.result().is_err());
+    let mut rest = as_completed(&both);
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest.next(), Some(1));
+    assert_eq!(rest.next(), Some(0));
+    assert_eq!(rest.next(), None);
+    assert_eq!(slow.result().unwrap(), 1000);
+    // Shared handles too.
+    let shared: Vec<Arc<Handle<u64>>> = sleepers(&[0]).into_iter().map(Arc::new).collect();
+    assert_eq!(wait_any(&shared, None), Some(0));
+}
+
+#[test]
+fn as_completed_dropped_midway() {
+    let handles = sleepers(&[0, 800]);
+    let mut completed = as_completed(&handles);
+    assert_eq!(completed.next(), Some(0));
+    assert_eq!(async_waiters(&handles[1]), (1, 0));
+    drop(completed);
+    assert_eq!(async_waiters(&handles[1]), (0, 0));
+    assert_eq!(handles[1].result().unwrap(), 800);
+}
+
+#[test]
+fn as_completed_over_a_hundred() {
+    let handles: Vec<_> = (0..100).map(|n| Double { n }.start().unwrap()).collect();
+    let mut seen = vec![false; handles.len()];
+    let mut completed = as_completed(&handles);
+    assert_eq!(completed.len(), 100);
+    for i in completed.by_ref() {
+        assert!(!std::mem::replace(&mut seen[i], true), "{i} twice");
+        assert_eq!(handles[i].exit_code(), Some(0));
+    }
+    assert_eq!(completed.next(), None);
+    assert!(seen.iter().all(|&s| s));
+    for (n, h) in (0..).zip(&handles) {
+        assert_eq!(h.result().unwrap(), 2 * n);
+        assert_eq!(async_waiters(h), (0, 0));
+    }
 }
