@@ -1,6 +1,7 @@
 //! The parent's handle on a running process, shaped after `multiprocessing.Process`
 //! and `std::process::Child`.
 
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::future::{Ended, Listen};
 use crate::parent::mailbox;
 use crate::parent::shared::{Output, Shared};
 use crate::wire::protocol::{self, POSTCARD_LIMITS};
@@ -24,13 +26,17 @@ use crate::{ProcessError, ProcessTimers, RecvError, SendError};
 ///
 /// Dropping a handle never leaves an orphan: a daemon is killed; any other process is
 /// asked to stop and waited for, for at most its `on_finish` timeout (60 s by default),
-/// then killed.
+/// then killed. (In async code, that wait blocks the thread: await
+/// [`Handle::wait_async`] before dropping a handle whose process may still run.)
 ///
 /// While a signal's graceful shutdown runs in a program that did not ask to be told
 /// (see [`shutdown_on_signals`](crate::shutdown_on_signals)), the methods that wait
 /// (`wait`, `wait_timeout`, `result`, `result_timeout`, `take_result`, `listen`,
 /// `tell`) and the drop of a running process's handle do not return: the program exits
 /// when every process has ended.
+///
+/// [`Handle::result_async`], [`Handle::wait_async`] and [`Handle::listen_async`] are
+/// futures for any executor, woken by the runtime when the process's state changes.
 #[derive(Debug)]
 pub struct Handle<T> {
     shared: Arc<Shared>,
@@ -88,6 +94,17 @@ impl<T: DeserializeOwned> Handle<T> {
     pub fn wait(&self) {
         drop(crate::parent::reap::wait_for_end(&self.shared));
         crate::shutdown::hold();
+    }
+
+    /// Waits, without blocking a thread, until the process has ended and every child
+    /// of it has been reaped: [`Handle::wait`] for async code, on any executor.
+    ///
+    /// The future is woken by the runtime when the process's state changes, never by
+    /// polling. Dropping it cancels only the wait. It has no time limit: use your
+    /// executor's timeout (`tokio::time::timeout`), or [`Handle::wait_timeout`] with
+    /// `Duration::ZERO` to only look.
+    pub fn wait_async(&self) -> impl Future<Output = ()> + Send + '_ {
+        Ended::new(&self.shared)
     }
 
     /// Blocks for at most `timeout`; returns whether the process has ended.
@@ -191,6 +208,26 @@ impl<T: DeserializeOwned> Handle<T> {
         decoded.expect("listen hands over a message when it succeeds")
     }
 
+    /// Like [`Handle::listen`], without blocking a thread: a future for any executor,
+    /// woken by the runtime when a message arrives or the process ends. `timeout` is
+    /// counted from this call; its deadline is held by the runtime's event loop, so it
+    /// needs no timer of the executor's. Dropping the future cancels only the wait:
+    /// no message is taken but the one it returns.
+    ///
+    /// While it waits, the future reads nothing itself: the runtime's event loop reads
+    /// every child's socket and wakes it (where the blocking `listen` reads the socket
+    /// on its own thread, a little faster).
+    ///
+    /// # Errors
+    /// As [`Handle::listen`].
+    pub fn listen_async<M: DeserializeOwned + 'static>(
+        &self,
+        timeout: impl Into<Option<Duration>>,
+    ) -> impl Future<Output = Result<M, RecvError>> + Send + '_ {
+        let deadline = process_core::__deadline(timeout.into());
+        Listen::<M>::new(&self.shared, process_core::__tag_of::<M>(), deadline)
+    }
+
     /// Blocks until the process has ended and returns its outcome: the output of
     /// `result` (or of `error`, when it recovered), or why there is none. When it
     /// returns, [`Handle::exit_code`] is known and every child of the process is reaped.
@@ -213,6 +250,23 @@ impl<T: DeserializeOwned> Handle<T> {
         T: Clone,
     {
         self.wait_timeout(timeout).then(|| self.result())
+    }
+
+    /// Like [`Handle::result`], without blocking a thread: a future for any executor
+    /// that resolves to the outcome once the process has ended (and every child of it
+    /// is reaped), woken by the runtime, never by polling. Dropping it cancels only
+    /// the wait; there is no time limit but your executor's timeout. The future is
+    /// `Send` when `T` is.
+    ///
+    /// # Errors
+    /// As [`Handle::result`].
+    pub async fn result_async(&self) -> Result<T, ProcessError>
+    where
+        T: Clone,
+    {
+        self.wait_async().await;
+        // It has ended: this does not wait.
+        self.result()
     }
 
     /// Like [`Handle::result`], but moves the output out instead of cloning it; later
@@ -272,6 +326,13 @@ impl<T: DeserializeOwned> Handle<T> {
             .as_ref()
             .ok()
             .map(Output::frame_len)
+    }
+}
+
+impl<T> Handle<T> {
+    /// What the handle shares with the supervision of its process.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 }
 

@@ -6,7 +6,9 @@ mod call;
 mod child;
 #[cfg(feature = "fault-injection")]
 mod fault;
+mod future;
 mod handle;
+mod many;
 mod parent;
 mod pool;
 mod process;
@@ -75,6 +77,16 @@ pub mod __testing {
         crate::parent::start::start(obj, config, options).map(Handle::new)
     }
 
+    /// What waits on `handle`'s process without blocking a thread: the wakers
+    /// registered with it (futures, `wait_any`, `as_completed`), and the callers
+    /// counted as waiting for its messages (`listen` and `listen_async`).
+    #[must_use]
+    pub fn async_waiters<T>(handle: &Handle<T>) -> (usize, u32) {
+        let shared = handle.shared();
+        let listeners = crate::parent::mailbox::waiters(&shared.lock());
+        (shared.wakers.len(), listeners)
+    }
+
     /// The type tag a message of type `T` carries on the wire.
     #[must_use]
     pub fn tag_of<T: ?Sized + 'static>() -> u64 {
@@ -83,6 +95,7 @@ pub mod __testing {
 }
 
 pub use handle::Handle;
+pub use many::{as_completed, wait_any, AsCompleted, AsProcess};
 pub use pool::{Imap, ImapUnordered, Pool, PoolBuilder};
 pub use process::Process;
 pub use process_core::{

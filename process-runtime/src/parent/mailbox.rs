@@ -35,6 +35,14 @@
 //! checks once more; the taking side swaps it back and, if it was set, sends a room
 //! notice (see `child/port.rs`). No frame is sent for room while nobody waits.
 //!
+//! **Without blocking.** `listen_async` is an [`AsyncListener`]: it looks at the inbox
+//! as `listen` does, but never reads the socket itself and never writes to it on the
+//! caller's thread (a write can wait on a child that does not read, or on a sender
+//! that holds the outbox): it waits for the event loop to file messages, counted among
+//! the inbox's waiters so that each one wakes it; a room notice it owes the child goes
+//! out at once when the socket takes it without waiting, else from a short-lived
+//! thread.
+//!
 //! The outbox has a lock of its own, held across the writes to the socket, so that
 //! messages from several threads go out whole and in order, and so that a large message
 //! to a child that is not reading blocks only its senders, never the supervisor (which
@@ -43,12 +51,15 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::reading::{self, Borrowed};
 use super::shared::{Inner, Shared};
 use super::slots::Slots;
+use super::wakers::Registration;
 use crate::beacon::Beacon;
+use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame};
 use crate::wire::protocol::{self, kind, TO_PARENT};
 use crate::{ProcessError, RecvError, SendError};
@@ -290,6 +301,127 @@ pub(crate) fn take_filed(inner: &mut Inner, tag: u64) -> Option<Frame> {
     inner.inbox.messages.remove(i).map(|(_, frame)| frame)
 }
 
+/// A caller of `listen_async`: it waits for the event loop to file what the child
+/// sends, and is counted among the inbox's waiters from its first wait until it is
+/// done or dropped.
+#[derive(Debug)]
+pub(crate) struct AsyncListener<'a> {
+    shared: &'a Arc<Shared>,
+    tag: u64,
+    registration: Registration<'a>,
+    /// Counted in `inbox.waiters`.
+    counted: bool,
+}
+
+impl<'a> AsyncListener<'a> {
+    /// A listener for messages tagged `tag`.
+    pub(crate) fn new(shared: &'a Arc<Shared>, tag: u64) -> Self {
+        Self {
+            shared,
+            tag,
+            registration: Registration::new(&shared.wakers),
+            counted: false,
+        }
+    }
+
+    /// Takes the oldest message tagged `tag` and hands its body to `take`; or `Ended`
+    /// when nothing more can come, `Timeout` when `deadline` has passed; or registers
+    /// `waker` to be woken at the next change.
+    pub(crate) fn poll(
+        &mut self,
+        waker: &Waker,
+        deadline: Option<Instant>,
+        take: &mut dyn FnMut(&[u8]),
+    ) -> Poll<Result<(), RecvError>> {
+        let shared = self.shared;
+        let mut inner = shared.lock();
+        if let Some(frame) = take_filed(&mut inner, self.tag) {
+            let notice = grant_one(&mut inner);
+            self.stop_waiting(inner);
+            if let Some(conn) = notice {
+                send_room_notice_later(shared, conn);
+            }
+            take(&frame.payload()[TO_PARENT.body..]);
+            return Poll::Ready(Ok(()));
+        }
+        if over(&inner) {
+            self.stop_waiting(inner);
+            return Poll::Ready(Err(RecvError::Ended));
+        }
+        // About to wait: as in `listen`, a child that waits for room gets what there
+        // is, so that it can send what this receive waits for.
+        let notice = room_notice_due(&mut inner, 1);
+        let outcome = if deadline.is_some_and(|d| Instant::now() >= d) {
+            self.stop_waiting(inner);
+            Poll::Ready(Err(RecvError::Timeout))
+        } else {
+            if !self.counted {
+                inner.inbox.waiters += 1;
+                self.counted = true;
+            }
+            // Under the state's lock: a message filed after the look above wakes it.
+            self.registration.set(waker);
+            drop(inner);
+            Poll::Pending
+        };
+        if let Some(conn) = notice {
+            send_room_notice_later(shared, conn);
+        }
+        outcome
+    }
+
+    /// No longer a waiter: uncounted and deregistered.
+    fn stop_waiting(&mut self, mut inner: MutexGuard<'_, Inner>) {
+        if std::mem::take(&mut self.counted) {
+            inner.inbox.waiters -= 1;
+        }
+        drop(inner);
+        self.registration.clear();
+    }
+}
+
+impl Drop for AsyncListener<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.stop_waiting(self.shared.lock());
+        }
+    }
+}
+
+/// Sends a room notice without waiting: at once when the outbox is free and the
+/// socket has room for it, else from a thread of its own, since the write may wait for
+/// the outbox's lock (held by a sender writing a large message) or for the child to
+/// read, and the caller must not. A notice that cannot be sent at all is not lost for
+/// long: a child waiting for room looks again every second.
+fn send_room_notice_later(shared: &Arc<Shared>, conn: Conn) {
+    if let Ok(out) = shared.outbox.try_lock() {
+        let frame = protocol::room_frame(kind::TO_CHILD_ROOM);
+        match sys::send_dontwait(conn.stream(), &frame) {
+            Ok(n) if n == frame.len() => return,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Ok(0) => {}
+            // Part of it went: the rest must follow before anything else. The child
+            // is reading (it waits for this notice), and it is a few bytes.
+            Ok(n) => {
+                let _ = write_frame(&conn, &frame[n..]);
+                return;
+            }
+            // The child is gone.
+            Err(_) => return,
+        }
+        drop(out);
+    }
+    let shared = Arc::clone(shared);
+    let name = shared.config.name.clone();
+    let spawned = std::thread::Builder::new()
+        .name("process-runtime-room".into())
+        .stack_size(64 * 1024)
+        .spawn(move || send_room_notice(&shared, &conn));
+    if let Err(e) = spawned {
+        tracing::warn!(process = %name, "cannot start a thread for a room notice: {e}");
+    }
+}
+
 /// Hands a taken message's body to `take`, after granting the child room for one
 /// more (and telling it, if it waits for that).
 fn deliver(
@@ -430,4 +562,10 @@ pub(crate) fn on_room(inner: &mut Inner) {
 /// Whether anyone waits for what the child sends.
 pub(crate) fn has_waiters(inner: &Inner) -> bool {
     inner.inbox.waiters > 0
+}
+
+/// How many callers wait for what the child sends (for the tests).
+#[cfg(feature = "fault-injection")]
+pub(crate) fn waiters(inner: &Inner) -> u32 {
+    inner.inbox.waiters
 }

@@ -17,7 +17,8 @@
 //!   the slots of the child's mailbox that hold messages it has not taken.
 //! - [`reading`] lends a child's socket to a caller waiting in `listen`.
 //! - [`warm`] keeps children started ahead of time, for `keep_warm`.
-//! - [`shared`] is the state the handle and the supervisor share.
+//! - [`shared`] is the state the handle and the supervisor share; [`wakers`] wakes the
+//!   async waiters on it when it changes, and at their deadlines.
 //! - [`tree`] lists the processes that may still run, for a shutdown.
 
 pub(crate) mod attempt;
@@ -33,4 +34,5 @@ pub(crate) mod spawn;
 pub(crate) mod start;
 pub(crate) mod supervisor;
 pub(crate) mod tree;
+pub(crate) mod wakers;
 pub(crate) mod warm;

@@ -20,6 +20,11 @@
 //! Handles never wait for this thread to act on their behalf for stop or kill: those
 //! are a store in shared memory and a signal. Timers run on the loop's clock: a section
 //! timeout is noticed within a tenth of its limit, as before.
+//!
+//! **Alarms.** The loop also holds the deadlines of futures (`listen_async` with a
+//! time limit): an [`Alarm`] handed over with [`alarm`] wakes its waker when its time
+//! comes, so a future needs neither a timer of its executor nor a thread of its own.
+//! A cancelled alarm stays in the heap until its time or the next sweep.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -31,6 +36,7 @@ use std::time::Instant;
 use polling::{Events, Poller};
 
 use super::supervisor::Supervisor;
+use super::wakers::Alarm;
 use super::warm::WarmEntry;
 use crate::ProcessError;
 
@@ -41,6 +47,8 @@ struct Reactor {
     /// Keys of supervisors to look at again (a caller handed their reader back with
     /// events for them).
     kicked: Mutex<Vec<usize>>,
+    /// Alarms handed over since the loop last looked.
+    alarms: Mutex<Vec<Arc<Alarm>>>,
 }
 
 static REACTOR: OnceLock<Result<Arc<Reactor>, String>> = OnceLock::new();
@@ -183,6 +191,24 @@ pub(crate) fn rearm(socket: BorrowedFd<'_>, key: usize) {
     }
 }
 
+/// Has the loop ring `alarm` at its time. There is a loop whenever a handle exists
+/// (a start fails without one); without one, it rings at once.
+pub(crate) fn alarm(alarm: Arc<Alarm>) {
+    match REACTOR.get() {
+        Some(Ok(reactor)) => {
+            reactor
+                .alarms
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(alarm);
+            if let Err(e) = reactor.poller.notify() {
+                tracing::error!("cannot wake the process-runtime event loop: {e}");
+            }
+        }
+        _ => alarm.ring(),
+    }
+}
+
 fn start() -> Result<Arc<Reactor>, String> {
     let poller =
         Poller::new().map_err(|e| format!("cannot create the event loop's poller: {e}"))?;
@@ -190,6 +216,7 @@ fn start() -> Result<Arc<Reactor>, String> {
         poller,
         incoming: Mutex::new(Vec::new()),
         kicked: Mutex::new(Vec::new()),
+        alarms: Mutex::new(Vec::new()),
     });
     let looped = Arc::clone(&reactor);
     std::thread::Builder::new()
@@ -236,15 +263,80 @@ impl Slots {
 /// old entry behind; an entry counts only while it matches what its supervisor wants.
 type Timers = BinaryHeap<Reverse<(Instant, usize)>>;
 
+/// An alarm in the loop's heap, ordered by its time, then by arrival.
+struct Due(Instant, u64, Arc<Alarm>);
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        (self.0, self.1) == (other.0, other.1)
+    }
+}
+
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(other.0, other.1))
+    }
+}
+
+/// The alarms waiting for their time, earliest first.
+#[derive(Default)]
+struct Alarms {
+    heap: BinaryHeap<Reverse<Due>>,
+    arrived: u64,
+    /// The heap's size after the last sweep of cancelled alarms: the next sweep comes
+    /// when it has doubled, so a loop that creates and drops futures with long time
+    /// limits does not grow the heap without bound.
+    swept_at: usize,
+}
+
+impl Alarms {
+    fn push(&mut self, alarm: Arc<Alarm>) {
+        self.arrived += 1;
+        self.heap
+            .push(Reverse(Due(alarm.at(), self.arrived, alarm)));
+        if self.heap.len() >= 64 && self.heap.len() >= 2 * self.swept_at {
+            self.heap.retain(|Reverse(due)| !due.2.is_spent());
+            self.swept_at = self.heap.len();
+        }
+    }
+
+    fn next_at(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(due)| due.0)
+    }
+
+    /// Rings every alarm whose time has come. A waker that panics (a bug of its
+    /// executor) is logged; the loop goes on.
+    fn ring_due(&mut self, now: Instant) {
+        while self.heap.peek().is_some_and(|Reverse(due)| due.0 <= now) {
+            if let Some(Reverse(due)) = self.heap.pop() {
+                if catch_unwind(AssertUnwindSafe(|| due.2.ring())).is_err() {
+                    tracing::error!("a waker panicked when its deadline came");
+                }
+            }
+        }
+    }
+}
+
 fn run(reactor: &Reactor) {
     let poller = &reactor.poller;
     let mut slots = Slots::default();
     let mut timers = Timers::new();
+    let mut alarms = Alarms::default();
     let mut events = Events::new();
     loop {
-        let timeout = timers
-            .peek()
-            .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+        let next = [timers.peek().map(|Reverse((at, _))| *at), alarms.next_at()]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = next.map(|at| at.saturating_duration_since(Instant::now()));
         events.clear();
         if let Err(e) = poller.wait(&mut events, timeout) {
             if e.kind() != std::io::ErrorKind::Interrupted {
@@ -281,6 +373,16 @@ fn run(reactor: &Reactor) {
                 s.on_ready(p, key, now);
             });
         }
+        let arrived = std::mem::take(
+            &mut *reactor
+                .alarms
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for alarm in arrived {
+            alarms.push(alarm);
+        }
+        alarms.ring_due(now);
         while let Some(&Reverse((at, key))) = timers.peek() {
             if at > now {
                 break;

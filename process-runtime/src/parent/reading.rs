@@ -116,7 +116,12 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
     drop(reading);
     if retired || handed_over {
         reactor::kick(key);
-    } else if disarmed {
+    } else if disarmed || shared.rearm_owed.swap(false, SeqCst) {
+        // Also after a take from the buffer alone, when the loop used its one-shot
+        // event meanwhile, found the reader lent, and left the re-arming to this
+        // borrower (it says so in `rearm_owed`, before it tries the reader: see the
+        // supervisor). Without it, the socket's next readiness (the child's report,
+        // its end) would never reach the loop.
         reactor::rearm(sys::stream_fd(conn.stream()), key);
     }
     drop(conn);

@@ -1,5 +1,6 @@
-//! What a handle and the supervisor of its process share: a mutex-held [`Inner`] and a
-//! condition variable signalled at every change.
+//! What a handle and the supervisor of its process share: a mutex-held [`Inner`], and a
+//! condition variable signalled at every change, with the [wakers](super::wakers) of
+//! the async waiters woken beside it.
 //!
 //! The outcome and the exit are published together, after every child of the process
 //! has been reaped: whoever is woken by the outcome finds `exit_code()` known and
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use super::mailbox::{Inbox, Outbox};
 use super::reading::Reading;
+use super::wakers::Wakers;
 use crate::beacon::{AttemptTimers, Beacon};
 use crate::wire::channel::Frame;
 use crate::{sys, Exit, ProcessConfig, ProcessError};
@@ -49,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) timers: OnceLock<AttemptTimers>,
     inner: Mutex<Inner>,
     changed: Condvar,
+    /// The wakers of futures and `wait_any` callers, woken with `changed`.
+    pub(crate) wakers: Wakers,
     /// Messages to the child not taken yet (see [`mailbox`](super::mailbox)).
     pub(crate) outbox: Mutex<Outbox>,
     /// The live attempt's reader, which a caller of `listen` may borrow (see
@@ -58,6 +62,9 @@ pub(crate) struct Shared {
     pub(crate) retire_reader: AtomicBool,
     /// Callers that hold, or still hold a handle on, the attempt's socket.
     pub(crate) borrowers: AtomicUsize,
+    /// Set by the event loop when it found the reader lent and left its one-shot
+    /// interest disarmed: the borrower re-arms it when it gives the reader back.
+    pub(crate) rearm_owed: AtomicBool,
 }
 
 /// The mutable part of [`Shared`].
@@ -121,10 +128,12 @@ impl Shared {
             timers: OnceLock::new(),
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
+            wakers: Wakers::default(),
             outbox: Mutex::new(outbox),
             reading: Mutex::new(Reading::default()),
             retire_reader: AtomicBool::new(false),
             borrowers: AtomicUsize::new(0),
+            rearm_owed: AtomicBool::new(false),
         }
     }
 
@@ -201,12 +210,14 @@ impl Shared {
     /// Changes the shared state and wakes every waiter.
     pub(crate) fn update(&self, f: impl FnOnce(&mut Inner)) {
         f(&mut self.lock());
-        self.changed.notify_all();
+        self.notify();
     }
 
-    /// Wakes every waiter.
+    /// Wakes every waiter: the blocked ones and the registered wakers. Called after a
+    /// change, once the lock it was made under is released.
     pub(crate) fn notify(&self) {
         self.changed.notify_all();
+        self.wakers.wake_all();
     }
 
     /// Asks the running attempt to stop (and remembers it for later attempts): one store

@@ -192,11 +192,15 @@ impl Supervisor {
                 let shared = Arc::clone(&self.shared);
                 // A caller of `listen` has the reader: it re-arms the socket when it
                 // gives it back.
+                // Said before trying the reader, so that a borrower that lets it go
+                // after the try sees it, and re-arms the socket.
+                shared.rearm_owed.store(true, Ordering::SeqCst);
                 let mut reading = match shared.reading.try_lock() {
                     Ok(reading) => reading,
                     Err(TryLockError::WouldBlock) => return,
                     Err(TryLockError::Poisoned(p)) => p.into_inner(),
                 };
+                shared.rearm_owed.store(false, Ordering::SeqCst);
                 reading.kick = false;
                 reading.key = self.key;
                 let mut ended = attempt.flush_start(&shared);
