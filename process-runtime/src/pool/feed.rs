@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::driver::Core;
-use super::queue::{Chunk, ItemResult, Job};
+use super::queue::{Batch, Chunk, ItemResult, Job};
 use super::worker::Item;
 use crate::call::encode_arg;
 
@@ -72,8 +72,8 @@ enum Order {
         next: u64,
         held: BTreeMap<u64, ItemResult>,
     },
-    /// As they finish; `ready` holds results known without a worker (an argument that
-    /// does not serialize).
+    /// As they finish: `ready` holds them in the order they came (results known without
+    /// a worker, an argument that does not serialize, come at once).
     Finished { ready: VecDeque<(u64, ItemResult)> },
 }
 
@@ -88,7 +88,7 @@ pub(crate) struct Feed<'p, I> {
     windowed: bool,
     call: i64,
     job: Arc<Job>,
-    results: Receiver<(u64, ItemResult)>,
+    results: Receiver<Batch>,
     /// Items read so far: the next item's index.
     read: u64,
     /// Items read and not handed back yet.
@@ -158,18 +158,13 @@ where
             if self.pending == 0 {
                 return None;
             }
-            let (index, result) = self
+            let batch = self
                 .results
                 .recv()
                 .expect("the feed holds its job, and with it the sender");
             match &mut self.order {
-                Order::Input { held, .. } => {
-                    held.insert(index, result);
-                }
-                Order::Finished { .. } => {
-                    self.pending -= 1;
-                    return Some((index, result));
-                }
+                Order::Input { held, .. } => held.extend(batch),
+                Order::Finished { ready } => ready.extend(batch),
             }
         }
     }

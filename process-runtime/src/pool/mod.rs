@@ -4,6 +4,8 @@
 //! - [`worker`] is the child side: a process type that runs one item per lap.
 //! - [`driver`] is one parent thread per worker: it feeds its worker chunks, reads the
 //!   results, blames the item a dead worker was running, retries, and replaces it.
+//! - [`ring`] is where a worker leaves its results, in the page it shares with its
+//!   parent: read after its death as before it.
 //! - [`queue`] holds the chunks waiting for a worker, tied to the call they belong to.
 //! - [`feed`] is the caller's side: it reads the input lazily, sizes chunks, and
 //!   hands results back in order or as they finish.
@@ -14,6 +16,7 @@
 mod driver;
 mod feed;
 mod queue;
+mod ring;
 mod worker;
 
 use std::fmt;
@@ -55,9 +58,9 @@ use crate::{ProcessConfig, ProcessError};
 /// ([`ProcessError::MainLoop`] with the panic's message; the call is the worker's
 /// `main_loop`) and the worker goes on. A worker that aborts, segfaults, exits or is
 /// killed from outside while running an item costs that item only: its result is
-/// [`ProcessError::Crashed`] with the signal or exit code, the rest of its chunk is
-/// run by another worker, a fresh worker takes its place, and the pool serves later
-/// calls as before. An item running past its limit ([`PoolBuilder::item_timeout`],
+/// [`ProcessError::Crashed`] with the signal or exit code, the items it finished keep
+/// their results, the rest of its chunk is run by another worker, a fresh worker takes
+/// its place, and the pool serves later calls as before. An item running past its limit ([`PoolBuilder::item_timeout`],
 /// 300 s by default) is killed with its worker and its result is
 /// [`ProcessError::Timeout`]. With [`PoolBuilder::item_lives`] a failed item is run
 /// again before its error is the result. An argument that does not decode in the
@@ -67,8 +70,9 @@ use crate::{ProcessConfig, ProcessError};
 /// **Chunks.** Items go to the workers in chunks sized to the work: a quarter of each
 /// worker's fair share of what is left when the input's length is known, growing from
 /// one item towards 5 ms of work when it is not, at most 1024 items and about 1 MiB of
-/// arguments; [`PoolBuilder::chunk_size`] fixes the size instead. Results come back one
-/// by one as each item finishes, whatever the chunk.
+/// arguments; [`PoolBuilder::chunk_size`] fixes the size instead. A result is handed
+/// back as soon as its item finishes when the pool waits for it, and in a batch with
+/// the others that finished meanwhile when it is busy, whatever the chunk.
 ///
 /// **Dropping the pool** ends its workers: idle ones are told to end, busy ones (still
 /// running items of a call that was dropped) are killed, and the drop returns once

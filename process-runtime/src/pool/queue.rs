@@ -5,7 +5,9 @@
 //! call's [`Job`]: by a driver when the worker answers or dies, and, for an item still
 //! in a [`Chunk`] when the chunk is dropped (a call cancelled, the pool shut down, a
 //! bug unwinding a driver), by the chunk itself. So no path can leave a caller waiting
-//! for an item that nobody runs any more.
+//! for an item that nobody runs any more. Results go to the caller in batches (one
+//! wake-up for whatever a driver read at once), gathered in the chunk, which hands on
+//! what it gathered when it is dropped too.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,10 +21,13 @@ use crate::ProcessError;
 /// An item's result: the postcard bytes of what the function returned, or the error.
 pub(crate) type ItemResult = Result<Vec<u8>, ProcessError>;
 
+/// Results of items, by index, handed to the caller together.
+pub(crate) type Batch = Vec<(u64, ItemResult)>;
+
 /// One call on the pool, as the drivers see it: where its results go.
 #[derive(Debug)]
 pub(crate) struct Job {
-    sink: Sender<(u64, ItemResult)>,
+    sink: Sender<Batch>,
     cancelled: AtomicBool,
     /// Items finished and the nanoseconds their chunks took, for the chunk size.
     finished: AtomicU64,
@@ -30,7 +35,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(sink: Sender<(u64, ItemResult)>) -> Self {
+    pub(crate) fn new(sink: Sender<Batch>) -> Self {
         Self {
             sink,
             cancelled: AtomicBool::new(false),
@@ -39,9 +44,9 @@ impl Job {
         }
     }
 
-    /// Hands the result of item `index` to the caller (a caller that is gone ignores it).
-    pub(crate) fn deliver(&self, index: u64, result: ItemResult) {
-        let _ = self.sink.send((index, result));
+    /// Hands results to the caller (a caller that is gone ignores them).
+    pub(crate) fn deliver(&self, batch: Batch) {
+        let _ = self.sink.send(batch);
     }
 
     /// The caller is gone: its chunks need not run.
@@ -88,6 +93,8 @@ pub(crate) struct Chunk {
     pub(crate) items: Vec<Item>,
     pub(crate) marks: Vec<Marks>,
     pub(crate) settled: usize,
+    /// Results not handed to the caller yet (see [`Chunk::flush`]).
+    ready: Batch,
 }
 
 impl Chunk {
@@ -108,16 +115,31 @@ impl Chunk {
             items,
             marks,
             settled: 0,
+            ready: Vec::new(),
         }
     }
 
-    /// Gives every item without a result `error`.
+    /// The next item without a result gets `result`, handed to the caller at the next
+    /// [`Chunk::flush`].
+    pub(crate) fn settle(&mut self, result: ItemResult) {
+        let index = self.items[self.settled].index;
+        self.settled += 1;
+        self.ready.push((index, result));
+    }
+
+    /// Hands the results settled so far to the caller.
+    pub(crate) fn flush(&mut self) {
+        if !self.ready.is_empty() {
+            self.job.deliver(std::mem::take(&mut self.ready));
+        }
+    }
+
+    /// Gives every item without a result `error`, and hands every result to the caller.
     pub(crate) fn fail_rest(&mut self, error: &ProcessError) {
         while self.settled < self.items.len() {
-            let index = self.items[self.settled].index;
-            self.settled += 1;
-            self.job.deliver(index, Err(error.clone()));
+            self.settle(Err(error.clone()));
         }
+        self.flush();
     }
 
     /// The items without a result, as a chunk of their own (this one is left with none).
@@ -141,6 +163,7 @@ impl Drop for Chunk {
         if self.settled < self.items.len() {
             self.fail_rest(&dropped_error());
         }
+        self.flush();
     }
 }
 
@@ -254,16 +277,22 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let job = Arc::new(Job::new(tx));
         let mut chunk = Chunk::new(Arc::clone(&job), 0, items(0..4));
-        chunk.job.deliver(0, Ok(vec![]));
-        chunk.settled = 1;
+        chunk.settle(Ok(vec![]));
+        assert!(rx.try_recv().is_err(), "held until flushed");
         let rest = chunk.split_rest().unwrap();
         assert_eq!(rest.items.len(), 3);
         drop(chunk);
-        assert_eq!(rx.try_recv().unwrap().0, 0);
+        let settled = rx.try_recv().unwrap();
+        assert_eq!(
+            (settled.len(), settled[0].0),
+            (1, 0),
+            "handed on at the drop"
+        );
         assert!(rx.try_recv().is_err(), "the split chunk has nothing left");
         drop(rest);
         let dropped: Vec<u64> = rx
             .try_iter()
+            .flatten()
             .map(|(i, r)| {
                 assert!(r.is_err());
                 i
