@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use super::queue::{Chunk, ItemResult, Marks, Queue};
 use super::ring::RingReader;
-use super::worker::{Answer, Done, Item, Work, Worker};
+use super::worker::{Answer, Done, Work, Worker};
 use crate::parent::attempt::StartOptions;
 use crate::{Handle, ProcessConfig, ProcessError, RecvError, Section, SendError};
 
@@ -427,24 +427,21 @@ impl Driver {
 
 /// Whether `done` is the result of the item due next in `chunk`.
 fn is_due(chunk: &Chunk, done: &Done) -> bool {
-    chunk
-        .items
-        .get(chunk.settled)
-        .is_some_and(|due| due.index == done.index)
+    chunk.items.index(chunk.settled) == Some(done.index)
 }
 
 /// The result of the item due next in `chunk`, checked to be that item's.
 fn settle_due(core: &Core, chunk: &mut Chunk, done: Done) -> Result<(), String> {
-    let Some(due) = chunk.items.get(chunk.settled) else {
+    let Some(due) = chunk.items.index(chunk.settled) else {
         return Err(format!(
             "a pool worker answered item {} after its chunk was done",
             done.index
         ));
     };
-    if done.index != due.index {
+    if done.index != due {
         return Err(format!(
-            "a pool worker answered item {} when item {} was due",
-            done.index, due.index
+            "a pool worker answered item {} when item {due} was due",
+            done.index
         ));
     }
     settle_outcome(core, chunk, done.outcome);
@@ -466,12 +463,8 @@ fn failed(core: &Core, chunk: &mut Chunk, error: ProcessError) {
     match after_failure(chunk.marks[i], true, core.settings.item_lives) {
         Fate::Retry(marks) => {
             chunk.settled += 1;
-            let item = Item {
-                index: chunk.items[i].index,
-                arg: std::mem::take(&mut chunk.items[i].arg),
-            };
-            let retry =
-                Chunk::with_marks(Arc::clone(&chunk.job), chunk.call, vec![item], vec![marks]);
+            let item = chunk.items.one(i);
+            let retry = Chunk::with_marks(Arc::clone(&chunk.job), chunk.call, item, vec![marks]);
             core.queue.push_front(retry);
         }
         Fate::Fail => chunk.settle(Err(error)),

@@ -32,8 +32,8 @@ use serde::Serialize;
 
 use super::driver::Core;
 use super::queue::{Batch, Chunk, ItemResult, Job};
-use super::worker::Item;
-use crate::call::encode_arg;
+use super::worker::Items;
+use crate::call::encode_arg_into;
 
 /// Most items in one chunk.
 pub(crate) const MAX_CHUNK: usize = 1024;
@@ -202,9 +202,8 @@ where
 
     /// Reads up to `size` items and queues them as one chunk.
     fn read_chunk(&mut self, size: usize) {
-        let mut items = Vec::with_capacity(size);
-        let mut bytes = 0;
-        while items.len() < size && bytes < CHUNK_BYTES {
+        let mut items = Items::with_capacity(size);
+        while items.len() < size && items.arg_bytes() < CHUNK_BYTES {
             let index = self.read;
             let next = match panic::catch_unwind(AssertUnwindSafe(|| self.input.next())) {
                 Ok(Some(next)) => next,
@@ -224,17 +223,13 @@ where
             if let Some(remaining) = &mut self.remaining {
                 *remaining = remaining.saturating_sub(1);
             }
-            match encode_arg(&next) {
-                Ok(arg) => {
-                    bytes += arg.len();
-                    items.push(Item { index, arg });
-                }
-                Err(error) => match &mut self.order {
+            if let Err(error) = items.push_with(index, |args| encode_arg_into(&next, args)) {
+                match &mut self.order {
                     Order::Input { held, .. } => {
                         held.insert(index, Err(error));
                     }
                     Order::Finished { ready } => ready.push_back((index, Err(error))),
-                },
+                }
             }
         }
         if !items.is_empty() {

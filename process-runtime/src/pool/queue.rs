@@ -15,7 +15,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::worker::Item;
+use super::worker::Items;
 use crate::ProcessError;
 
 /// An item's result: the postcard bytes of what the function returned, or the error.
@@ -90,7 +90,7 @@ pub(crate) struct Chunk {
     pub(crate) job: Arc<Job>,
     /// The trampoline's offset (see `call.rs`).
     pub(crate) call: i64,
-    pub(crate) items: Vec<Item>,
+    pub(crate) items: Items,
     pub(crate) marks: Vec<Marks>,
     pub(crate) settled: usize,
     /// Results not handed to the caller yet (see [`Chunk::flush`]).
@@ -98,17 +98,12 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
-    pub(crate) fn new(job: Arc<Job>, call: i64, items: Vec<Item>) -> Self {
+    pub(crate) fn new(job: Arc<Job>, call: i64, items: Items) -> Self {
         let marks = vec![Marks::default(); items.len()];
         Self::with_marks(job, call, items, marks)
     }
 
-    pub(crate) fn with_marks(
-        job: Arc<Job>,
-        call: i64,
-        items: Vec<Item>,
-        marks: Vec<Marks>,
-    ) -> Self {
+    pub(crate) fn with_marks(job: Arc<Job>, call: i64, items: Items, marks: Vec<Marks>) -> Self {
         Self {
             job,
             call,
@@ -122,9 +117,10 @@ impl Chunk {
     /// The next item without a result gets `result`, handed to the caller at the next
     /// [`Chunk::flush`].
     pub(crate) fn settle(&mut self, result: ItemResult) {
-        let index = self.items[self.settled].index;
+        if let Some(index) = self.items.index(self.settled) {
+            self.ready.push((index, result));
+        }
         self.settled += 1;
-        self.ready.push((index, result));
     }
 
     /// Hands the results settled so far to the caller.
@@ -263,13 +259,44 @@ mod tests {
 
     use super::*;
 
-    fn items(range: std::ops::Range<u64>) -> Vec<Item> {
-        range
-            .map(|index| Item {
-                index,
-                arg: vec![index as u8],
-            })
-            .collect()
+    fn items(range: std::ops::Range<u64>) -> Items {
+        let mut items = Items::with_capacity(range.clone().count());
+        for index in range {
+            items
+                .push_with(index, |args| {
+                    args.extend(std::iter::repeat_n(index as u8, index as usize % 3));
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+        }
+        items
+    }
+
+    #[test]
+    fn packed_items_split_and_single_out_with_their_own_bytes() {
+        let mut all = items(0..6);
+        assert_eq!(all.len(), 6);
+        assert_eq!(
+            (all.arg(0), all.arg(2), all.arg(4)),
+            (&[][..], &[2, 2][..], &[4][..])
+        );
+        let one = all.one(5);
+        assert_eq!(
+            (one.len(), one.index(0), one.arg(0)),
+            (1, Some(5), &[5, 5][..])
+        );
+        let rest = all.split_off(2);
+        assert_eq!((all.len(), all.arg_bytes()), (2, 1));
+        assert_eq!(all.arg(1), [1]);
+        assert_eq!(rest.len(), 4);
+        assert_eq!(rest.index(0), Some(2));
+        assert_eq!(rest.arg(0), [2, 2]);
+        assert_eq!(rest.arg(3), [5, 5]);
+        assert_eq!(rest.index(4), None);
+        assert_eq!(rest.arg(4), [0u8; 0]);
+        let mut failed = items(0..1);
+        assert_eq!(failed.push_with(9, |_| Err("no")), Err("no"));
+        assert_eq!(failed.len(), 1);
     }
 
     #[test]
@@ -311,10 +338,10 @@ mod tests {
         queue.push_back(Chunk::new(Arc::clone(&b), 0, items(0..2)));
         queue.push_front(Chunk::new(Arc::clone(&b), 0, items(7..8)));
         let busy = AtomicBool::new(false);
-        assert_eq!(queue.take(&busy).unwrap().items[0].index, 7);
+        assert_eq!(queue.take(&busy).unwrap().items.index(0), Some(7));
         assert!(busy.load(Ordering::SeqCst));
         a.cancel();
-        assert_eq!(queue.take(&busy).unwrap().items[0].index, 0);
+        assert_eq!(queue.take(&busy).unwrap().items.index(0), Some(0));
         queue.close();
         assert!(queue.take(&busy).is_none());
     }

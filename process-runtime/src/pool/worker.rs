@@ -12,7 +12,6 @@
 //! `main_loop`, and the parent blames the item it had started and not answered (see
 //! `driver.rs`); the results committed before it are in the ring, dead worker or not.
 
-use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 
 use serde::{Deserialize, Serialize};
@@ -30,17 +29,108 @@ use crate::{
 pub(crate) enum Work {
     /// Call the function whose trampoline is at offset `call` (see `call.rs`) on each
     /// item, in order.
-    Chunk { call: i64, items: Vec<Item> },
+    Chunk { call: i64, items: Items },
     /// No more work: end.
     Quit,
 }
 
-/// One input of a pool call: its position in the input, and its postcard bytes.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Item {
-    pub(crate) index: u64,
+/// The inputs of a chunk: each item's position in the input of its call, and its
+/// argument's postcard bytes, all arguments end to end in one buffer (one allocation
+/// for a chunk on either side, not one per item).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Items {
+    indices: Vec<u64>,
+    /// Where each argument ends in `args`.
+    ends: Vec<u64>,
     #[serde(with = "bytes")]
-    pub(crate) arg: Vec<u8>,
+    args: Vec<u8>,
+}
+
+impl Items {
+    pub(crate) fn with_capacity(items: usize) -> Self {
+        Self {
+            indices: Vec::with_capacity(items),
+            ends: Vec::with_capacity(items),
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// The position in its call's input of item `i` of the chunk, if there is one.
+    pub(crate) fn index(&self, i: usize) -> Option<u64> {
+        self.indices.get(i).copied()
+    }
+
+    /// The argument's bytes of item `i` (none for an item that is not there).
+    pub(crate) fn arg(&self, i: usize) -> &[u8] {
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before).copied().unwrap_or(0),
+            None => 0,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        let range = usize::try_from(start).unwrap_or(usize::MAX)..usize::try_from(end).unwrap_or(0);
+        self.args.get(range).unwrap_or_default()
+    }
+
+    /// Bytes of all the arguments.
+    pub(crate) fn arg_bytes(&self) -> usize {
+        self.args.len()
+    }
+
+    /// Adds item `index`, whose argument `write` appends to the arguments (it leaves
+    /// them as they were when it fails: then nothing is added).
+    pub(crate) fn push_with<E>(
+        &mut self,
+        index: u64,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        write(&mut self.args)?;
+        self.indices.push(index);
+        self.ends.push(self.args.len() as u64);
+        Ok(())
+    }
+
+    /// Item `i` alone.
+    pub(crate) fn one(&self, i: usize) -> Items {
+        let mut one = Items::with_capacity(1);
+        if let Some(index) = self.index(i) {
+            let arg = self.arg(i);
+            let _ = one.push_with(index, |args| {
+                args.extend_from_slice(arg);
+                Ok::<(), ()>(())
+            });
+        }
+        one
+    }
+
+    /// The items from `at` on, taken out of these.
+    pub(crate) fn split_off(&mut self, at: usize) -> Items {
+        let at = at.min(self.len());
+        let base = at
+            .checked_sub(1)
+            .and_then(|before| self.ends.get(before).copied())
+            .unwrap_or(0);
+        let base_at = usize::try_from(base)
+            .unwrap_or(self.args.len())
+            .min(self.args.len());
+        Items {
+            indices: self.indices.split_off(at),
+            ends: self
+                .ends
+                .split_off(at)
+                .into_iter()
+                .map(|e| e - base)
+                .collect(),
+            args: self.args.split_off(base_at),
+        }
+    }
 }
 
 /// The result of one item: the result's postcard bytes, or the error. Its postcard
@@ -50,6 +140,14 @@ pub(crate) struct Done {
     pub(crate) index: u64,
     #[serde(with = "outcome")]
     pub(crate) outcome: Result<Vec<u8>, ProcessError>,
+}
+
+/// A [`Done`] that borrows its bytes, encoded the same way: what a worker writes to its
+/// ring without copying the result into a `Done` of its own.
+#[derive(Serialize)]
+struct DoneRef<'a> {
+    index: u64,
+    outcome: outcome::Ref<'a>,
 }
 
 /// Bytes as one block. Postcard writes a `Vec<u8>` the same way (a length, then the
@@ -102,9 +200,10 @@ mod outcome {
 
     use crate::ProcessError;
 
+    /// A `Result` of bytes, borrowed.
     #[derive(Serialize)]
-    enum Ref<'a> {
-        Ok(#[serde(with = "super::bytes")] &'a Vec<u8>),
+    pub(super) enum Ref<'a> {
+        Ok(#[serde(with = "super::bytes")] &'a [u8]),
         Err(&'a ProcessError),
     }
 
@@ -150,23 +249,28 @@ pub(crate) struct Worker {
     /// The trampoline's offset for the items of the current chunk.
     #[serde(skip)]
     call: i64,
-    /// The current chunk's items not run yet.
+    /// The current chunk's items.
     #[serde(skip)]
-    items: VecDeque<Item>,
+    items: Items,
+    /// The next of them to run.
+    #[serde(skip)]
+    next: usize,
+    /// The item this lap runs, taken in `preloop`.
+    #[serde(skip)]
+    current: Option<usize>,
     /// The result of this lap's item, when it did not fit the ring: told in
     /// `postloop`.
     #[serde(skip)]
     done: Option<Done>,
-    /// The item this lap runs, taken in `preloop`.
-    #[serde(skip)]
-    current: Option<Item>,
     /// Where results go; `None` only outside a child (then each is told).
     #[serde(skip)]
     ring: Option<RingWriter>,
     /// The parent waits for results in the ring: tell it in `postloop`.
     #[serde(skip)]
     wake: bool,
-    /// A result's record, reused.
+    /// The result's bytes, and its record, reused from item to item.
+    #[serde(skip)]
+    result: Vec<u8>,
     #[serde(skip)]
     record: Vec<u8>,
 }
@@ -178,11 +282,12 @@ impl Lifecycle for Worker {
         if self.ring.is_none() {
             self.ring = RingWriter::of_this_child();
         }
-        while self.items.is_empty() {
+        while self.next >= self.items.len() {
             match cx.listen::<Work>(None)? {
                 Work::Chunk { call, items } => {
                     self.call = call;
-                    self.items = items.into();
+                    self.items = items;
+                    self.next = 0;
                 }
                 Work::Quit => {
                     cx.stop();
@@ -190,12 +295,16 @@ impl Lifecycle for Worker {
                 }
             }
         }
-        self.current = self.items.pop_front();
+        self.current = Some(self.next);
+        self.next += 1;
         Ok(())
     }
 
     fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
-        let Some(item) = self.current.take() else {
+        let Some(i) = self.current.take() else {
+            return Ok(());
+        };
+        let Some(index) = self.items.index(i) else {
             return Ok(());
         };
         if let Some(ring) = &mut self.ring {
@@ -205,26 +314,28 @@ impl Lifecycle for Worker {
         // worker, a re-executed copy of its own executable, on the authenticated
         // channel; see `trampoline_at`.
         let function = unsafe { call::trampoline_at(self.call) };
-        let outcome = match panic::catch_unwind(AssertUnwindSafe(|| function(&item.arg))) {
-            Ok(result) => result.map_err(ProcessError::from),
+        let (arg, result) = (self.items.arg(i), &mut self.result);
+        result.clear();
+        let outcome = match panic::catch_unwind(AssertUnwindSafe(|| function(arg, result))) {
+            Ok(called) => called.map_err(ProcessError::from),
             // The call is this lap's `main_loop`, as it is for `spawn`.
             Err(payload) => Err(ProcessError::MainLoop(RemoteError::from_panic(
                 payload.as_ref(),
                 panic_location::take(),
             ))),
         };
-        let done = Done {
-            index: item.index,
-            outcome,
-        };
         let pushed = match &mut self.ring {
             Some(ring) => {
+                let done = DoneRef {
+                    index,
+                    outcome: match &outcome {
+                        Ok(()) => outcome::Ref::Ok(&self.result),
+                        Err(e) => outcome::Ref::Err(e),
+                    },
+                };
                 self.record.clear();
-                match postcard::to_extend(&done, std::mem::take(&mut self.record)) {
-                    Ok(record) => {
-                        self.record = record;
-                        ring.push(&self.record)
-                    }
+                match call::encode_into(&done, &mut self.record) {
+                    Ok(()) => ring.push(&self.record),
                     Err(_) => Pushed::NoRoom,
                 }
             }
@@ -232,14 +343,20 @@ impl Lifecycle for Worker {
         };
         match pushed {
             Pushed::Committed { wake } => self.wake |= wake,
-            Pushed::NoRoom => self.done = Some(done),
+            Pushed::NoRoom => {
+                self.done = Some(Done {
+                    index,
+                    outcome: outcome.map(|()| self.result.clone()),
+                });
+            }
         }
         Ok(())
     }
 
     fn postloop(&mut self, cx: &mut Context) -> Outcome {
         if let Some(done) = self.done.take() {
-            // The message wakes the parent, which reads the ring before it.
+            // The message wakes the parent, which settles it in its place among the
+            // results in the ring.
             self.wake = false;
             cx.tell(&Answer::Done(done))?;
         } else if self.wake {
