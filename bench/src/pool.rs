@@ -181,71 +181,81 @@ fn applies(pool: &Pool, rounds: u64) -> Duration {
     t0.elapsed() / u32::try_from(rounds).expect("rounds fit u32")
 }
 
-/// Per-item cost with chunks of one, beside a message round trip.
+/// Per-item cost with chunks of one, beside a message round trip: on [`WORKERS`]
+/// workers (the figure), and on one, and of `apply` one call at a time (for context).
 fn per_item_rows() -> Vec<Row> {
     eprintln!(
-        "[pool] chunk_size(1): {ONE_BLOCKS} x {ONE_ITEMS} items on {WORKERS} workers and \
-         {ONE_BLOCKS} x {PING_ROUNDS} apply calls, beside message round trips..."
+        "[pool] chunk_size(1): {ONE_BLOCKS} x {ONE_ITEMS} items on {WORKERS} workers and on 1, \
+         and {ONE_BLOCKS} x {PING_ROUNDS} apply calls, beside message round trips..."
     );
-    let pool = Pool::builder()
-        .workers(WORKERS)
-        .chunk_size(1)
-        .build()
-        .expect("start the pool");
+    let ones = |workers| {
+        Pool::builder()
+            .workers(workers)
+            .chunk_size(1)
+            .build()
+            .expect("start the pool")
+    };
+    let (pool, single) = (ones(WORKERS), ones(1));
     let pair = Pair::start();
     one_by_one(&pool);
+    one_by_one(&single);
     applies(&pool, 200);
     pair.message_pings(200);
-    let (mut items, mut apply, mut trips) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut items, mut items_1, mut apply, mut trips) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for block in 0..ONE_BLOCKS {
         if block % 2 == 0 {
             trips.push(pair.message_pings(PING_ROUNDS));
         }
         items.push(one_by_one(&pool));
+        items_1.push(one_by_one(&single));
         apply.push(applies(&pool, PING_ROUNDS as u64));
         if block % 2 == 1 {
             trips.push(pair.message_pings(PING_ROUNDS));
         }
     }
     pair.finish();
-    drop(pool);
-    let (items, apply, trips) = (Stats::of(&items), Stats::of(&apply), Stats::of(&trips));
-    let per_item = items.median.as_secs_f64() / trips.median.as_secs_f64();
-    let per_apply = apply.median.as_secs_f64() / trips.median.as_secs_f64();
+    drop((pool, single));
+    let (items, items_1, apply, trips) = (
+        Stats::of(&items),
+        Stats::of(&items_1),
+        Stats::of(&apply),
+        Stats::of(&trips),
+    );
+    let against = |s: &Stats| s.median.as_secs_f64() / trips.median.as_secs_f64();
     let floor = format!(
         "{:.1} us round trip, tell + listen of an echo",
         us(trips.median)
     );
+    let row = |figure: String, s: &Stats, target: Target, target_text: &str| Row {
+        figure,
+        measured: format!(
+            "{:.1} us (p10 {:.1}, p90 {:.1}, n={})",
+            us(s.median),
+            us(s.p10),
+            us(s.p90),
+            s.n
+        ),
+        floor: floor.clone(),
+        ratio: format!("{:.2}x", against(s)),
+        checked: against(s),
+        target,
+        target_text: target_text.into(),
+    };
     vec![
-        Row {
-            figure: format!("per item, map with chunk_size(1), {WORKERS} workers"),
-            measured: format!(
-                "{:.1} us (p10 {:.1}, p90 {:.1}, n={} blocks)",
-                us(items.median),
-                us(items.p10),
-                us(items.p90),
-                items.n
-            ),
-            floor: floor.clone(),
-            ratio: format!("{per_item:.2}x"),
-            checked: per_item,
-            target: Target::AtMost(2.0),
-            target_text: "<= 2x a round trip".into(),
-        },
-        Row {
-            figure: "  apply, one call at a time".into(),
-            measured: format!(
-                "{:.1} us (p10 {:.1}, p90 {:.1})",
-                us(apply.median),
-                us(apply.p10),
-                us(apply.p90)
-            ),
-            floor,
-            ratio: format!("{per_apply:.2}x"),
-            checked: per_apply,
-            target: Target::None,
-            target_text: "-".into(),
-        },
+        row(
+            format!("per item, map with chunk_size(1), {WORKERS} workers"),
+            &items,
+            Target::AtMost(2.0),
+            "<= 2x a round trip",
+        ),
+        row("  the same on 1 worker".into(), &items_1, Target::None, "-"),
+        row(
+            "  apply, one call at a time".into(),
+            &apply,
+            Target::None,
+            "-",
+        ),
     ]
 }
 
