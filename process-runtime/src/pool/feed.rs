@@ -22,7 +22,7 @@
 //! `input.map(f)` would.
 
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
@@ -68,13 +68,37 @@ pub(crate) fn chunk_size(
 /// How results are handed back.
 enum Order {
     /// In input order: finished results wait in `held` for those before them.
-    Input {
-        next: u64,
-        held: BTreeMap<u64, ItemResult>,
-    },
+    Input { next: u64, held: Held },
     /// As they finish: `ready` holds them in the order they came (results known without
     /// a worker, an argument that does not serialize, come at once).
     Finished { ready: VecDeque<(u64, ItemResult)> },
+}
+
+/// Results that came before their turn, by how far each is from the next one due: a
+/// window as long as the read-ahead, where taking and placing a result costs nothing
+/// like a search.
+#[derive(Default)]
+struct Held {
+    slots: VecDeque<Option<ItemResult>>,
+}
+
+impl Held {
+    /// The result of the item `ahead` places after the next one due.
+    fn insert(&mut self, ahead: u64, result: ItemResult) {
+        let at = usize::try_from(ahead).expect("results in flight fit in memory");
+        if at >= self.slots.len() {
+            self.slots.resize_with(at + 1, || None);
+        }
+        self.slots[at] = Some(result);
+    }
+
+    /// The next result due, once it is there.
+    fn take_first(&mut self) -> Option<ItemResult> {
+        match self.slots.front() {
+            Some(Some(_)) => self.slots.pop_front().flatten(),
+            _ => None,
+        }
+    }
 }
 
 /// One call on a pool, from the caller's side.
@@ -126,7 +150,7 @@ where
             order: if in_order {
                 Order::Input {
                     next: 0,
-                    held: BTreeMap::new(),
+                    held: Held::default(),
                 }
             } else {
                 Order::Finished {
@@ -144,7 +168,7 @@ where
             self.top_up();
             self.raise_input_panic_if_due();
             let found = match &mut self.order {
-                Order::Input { next, held } => held.remove(next).map(|r| {
+                Order::Input { next, held } => held.take_first().map(|r| {
                     let index = *next;
                     *next += 1;
                     (index, r)
@@ -163,7 +187,14 @@ where
                 .recv()
                 .expect("the feed holds its job, and with it the sender");
             match &mut self.order {
-                Order::Input { held, .. } => held.extend(batch),
+                Order::Input { next, held } => {
+                    for (index, result) in batch {
+                        // Each item has one result: none comes after its turn.
+                        if let Some(ahead) = index.checked_sub(*next) {
+                            held.insert(ahead, result);
+                        }
+                    }
+                }
                 Order::Finished { ready } => ready.extend(batch),
             }
         }
@@ -225,8 +256,10 @@ where
             }
             if let Err(error) = items.push_with(index, |args| encode_arg_into(&next, args)) {
                 match &mut self.order {
-                    Order::Input { held, .. } => {
-                        held.insert(index, Err(error));
+                    Order::Input { next, held } => {
+                        if let Some(ahead) = index.checked_sub(*next) {
+                            held.insert(ahead, Err(error));
+                        }
                     }
                     Order::Finished { ready } => ready.push_back((index, Err(error))),
                 }
@@ -288,6 +321,21 @@ mod tests {
         assert_eq!(chunk_size(None, 2, None, slow, 64), 5);
         let very_slow = Some(Duration::from_secs(1));
         assert_eq!(chunk_size(None, 2, None, very_slow, 64), 1);
+    }
+
+    #[test]
+    fn held_results_come_out_in_turn() {
+        let mut held = Held::default();
+        assert!(held.take_first().is_none());
+        held.insert(2, Ok(vec![2]));
+        held.insert(0, Ok(vec![0]));
+        assert_eq!(held.take_first(), Some(Ok(vec![0])));
+        assert!(held.take_first().is_none(), "the one now due is not there");
+        held.insert(0, Ok(vec![1]));
+        assert_eq!(held.take_first(), Some(Ok(vec![1])));
+        assert_eq!(held.take_first(), Some(Ok(vec![2])));
+        assert!(held.take_first().is_none());
+        assert!(held.slots.is_empty());
     }
 
     #[test]
