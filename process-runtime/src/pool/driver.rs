@@ -32,9 +32,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::queue::{Chunk, ItemResult, Marks, Queue};
+use super::queue::{Chunk, Marks, Queue};
 use super::ring::RingReader;
-use super::worker::{Answer, Done, Work, Worker};
+use super::worker::{Answer, Done, DoneIn, Work, Worker};
 use crate::parent::attempt::StartOptions;
 use crate::{Handle, ProcessConfig, ProcessError, RecvError, Section, SendError};
 
@@ -280,13 +280,13 @@ impl Driver {
         if let Some(ring) = self.worker.as_mut().and_then(|live| live.ring.as_mut()) {
             let core = &self.core;
             let drained = ring.drain(|record| {
-                let done: Done = postcard::from_bytes(record)
+                let done: DoneIn<'_> = postcard::from_bytes(record)
                     .map_err(|e| format!("a pool worker's result does not decode: {e}"))?;
                 answered += 1;
-                if let Some(first) = told.take_if(|t| is_due(chunk, t)) {
-                    settle_due(core, chunk, first)?;
+                if let Some(first) = told.take_if(|t| is_due(chunk, t.index)) {
+                    settle_told(core, chunk, first)?;
                 }
-                settle_due(core, chunk, done)
+                settle_due(core, chunk, done.index, done.outcome)
             });
             if let Some(live) = &mut self.worker {
                 live.answered += answered;
@@ -296,7 +296,7 @@ impl Driver {
             live.answered += answered;
         }
         match told {
-            Some(done) => settle_due(&self.core, chunk, done),
+            Some(done) => settle_told(&self.core, chunk, done),
             None => Ok(()),
         }
     }
@@ -425,35 +425,41 @@ impl Driver {
     }
 }
 
-/// Whether `done` is the result of the item due next in `chunk`.
-fn is_due(chunk: &Chunk, done: &Done) -> bool {
-    chunk.items.index(chunk.settled) == Some(done.index)
+/// [`settle_due`] with a result the worker told.
+fn settle_told(core: &Core, chunk: &mut Chunk, done: Done) -> Result<(), String> {
+    match done.outcome {
+        Ok(bytes) => settle_due(core, chunk, done.index, Ok(&bytes)),
+        Err(error) => settle_due(core, chunk, done.index, Err(error)),
+    }
 }
 
-/// The result of the item due next in `chunk`, checked to be that item's.
-fn settle_due(core: &Core, chunk: &mut Chunk, done: Done) -> Result<(), String> {
+/// Whether item `index` is the one due next in `chunk`.
+fn is_due(chunk: &Chunk, index: u64) -> bool {
+    chunk.items.index(chunk.settled) == Some(index)
+}
+
+/// The result of item `index`, checked to be the one due next in `chunk`.
+fn settle_due(
+    core: &Core,
+    chunk: &mut Chunk,
+    index: u64,
+    outcome: Result<&[u8], ProcessError>,
+) -> Result<(), String> {
     let Some(due) = chunk.items.index(chunk.settled) else {
         return Err(format!(
-            "a pool worker answered item {} after its chunk was done",
-            done.index
+            "a pool worker answered item {index} after its chunk was done"
         ));
     };
-    if done.index != due {
+    if index != due {
         return Err(format!(
-            "a pool worker answered item {} when item {due} was due",
-            done.index
+            "a pool worker answered item {index} when item {due} was due"
         ));
     }
-    settle_outcome(core, chunk, done.outcome);
-    Ok(())
-}
-
-/// The item due got `outcome`.
-fn settle_outcome(core: &Core, chunk: &mut Chunk, outcome: ItemResult) {
     match outcome {
         Ok(bytes) => chunk.settle(Ok(bytes)),
         Err(error) => failed(core, chunk, error),
     }
+    Ok(())
 }
 
 /// The item due failed with `error`: retried in a chunk of its own at the front of the

@@ -31,9 +31,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::driver::Core;
-use super::queue::{Batch, Chunk, ItemResult, Job};
+use super::queue::{Batch, Chunk, Job};
 use super::worker::Items;
 use crate::call::encode_arg_into;
+use crate::ProcessError;
 
 /// Most items in one chunk.
 pub(crate) const MAX_CHUNK: usize = 1024;
@@ -65,26 +66,38 @@ pub(crate) fn chunk_size(
     fits.min(last.saturating_mul(2)).clamp(1, MAX_CHUNK)
 }
 
+/// An item's result, decoded.
+type ItemResult<R> = Result<R, ProcessError>;
+
 /// How results are handed back.
-enum Order {
+enum Order<R> {
     /// In input order: finished results wait in `held` for those before them.
-    Input { next: u64, held: Held },
+    Input { next: u64, held: Held<R> },
     /// As they finish: `ready` holds them in the order they came (results known without
     /// a worker, an argument that does not serialize, come at once).
-    Finished { ready: VecDeque<(u64, ItemResult)> },
+    Finished {
+        ready: VecDeque<(u64, ItemResult<R>)>,
+    },
 }
 
 /// Results that came before their turn, by how far each is from the next one due: a
 /// window as long as the read-ahead, where taking and placing a result costs nothing
 /// like a search.
-#[derive(Default)]
-struct Held {
-    slots: VecDeque<Option<ItemResult>>,
+struct Held<R> {
+    slots: VecDeque<Option<ItemResult<R>>>,
 }
 
-impl Held {
+impl<R> Default for Held<R> {
+    fn default() -> Self {
+        Self {
+            slots: VecDeque::new(),
+        }
+    }
+}
+
+impl<R> Held<R> {
     /// The result of the item `ahead` places after the next one due.
-    fn insert(&mut self, ahead: u64, result: ItemResult) {
+    fn insert(&mut self, ahead: u64, result: ItemResult<R>) {
         let at = usize::try_from(ahead).expect("results in flight fit in memory");
         if at >= self.slots.len() {
             self.slots.resize_with(at + 1, || None);
@@ -93,7 +106,7 @@ impl Held {
     }
 
     /// The next result due, once it is there.
-    fn take_first(&mut self) -> Option<ItemResult> {
+    fn take_first(&mut self) -> Option<ItemResult<R>> {
         match self.slots.front() {
             Some(Some(_)) => self.slots.pop_front().flatten(),
             _ => None,
@@ -101,8 +114,11 @@ impl Held {
     }
 }
 
+/// Decodes a result's bytes as the caller's type.
+pub(crate) type Decode<R> = fn(&[u8]) -> ItemResult<R>;
+
 /// One call on a pool, from the caller's side.
-pub(crate) struct Feed<'p, I> {
+pub(crate) struct Feed<'p, I, R> {
     core: &'p Core,
     input: I,
     input_done: bool,
@@ -113,23 +129,32 @@ pub(crate) struct Feed<'p, I> {
     call: i64,
     job: Arc<Job>,
     results: Receiver<Batch>,
+    decode: Decode<R>,
     /// Items read so far: the next item's index.
     read: u64,
     /// Items read and not handed back yet.
     pending: usize,
     last_chunk: usize,
-    order: Order,
+    order: Order<R>,
     /// A panic of the input while reading item `.0`, raised when its turn comes.
     input_panic: Option<(u64, Box<dyn Any + Send>)>,
 }
 
-impl<'p, I, A> Feed<'p, I>
+impl<'p, I, A, R> Feed<'p, I, R>
 where
     I: Iterator<Item = A>,
     A: Serialize,
 {
-    /// A call of the function whose trampoline is at `call` on every item of `input`.
-    pub(crate) fn new(core: &'p Core, call: i64, input: I, in_order: bool, windowed: bool) -> Self {
+    /// A call of the function whose trampoline is at `call` on every item of `input`,
+    /// whose results `decode` reads.
+    pub(crate) fn new(
+        core: &'p Core,
+        call: i64,
+        input: I,
+        decode: Decode<R>,
+        in_order: bool,
+        windowed: bool,
+    ) -> Self {
         let (sink, results) = mpsc::channel();
         let remaining = match input.size_hint() {
             (low, Some(high)) if low == high => Some(low),
@@ -144,6 +169,7 @@ where
             call,
             job: Arc::new(Job::new(sink)),
             results,
+            decode,
             read: 0,
             pending: 0,
             last_chunk: 1,
@@ -163,7 +189,7 @@ where
 
     /// The next result with its item's index, in the order asked for; `None` when every
     /// item of the input has had its result.
-    pub(crate) fn next_result(&mut self) -> Option<(u64, ItemResult)> {
+    pub(crate) fn next_result(&mut self) -> Option<(u64, ItemResult<R>)> {
         loop {
             self.top_up();
             self.raise_input_panic_if_due();
@@ -186,16 +212,17 @@ where
                 .results
                 .recv()
                 .expect("the feed holds its job, and with it the sender");
+            let decode = self.decode;
             match &mut self.order {
-                Order::Input { next, held } => {
-                    for (index, result) in batch {
-                        // Each item has one result: none comes after its turn.
-                        if let Some(ahead) = index.checked_sub(*next) {
-                            held.insert(ahead, result);
-                        }
+                Order::Input { next, held } => batch.for_each(|index, result| {
+                    // Each item has one result: none comes after its turn.
+                    if let Some(ahead) = index.checked_sub(*next) {
+                        held.insert(ahead, result.and_then(decode));
                     }
-                }
-                Order::Finished { ready } => ready.extend(batch),
+                }),
+                Order::Finished { ready } => batch.for_each(|index, result| {
+                    ready.push_back((index, result.and_then(decode)));
+                }),
             }
         }
     }
@@ -288,7 +315,7 @@ where
     }
 }
 
-impl<I> Drop for Feed<'_, I> {
+impl<I, R> Drop for Feed<'_, I, R> {
     /// A call dropped before its end: its queued chunks are dropped, and the drivers
     /// running its items kill their workers (see `driver.rs`).
     fn drop(&mut self) {
@@ -327,13 +354,13 @@ mod tests {
     fn held_results_come_out_in_turn() {
         let mut held = Held::default();
         assert!(held.take_first().is_none());
-        held.insert(2, Ok(vec![2]));
-        held.insert(0, Ok(vec![0]));
-        assert_eq!(held.take_first(), Some(Ok(vec![0])));
+        held.insert(2, Ok(2));
+        held.insert(0, Ok(0));
+        assert_eq!(held.take_first(), Some(Ok(0)));
         assert!(held.take_first().is_none(), "the one now due is not there");
-        held.insert(0, Ok(vec![1]));
-        assert_eq!(held.take_first(), Some(Ok(vec![1])));
-        assert_eq!(held.take_first(), Some(Ok(vec![2])));
+        held.insert(0, Err(ProcessError::Killed));
+        assert_eq!(held.take_first(), Some(Err(ProcessError::Killed)));
+        assert_eq!(held.take_first(), Some(Ok(2)));
         assert!(held.take_first().is_none());
         assert!(held.slots.is_empty());
     }

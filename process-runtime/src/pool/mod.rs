@@ -20,7 +20,6 @@ mod ring;
 mod worker;
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,7 +29,7 @@ use serde::Serialize;
 
 use self::driver::{Core, Driver, Settings, Slot};
 use self::feed::Feed;
-use self::queue::{ItemResult, Queue};
+use self::queue::Queue;
 use crate::wire::protocol::POSTCARD_LIMITS;
 use crate::{ProcessConfig, ProcessError};
 
@@ -272,9 +271,9 @@ impl Pool {
         let mut results: Vec<Option<Result<R, ProcessError>>> =
             std::iter::repeat_with(|| None).take(items.len()).collect();
         let call = crate::call::offset_of::<A, R, F>(&f);
-        let mut feed = Feed::new(&self.core, call, items.into_iter(), false, false);
+        let mut feed = Feed::new(&self.core, call, items.into_iter(), decode, false, false);
         while let Some((index, result)) = feed.next_result() {
-            results[index as usize] = Some(decode::<R>(result));
+            results[index as usize] = Some(result);
         }
         results
             .into_iter()
@@ -301,8 +300,7 @@ impl Pool {
     {
         let call = crate::call::offset_of::<A, R, F>(&f);
         Imap {
-            feed: Feed::new(&self.core, call, items.into_iter(), true, true),
-            _result: PhantomData,
+            feed: Feed::new(&self.core, call, items.into_iter(), decode, true, true),
         }
     }
 
@@ -317,8 +315,7 @@ impl Pool {
     {
         let call = crate::call::offset_of::<A, R, F>(&f);
         ImapUnordered {
-            feed: Feed::new(&self.core, call, items.into_iter(), false, true),
-            _result: PhantomData,
+            feed: Feed::new(&self.core, call, items.into_iter(), decode, false, true),
         }
     }
 }
@@ -348,10 +345,9 @@ impl Drop for Pool {
     }
 }
 
-/// An item's result, decoded.
-fn decode<R: DeserializeOwned>(result: ItemResult) -> Result<R, ProcessError> {
-    let bytes = result?;
-    postcard::from_bytes(&bytes).map_err(|e| {
+/// An item's result, decoded from its bytes.
+fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, ProcessError> {
+    postcard::from_bytes(bytes).map_err(|e| {
         ProcessError::Output(format!(
             "the parent cannot decode `{}` ({e}); {POSTCARD_LIMITS}",
             std::any::type_name::<R>()
@@ -361,8 +357,7 @@ fn decode<R: DeserializeOwned>(result: ItemResult) -> Result<R, ProcessError> {
 
 /// The results of [`Pool::imap`], in input order.
 pub struct Imap<'p, I, R> {
-    feed: Feed<'p, I>,
-    _result: PhantomData<fn() -> R>,
+    feed: Feed<'p, I, R>,
 }
 
 impl<I, R, A> Iterator for Imap<'_, I, R>
@@ -374,7 +369,7 @@ where
     type Item = Result<R, ProcessError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.feed.next_result().map(|(_, result)| decode(result))
+        self.feed.next_result().map(|(_, result)| result)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -390,8 +385,7 @@ impl<I, R> fmt::Debug for Imap<'_, I, R> {
 
 /// The results of [`Pool::imap_unordered`], as their items finish.
 pub struct ImapUnordered<'p, I, R> {
-    feed: Feed<'p, I>,
-    _result: PhantomData<fn() -> R>,
+    feed: Feed<'p, I, R>,
 }
 
 impl<I, R, A> Iterator for ImapUnordered<'_, I, R>
@@ -403,7 +397,7 @@ where
     type Item = Result<R, ProcessError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.feed.next_result().map(|(_, result)| decode(result))
+        self.feed.next_result().map(|(_, result)| result)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

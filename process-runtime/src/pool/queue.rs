@@ -10,6 +10,7 @@
 //! what it gathered when it is dropped too.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -18,11 +19,38 @@ use std::time::Duration;
 use super::worker::Items;
 use crate::ProcessError;
 
-/// An item's result: the postcard bytes of what the function returned, or the error.
-pub(crate) type ItemResult = Result<Vec<u8>, ProcessError>;
+/// Results of items, handed to the caller together: each item's index and its result,
+/// the postcard bytes of what the function returned (end to end in one buffer, so that
+/// a batch costs two allocations however many items it holds) or the error.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    bytes: Vec<u8>,
+    results: Vec<(u64, Result<Range<usize>, ProcessError>)>,
+}
 
-/// Results of items, by index, handed to the caller together.
-pub(crate) type Batch = Vec<(u64, ItemResult)>;
+impl Batch {
+    /// Adds the result of item `index`.
+    pub(crate) fn push(&mut self, index: u64, result: Result<&[u8], ProcessError>) {
+        let result = result.map(|bytes| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(bytes);
+            start..self.bytes.len()
+        });
+        self.results.push((index, result));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.results.is_empty()
+    }
+
+    /// Hands each result to `each`, in order, with its bytes borrowed from the batch.
+    pub(crate) fn for_each(self, mut each: impl FnMut(u64, Result<&[u8], ProcessError>)) {
+        let Batch { bytes, results } = self;
+        for (index, result) in results {
+            each(index, result.map(|range| &bytes[range]));
+        }
+    }
+}
 
 /// One call on the pool, as the drivers see it: where its results go.
 #[derive(Debug)]
@@ -110,15 +138,15 @@ impl Chunk {
             items,
             marks,
             settled: 0,
-            ready: Vec::new(),
+            ready: Batch::default(),
         }
     }
 
-    /// The next item without a result gets `result`, handed to the caller at the next
-    /// [`Chunk::flush`].
-    pub(crate) fn settle(&mut self, result: ItemResult) {
+    /// The next item without a result gets `result` (the bytes of the function's
+    /// value, or the error), handed to the caller at the next [`Chunk::flush`].
+    pub(crate) fn settle(&mut self, result: Result<&[u8], ProcessError>) {
         if let Some(index) = self.items.index(self.settled) {
-            self.ready.push((index, result));
+            self.ready.push(index, result);
         }
         self.settled += 1;
     }
@@ -273,6 +301,27 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_hands_back_each_result_with_its_own_bytes() {
+        let mut batch = Batch::default();
+        assert!(batch.is_empty());
+        batch.push(4, Ok(&[1, 2, 3]));
+        batch.push(2, Err(ProcessError::Killed));
+        batch.push(9, Ok(&[]));
+        batch.push(7, Ok(&[5]));
+        let mut seen = Vec::new();
+        batch.for_each(|i, r| seen.push((i, r.map(<[u8]>::to_vec))));
+        assert_eq!(
+            seen,
+            [
+                (4, Ok(vec![1, 2, 3])),
+                (2, Err(ProcessError::Killed)),
+                (9, Ok(vec![])),
+                (7, Ok(vec![5]))
+            ]
+        );
+    }
+
+    #[test]
     fn packed_items_split_and_single_out_with_their_own_bytes() {
         let mut all = items(0..6);
         assert_eq!(all.len(), 6);
@@ -304,27 +353,25 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let job = Arc::new(Job::new(tx));
         let mut chunk = Chunk::new(Arc::clone(&job), 0, items(0..4));
-        chunk.settle(Ok(vec![]));
+        chunk.settle(Ok(&[]));
         assert!(rx.try_recv().is_err(), "held until flushed");
         let rest = chunk.split_rest().unwrap();
         assert_eq!(rest.items.len(), 3);
         drop(chunk);
-        let settled = rx.try_recv().unwrap();
-        assert_eq!(
-            (settled.len(), settled[0].0),
-            (1, 0),
-            "handed on at the drop"
-        );
+        let mut settled = Vec::new();
+        rx.try_recv()
+            .unwrap()
+            .for_each(|i, r| settled.push((i, r.map(<[u8]>::to_vec))));
+        assert_eq!(settled, [(0, Ok(vec![]))], "handed on at the drop");
         assert!(rx.try_recv().is_err(), "the split chunk has nothing left");
         drop(rest);
-        let dropped: Vec<u64> = rx
-            .try_iter()
-            .flatten()
-            .map(|(i, r)| {
+        let mut dropped = Vec::new();
+        for batch in rx.try_iter() {
+            batch.for_each(|i, r| {
                 assert!(r.is_err());
-                i
-            })
-            .collect();
+                dropped.push(i);
+            });
+        }
         assert_eq!(dropped, [1, 2, 3]);
     }
 

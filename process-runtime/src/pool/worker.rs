@@ -150,6 +150,15 @@ struct DoneRef<'a> {
     outcome: outcome::Ref<'a>,
 }
 
+/// A [`Done`] read with its bytes borrowed from the record: what the parent reads from
+/// the ring, to copy the bytes straight into the batch for the caller.
+#[derive(Deserialize)]
+pub(crate) struct DoneIn<'a> {
+    pub(crate) index: u64,
+    #[serde(borrow, with = "outcome::borrowed")]
+    pub(crate) outcome: Result<&'a [u8], ProcessError>,
+}
+
 /// Bytes as one block. Postcard writes a `Vec<u8>` the same way (a length, then the
 /// bytes), but reads it back one element at a time unless told it is bytes.
 mod bytes {
@@ -231,6 +240,28 @@ mod outcome {
             Owned::Ok(bytes) => Ok(bytes),
             Owned::Err(e) => Err(e),
         })
+    }
+
+    /// The same shape, its bytes borrowed from the input.
+    pub(super) mod borrowed {
+        use serde::{Deserialize, Deserializer};
+
+        use crate::ProcessError;
+
+        #[derive(Deserialize)]
+        enum In<'a> {
+            Ok(&'a [u8]),
+            Err(ProcessError),
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Result<&'de [u8], ProcessError>, D::Error> {
+            Ok(match In::deserialize(d)? {
+                In::Ok(bytes) => Ok(bytes),
+                In::Err(e) => Err(e),
+            })
+        }
     }
 }
 
