@@ -1,6 +1,6 @@
 //! process-runtime's figures, each measured next to its physical floor in one run.
 //!
-//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|warm]`
+//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|pool|warm]`
 //!
 //! Every figure and its floor are measured in alternating rounds (floor, measured,
 //! measured, floor, ...), so that whatever the machine does meanwhile hits both sides.
@@ -20,6 +20,7 @@ use process_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 mod messages;
+mod pool;
 mod warm;
 
 /// Set in the environment of the floor's child: `main` exits at once when it sees it.
@@ -639,6 +640,8 @@ fn timer_rows() -> Vec<Row> {
 enum Target {
     /// The value must be at most this.
     AtMost(f64),
+    /// The value must be at least this.
+    AtLeast(f64),
     /// Printed for context only.
     None,
 }
@@ -666,7 +669,8 @@ impl Row {
     fn verdict(&self) -> &'static str {
         match self.target {
             Target::AtMost(limit) if self.checked <= limit => "met",
-            Target::AtMost(_) => "NOT met",
+            Target::AtLeast(limit) if self.checked >= limit => "met",
+            Target::AtMost(_) | Target::AtLeast(_) => "NOT met",
             Target::None => "info",
         }
     }
@@ -920,7 +924,7 @@ fn restart_rows() -> Vec<Row> {
 }
 
 /// Which figures to measure: all, or the one named by
-/// `--only <start|laps|stop|restart|timers|messages|warm>`.
+/// `--only <start|laps|stop|restart|timers|messages|pool|warm>`.
 fn wanted(args: &[String], figure: &str) -> bool {
     match args.iter().position(|a| a == "--only") {
         Some(i) => args.get(i + 1).is_some_and(|f| f == figure),
@@ -933,6 +937,10 @@ fn main() {
     if std::env::var_os(FLOOR_ENV).is_some() {
         std::process::exit(0);
     }
+    // The pool figures compare with procspawn, whose workers are this binary too: in
+    // one of them this call runs the work and never returns. The runtime's own
+    // children never get here: they were taken over before `main`.
+    procspawn::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let big = args.iter().any(|a| a == "--big");
     let began = Instant::now();
@@ -958,6 +966,9 @@ fn main() {
     }
     if wanted(&args, "messages") {
         rows.extend(messages::rows());
+    }
+    if wanted(&args, "pool") {
+        rows.extend(pool::rows());
     }
     // Last: it starts warm children, which the other figures must not use.
     if wanted(&args, "warm") {

@@ -125,14 +125,14 @@ fn serve_raw(stream: UnixStream) {
 }
 
 /// An [`Echo`] child with its raw stream connected.
-struct Pair {
+pub(crate) struct Pair {
     handle: Handle<()>,
     raw: UnixStream,
     _dir: TempDir,
 }
 
 impl Pair {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = TempDir::new();
         let path = dir.0.join("raw.sock");
         let listener = UnixListener::bind(&path).expect("bind the raw listener");
@@ -164,7 +164,7 @@ impl Pair {
     }
 
     /// Mean time of one `tell` then `listen` round trip over `rounds`.
-    fn message_pings(&self, rounds: usize) -> Duration {
+    pub(crate) fn message_pings(&self, rounds: usize) -> Duration {
         let t0 = Instant::now();
         for n in 0..rounds as u64 {
             self.handle.tell(&Cmd::Ping(n)).expect("tell");
@@ -200,7 +200,7 @@ impl Pair {
         t0.elapsed()
     }
 
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         self.handle.stop();
         self.handle.result().expect("the echo child ends cleanly");
     }

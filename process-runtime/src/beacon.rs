@@ -28,10 +28,17 @@
 //! what the file holds (`sys::shared_len`), so that the two cannot disagree. One page
 //! for the default mailbox of 100, 124 KiB for the largest, of a million; the pages of
 //! slots never used are never backed by memory.
+//!
+//! The last [`RESULTS_LEN`] bytes of every mapping are the results area ([`Area`]),
+//! where a pool worker leaves its items' results (see `pool/ring.rs`): results written
+//! there survive the worker's death, however sudden. Every child has one, so that a
+//! warm child can become a pool worker; only pool workers touch it, and pages never
+//! touched are never backed by memory.
 
 use std::io;
 use std::mem::{align_of, size_of};
 use std::os::fd::OwnedFd;
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -65,12 +72,65 @@ const _: () = assert!(TAKEN_OFFSET % align_of::<AtomicU64>() == 0);
 
 const PAGE: usize = 4096;
 
+/// Bytes of the results area at the end of every mapping (see [`Area`]).
+pub(crate) const RESULTS_LEN: usize = 128 * 1024;
+const _: () = assert!(RESULTS_LEN % PAGE == 0);
+
 /// Bytes of the shared mapping for a mailbox of `capacity`: the beacon's page, the
-/// timers, and the taken bitmap, each in whole pages. Pages the child never writes are
-/// never backed by memory.
+/// timers, the taken bitmap and the results area, each in whole pages. Pages the child
+/// never writes are never backed by memory.
 fn map_len(capacity: u32) -> usize {
     let words = (capacity as usize).div_ceil(64);
-    TAKEN_OFFSET + (words * size_of::<AtomicU64>()).next_multiple_of(PAGE)
+    TAKEN_OFFSET + (words * size_of::<AtomicU64>()).next_multiple_of(PAGE) + RESULTS_LEN
+}
+
+/// The results area of a mapping: [`RESULTS_LEN`] page-aligned bytes, zero-filled at
+/// first, that a pool worker writes and its parent reads (see `pool/ring.rs`, which
+/// owns what is stored there and how it is accessed). It is valid while its mapping
+/// is: for ever in the child, as long as the [`Beacon`] it came from in the parent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Area {
+    ptr: NonNull<u8>,
+}
+
+// SAFETY: a plain address of shared memory; what is accessed there, and how (atomics,
+// and copies of bytes whose every value is valid), is the business of `pool/ring.rs`.
+unsafe impl Send for Area {}
+// SAFETY: as above.
+unsafe impl Sync for Area {}
+
+impl Area {
+    /// The first byte, page-aligned; [`RESULTS_LEN`] bytes follow.
+    pub(crate) fn as_ptr(self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// An area of plain memory that lives for ever, for tests of what is built on it.
+    #[cfg(test)]
+    pub(crate) fn leaked_for_test() -> Self {
+        let words = vec![0u64; RESULTS_LEN / size_of::<u64>()].leak();
+        Self {
+            ptr: NonNull::from(&mut words[0]).cast(),
+        }
+    }
+}
+
+/// The start of the results area in a mapping of `len` bytes at `ptr`.
+fn results_at(ptr: NonNull<u8>, len: usize) -> Area {
+    // SAFETY: `len` is at least `map_len(1)` (checked when the mapping was made or
+    // opened), so the last RESULTS_LEN bytes are inside it, and page-aligned since
+    // `len` is a multiple of the page.
+    Area {
+        ptr: unsafe { ptr.add(len - RESULTS_LEN) },
+    }
+}
+
+/// The child's results area, once its page is mapped (see [`Beacon::leak`]).
+static CHILD_RESULTS: OnceLock<Area> = OnceLock::new();
+
+/// This child's results area; `None` in a process that is not a child.
+pub(crate) fn child_results() -> Option<Area> {
+    CHILD_RESULTS.get().copied()
 }
 
 /// The value before the engine entered any section.
@@ -211,9 +271,10 @@ impl Beacon {
     pub(crate) fn open(fd: &OwnedFd) -> io::Result<Self> {
         use std::os::fd::AsFd;
         let len = sys::shared_len(fd.as_fd())?;
-        if len < map_len(1) {
+        if len < map_len(1) || len % PAGE != 0 {
             return Err(io::Error::other(format!(
-                "the shared page has {len} bytes, fewer than the {} of the smallest mailbox",
+                "the shared page has {len} bytes, not whole pages at least as many as the {} \
+                 of the smallest mailbox",
                 map_len(1)
             )));
         }
@@ -280,6 +341,11 @@ impl Beacon {
         unsafe { taken_at(self.mapping.as_ptr(), self.mapping.len()) }
     }
 
+    /// The results area: valid while `self` is (hold the `Arc` as long as it is used).
+    pub(crate) fn results(&self) -> Area {
+        results_at(self.mapping.as_ptr(), self.mapping.len())
+    }
+
     /// Keeps the mapping for the rest of the process's life (the child's side: the
     /// engine holds `'static` references to the word and the stop flag, and the context
     /// one to the timers).
@@ -306,6 +372,8 @@ impl Beacon {
         let mail = unsafe { ptr.add(MAIL_OFFSET).cast::<MailCounters>().as_ref() };
         // SAFETY: see `taken_at`; the mapping is never unmapped now.
         let taken = unsafe { taken_at(ptr, len) };
+        // A process maps one page as a child, once; a second (only in tests) keeps the first.
+        let _ = CHILD_RESULTS.set(results_at(ptr, len));
         ChildPage {
             word,
             stop,
@@ -318,13 +386,13 @@ impl Beacon {
 }
 
 /// The taken bitmap of a mapping at `ptr`, `len` bytes long: its whole words from
-/// `TAKEN_OFFSET` to the end.
+/// `TAKEN_OFFSET` to the results area.
 ///
 /// # Safety
 /// `ptr` is the start of a page-aligned mapping of `len` bytes, `len` at least
-/// `TAKEN_OFFSET`, and it stays mapped for `'a`.
-unsafe fn taken_at<'a>(ptr: std::ptr::NonNull<u8>, len: usize) -> Taken<'a> {
-    let words = (len - TAKEN_OFFSET) / size_of::<AtomicU64>();
+/// `TAKEN_OFFSET + RESULTS_LEN`, and it stays mapped for `'a`.
+unsafe fn taken_at<'a>(ptr: NonNull<u8>, len: usize) -> Taken<'a> {
+    let words = (len - RESULTS_LEN - TAKEN_OFFSET) / size_of::<AtomicU64>();
     // SAFETY: the range is inside the mapping, aligned (TAKEN_OFFSET is a multiple of
     // 8 in a page-aligned mapping) and valid for 'a, as the caller promises; atomics
     // have no invalid bit patterns, and are all either side accesses them as.

@@ -24,8 +24,9 @@ use serde::Serialize;
 use crate::wire::protocol::POSTCARD_LIMITS;
 use crate::ProcessError;
 
-/// What the child calls: the argument's postcard bytes in, the result's out.
-pub(crate) type Trampoline = fn(&[u8]) -> Result<Vec<u8>, CallError>;
+/// What the child calls: the argument's postcard bytes in, the result's appended to
+/// the buffer (reused from call to call by a pool worker).
+pub(crate) type Trampoline = fn(&[u8], &mut Vec<u8>) -> Result<(), CallError>;
 
 /// Why a call produced no result bytes (a panic unwinds out of the trampoline instead).
 #[derive(Debug)]
@@ -47,12 +48,45 @@ impl From<CallError> for ProcessError {
 
 /// An argument's postcard bytes, as a trampoline decodes them.
 pub(crate) fn encode_arg<A: Serialize>(arg: &A) -> Result<Vec<u8>, ProcessError> {
-    postcard::to_allocvec(arg).map_err(|e| {
+    let mut bytes = Vec::new();
+    encode_arg_into(arg, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`encode_arg`], appended to `out` (left as it was on an error).
+pub(crate) fn encode_arg_into<A: Serialize>(
+    arg: &A,
+    out: &mut Vec<u8>,
+) -> Result<(), ProcessError> {
+    encode_into(arg, out).map_err(|e| {
         ProcessError::State(format!(
             "the argument, a `{}`, does not serialize ({e}); {POSTCARD_LIMITS}",
             std::any::type_name::<A>()
         ))
     })
+}
+
+/// Appends the postcard bytes of `value` to `out`, which is left as it was on an error.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> postcard::Result<()> {
+    /// Appends to a borrowed buffer, which `postcard::to_extend` would otherwise own
+    /// (and drop on an error).
+    struct Append<'a>(&'a mut Vec<u8>);
+
+    impl Extend<u8> for Append<'_> {
+        fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+            self.0.extend(bytes);
+        }
+    }
+
+    let len = out.len();
+    let encoded = postcard::to_extend(value, Append(out)).map(drop);
+    if encoded.is_err() {
+        out.truncate(len);
+    }
+    encoded
 }
 
 /// The point offsets are measured from. A static has one address for the whole
@@ -113,9 +147,9 @@ pub(crate) unsafe fn trampoline_at(offset: i64) -> Trampoline {
     unsafe { std::mem::transmute::<usize, Trampoline>(address) }
 }
 
-/// Decodes an `A`, calls `F` on it, encodes the `R`. Only reached through
-/// [`offset_of`], which checks that `F` is zero-sized.
-fn trampoline<A, R, F>(arg: &[u8]) -> Result<Vec<u8>, CallError>
+/// Decodes an `A`, calls `F` on it, appends the `R`'s bytes to `out`. Only reached
+/// through [`offset_of`], which checks that `F` is zero-sized.
+fn trampoline<A, R, F>(arg: &[u8], out: &mut Vec<u8>) -> Result<(), CallError>
 where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
@@ -138,7 +172,7 @@ where
     // parent never handed over.
     let f = std::mem::ManuallyDrop::new(unsafe { std::mem::zeroed::<F>() });
     let result = f(arg);
-    postcard::to_allocvec(&result).map_err(|e| {
+    encode_into(&result, out).map_err(|e| {
         CallError::Output(format!(
             "the child cannot encode the result, a `{}` ({e}); {POSTCARD_LIMITS}",
             std::any::type_name::<R>()
@@ -157,7 +191,10 @@ mod tests {
     fn call_at<A: Serialize>(offset: i64, arg: &A) -> Result<Vec<u8>, CallError> {
         // SAFETY: the offset came from `offset_of` in this very process.
         let call = unsafe { trampoline_at(offset) };
-        call(&postcard::to_allocvec(arg).unwrap())
+        let mut out = vec![9];
+        call(&postcard::to_allocvec(arg).unwrap(), &mut out)?;
+        assert_eq!(out.remove(0), 9, "appended to what was there");
+        Ok(out)
     }
 
     #[test]
@@ -167,6 +204,24 @@ mod tests {
         let offset = offset_of::<String, usize, _>(&|s: String| s.len());
         let bytes = call_at(offset, &"four".to_owned()).unwrap();
         assert_eq!(postcard::from_bytes::<usize>(&bytes).unwrap(), 4);
+    }
+
+    #[test]
+    fn an_encoding_that_fails_leaves_the_buffer_as_it_was() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::{Error, SerializeTuple};
+                let mut t = s.serialize_tuple(2)?;
+                t.serialize_element(&7u32)?;
+                Err(S::Error::custom("refused halfway"))
+            }
+        }
+        let mut out = vec![1, 2];
+        assert!(encode_into(&Refuses, &mut out).is_err());
+        assert_eq!(out, [1, 2]);
+        encode_into(&300u32, &mut out).unwrap();
+        assert_eq!(out, [1, 2, 0xac, 0x02]);
     }
 
     #[test]

@@ -57,6 +57,12 @@ impl<T: DeserializeOwned> Handle<T> {
         }
     }
 
+    /// The shared page of the running attempt; `None` once it has ended. A pool's
+    /// driver keeps its worker's, to read the results it left there after its end too.
+    pub(crate) fn beacon(&self) -> Option<Arc<crate::beacon::Beacon>> {
+        self.shared.lock().beacon.clone()
+    }
+
     /// The process id of the running child (of the latest attempt, when lives were
     /// used).
     #[must_use]

@@ -195,7 +195,12 @@ impl Lifecycle for FnCall {
         // the start frame, on the authenticated channel to this re-executed copy of
         // its own executable; see `trampoline_at`.
         let call = unsafe { call::trampoline_at(self.call) };
-        self.result = Some(call(&self.arg).map_err(|e: CallError| e.into()));
+        let mut bytes = Vec::new();
+        self.result = Some(
+            call(&self.arg, &mut bytes)
+                .map(|()| bytes)
+                .map_err(|e: CallError| e.into()),
+        );
         Ok(())
     }
 

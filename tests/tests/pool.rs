@@ -857,6 +857,144 @@ fn the_rest_of_a_dead_workers_chunk_runs_on_another_worker() {
     }
 }
 
+/// The pids of `results`, which are `Ok((x, pid))`, from `from` to `to`.
+fn pids_of(
+    results: &[Result<(u64, u32), ProcessError>],
+    range: std::ops::Range<usize>,
+) -> Vec<u32> {
+    results[range]
+        .iter()
+        .map(|r| r.as_ref().expect("a result").1)
+        .collect()
+}
+
+#[test]
+fn a_worker_that_dies_in_a_batch_costs_only_the_item_it_was_running() {
+    let _g = shared();
+    // Fast items come back in batches (see `ring.rs`): whatever the worker finished
+    // before it died is kept, from that worker, whether or not it had told the parent.
+    let pool = Pool::builder().workers(2).chunk_size(500).build().unwrap();
+    for round in 0..3 {
+        let results = pool.map(
+            |x: u64| {
+                if x == 250 {
+                    abort()
+                }
+                (x, std::process::id())
+            },
+            0..1000,
+        );
+        assert_eq!(results[250], Err(crashed(Exit::Signal(libc::SIGABRT))));
+        let before = pids_of(&results, 0..250);
+        let dead = before[0];
+        assert!(
+            before.iter().all(|&p| p == dead),
+            "round {round}: an item before the death ran again elsewhere"
+        );
+        let after = pids_of(&results, 251..500);
+        assert!(
+            after.iter().all(|&p| p != dead),
+            "round {round}: the dead worker answered an item after its death"
+        );
+        for (x, r) in (0..1000u64).zip(&results) {
+            if x != 250 {
+                assert_eq!(r.as_ref().unwrap().0, x);
+            }
+        }
+    }
+}
+
+/// Item `path`: writes this worker's pid there and waits to be killed; any other
+/// item: its number and this worker's pid.
+fn killed_at_path((x, path): (u64, String)) -> (u64, u32) {
+    if !path.is_empty() {
+        wait_for_kill(path);
+    }
+    (x, std::process::id())
+}
+
+#[test]
+fn a_worker_killed_from_outside_in_a_batch_costs_only_the_item_it_was_running() {
+    let _g = shared();
+    let dir = Scratch::new("killed-in-batch");
+    let file = dir.file("pid");
+    let path = file.to_string_lossy().into_owned();
+    let pool = Pool::builder().workers(1).chunk_size(200).build().unwrap();
+    let killer = std::thread::spawn(move || {
+        let pid: i32 = wait_for_file(&file, Duration::from_secs(20))
+            .unwrap()
+            .parse()
+            .unwrap();
+        // SAFETY: kill only sends a signal, to a worker of ours.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        pid
+    });
+    let items = (0..200u64).map(|x| {
+        (
+            x,
+            if x == 120 {
+                path.clone()
+            } else {
+                String::new()
+            },
+        )
+    });
+    let results = pool.map(killed_at_path, items);
+    let killed = u32::try_from(killer.join().unwrap()).unwrap();
+    assert_eq!(results[120], Err(crashed(Exit::Signal(libc::SIGKILL))));
+    let to_u32 = |r: &Result<(u64, u32), ProcessError>| r.as_ref().unwrap().1;
+    assert!(results[..120].iter().all(|r| to_u32(r) == killed));
+    assert!(results[121..].iter().all(|r| to_u32(r) != killed));
+    assert_eq!(pool.apply(sqr, 6), Ok(36));
+}
+
+#[test]
+fn fast_results_do_not_wait_for_a_slow_item_after_them() {
+    let _g = shared();
+    // One chunk of four: the three fast results come back while the slow item runs.
+    let pool = Pool::builder().workers(1).chunk_size(4).build().unwrap();
+    let started = Instant::now();
+    let mut it = pool.imap(nap, [0, 0, 0, 1500]);
+    for _ in 0..3 {
+        assert_eq!(it.next(), Some(Ok(0)));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(it.next(), Some(Ok(1500)));
+}
+
+#[test]
+fn large_results_and_a_full_ring_keep_their_order() {
+    let _g = shared();
+    // Results too large for the results ring go as messages, and a chunk whose results
+    // fill the ring sends the rest so too: all in input order, none lost.
+    let pool = Pool::builder().workers(2).chunk_size(64).build().unwrap();
+    let sizes: Vec<usize> = (0..256)
+        .map(|n| match n % 4 {
+            0 => 100_000,
+            1 => 1,
+            2 => 20_000,
+            _ => 3000,
+        })
+        .collect();
+    let results = pool.map(|n: usize| "x".repeat(n), sizes.clone());
+    for (n, r) in sizes.iter().zip(results) {
+        assert_eq!(r.map(|s| s.len()), Ok(*n));
+    }
+    // And a death after such results blames its own item only.
+    let results = pool.map(
+        |n: usize| if n == 7 { abort() } else { "y".repeat(n) },
+        [50_000, 40_000, 7, 30_000],
+    );
+    assert_eq!(results[0].as_ref().map(String::len), Ok(50_000));
+    assert_eq!(results[1].as_ref().map(String::len), Ok(40_000));
+    assert_eq!(results[2], Err(crashed(Exit::Signal(libc::SIGABRT))));
+    assert_eq!(results[3].as_ref().map(String::len), Ok(30_000));
+}
+
 #[test]
 fn a_pool_never_breaks_whatever_its_items_do() {
     let _g = shared();

@@ -2,16 +2,23 @@
 //! its results, and replaces it when it dies.
 //!
 //! A driver tells its worker one chunk at a time and reads the results in order, one
-//! per item, as the worker tells them. So when the worker dies, the items without a
-//! result are known, and so is the one it was running: the first of them. Whether that
-//! item is to blame depends on where the worker was ([`blames_item`]): in `main_loop`,
-//! the item ran and killed it (an abort, a segfault, its time limit, a kill from
-//! outside while it ran), and its result is the worker's error; anywhere else (waiting
-//! for work, telling a result) no item is, and every item without a result is simply
-//! run again. Either way the rest of the chunk goes back to the front of the queue,
-//! where any driver can take it, and this driver starts a fresh worker for its next
-//! chunk. A failed item with lives left goes back to the front too, in a chunk of its
-//! own ([`after_failure`]).
+//! per item, from the results ring the worker writes them to (see `ring.rs`): it drains
+//! the ring, and when nothing is there it raises the ring's waiting flag and listens,
+//! and the worker tells it when the next result is in. So fast items come back in
+//! batches and slow ones one by one, and the results reach the caller the same way
+//! (see `queue.rs`).
+//!
+//! When the worker dies, every result it committed is still in the ring: the driver
+//! reads them all, so the items without a result are known, and the first of them is
+//! the one the worker was running if it started one more item than it answered
+//! ([`blames_item`]). That item, and only that one, is blamed when the worker died in
+//! `main_loop`: the item ran and killed it (an abort, a segfault, its time limit, a
+//! kill from outside while it ran), and its result is the worker's error. Otherwise
+//! (it died waiting for work, or telling) no item is, and every item without a result
+//! is simply run again. Either way the rest of the chunk goes back to the front of the
+//! queue, where any driver can take it, and this driver starts a fresh worker for its
+//! next chunk. A failed item with lives left goes back to the front too, in a chunk of
+//! its own ([`after_failure`]).
 //!
 //! A call dropped while its items run (an `imap` iterator dropped early) does not hold
 //! the worker: the driver notices within [`CANCEL_CHECK`] and kills it, and the next
@@ -26,7 +33,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::queue::{Chunk, Marks, Queue};
-use super::worker::{Done, Item, Work, Worker};
+use super::ring::RingReader;
+use super::worker::{Answer, Done, DoneIn, Work, Worker};
 use crate::parent::attempt::StartOptions;
 use crate::{Handle, ProcessConfig, ProcessError, RecvError, Section, SendError};
 
@@ -107,10 +115,12 @@ pub(crate) fn start_worker(settings: &Settings) -> Result<Handle<()>, ProcessErr
     Ok(Handle::new(shared))
 }
 
-/// Whether a worker that ended with `error` was running the first item it had not
-/// answered: it died in `main_loop`, which is the call (see `worker.rs`).
-pub(crate) fn blames_item(error: &ProcessError) -> bool {
-    error.section() == Some(Section::MainLoop)
+/// Whether a worker that ended with `error`, having `started` items and answered
+/// `answered` of them, died of the first item it had not answered: it was running it
+/// (it started one more than it answered), and it died in `main_loop`, which is the
+/// call (see `worker.rs`).
+pub(crate) fn blames_item(error: &ProcessError, started: u64, answered: u64) -> bool {
+    started == answered + 1 && error.section() == Some(Section::MainLoop)
 }
 
 /// What becomes of an item after a failed attempt or a loss.
@@ -141,18 +151,38 @@ pub(crate) fn after_failure(marks: Marks, blamed: bool, lives: u32) -> Fate {
     Fate::Retry(next)
 }
 
+/// A worker process as its driver sees it.
+struct Live {
+    handle: Arc<Handle<()>>,
+    /// Its results; `None` when it ended before its page could be had.
+    ring: Option<RingReader>,
+    /// The results read from it, of every chunk.
+    answered: u64,
+}
+
+impl Live {
+    fn new(handle: Arc<Handle<()>>) -> Self {
+        let ring = handle.beacon().map(RingReader::new);
+        Self {
+            handle,
+            ring,
+            answered: 0,
+        }
+    }
+}
+
 /// One worker and the thread that drives it.
 pub(crate) struct Driver {
     core: Arc<Core>,
     slot: Arc<Slot>,
-    worker: Option<Arc<Handle<()>>>,
+    worker: Option<Live>,
 }
 
 impl Driver {
     /// A driver for `worker`, started by the pool (or `None`: it starts one itself).
     pub(crate) fn new(core: Arc<Core>, slot: Arc<Slot>, worker: Option<Handle<()>>) -> Self {
-        let worker = worker.map(Arc::new);
-        *slot.lock() = worker.clone();
+        let worker = worker.map(|w| Live::new(Arc::new(w)));
+        *slot.lock() = worker.as_ref().map(|w| Arc::clone(&w.handle));
         Self { core, slot, worker }
     }
 
@@ -165,7 +195,7 @@ impl Driver {
                 // A bug of ours: the chunk gave its items an error as it unwound. Start
                 // afresh, with a new worker.
                 if let Some(w) = &self.worker {
-                    w.kill();
+                    w.handle.kill();
                 }
                 self.bury();
             }
@@ -196,18 +226,32 @@ impl Driver {
         }
         // A worker that ended before it read the chunk answers nothing: the listen
         // below finds it ended.
-        while chunk.settled < count {
-            let due = chunk.items[chunk.settled].index;
-            match worker.listen::<Done>(CANCEL_CHECK) {
-                Ok(done) if done.index == due => self.settle(&mut chunk, done.outcome),
-                Ok(done) => {
-                    let why = format!(
-                        "a pool worker answered item {} when item {due} was due",
-                        done.index
-                    );
-                    return self.lose_worker(chunk, Some(ProcessError::Protocol(why)));
+        loop {
+            if let Err(why) = self.drain(&mut chunk, None) {
+                return self.lose_worker(chunk, Some(ProcessError::Protocol(why)));
+            }
+            if chunk.settled == count {
+                break;
+            }
+            // Everything read so far reaches the caller before this thread waits.
+            chunk.flush();
+            if !self.ready_to_wait() {
+                continue;
+            }
+            match worker.listen::<Answer>(CANCEL_CHECK) {
+                Ok(Answer::Ready) => {}
+                Ok(Answer::Done(done)) => {
+                    if let Err(why) = self.drain(&mut chunk, Some(done)) {
+                        return self.lose_worker(chunk, Some(ProcessError::Protocol(why)));
+                    }
                 }
-                Err(RecvError::Ended) => return self.lose_worker(chunk, None),
+                Err(RecvError::Ended) => {
+                    // Whatever it committed before it died is in the ring.
+                    if let Err(why) = self.drain(&mut chunk, None) {
+                        return self.lose_worker(chunk, Some(ProcessError::Protocol(why)));
+                    }
+                    return self.lose_worker(chunk, None);
+                }
                 Err(RecvError::Timeout) => {
                     if chunk.job.is_cancelled() {
                         // Nobody wants these results any more: the worker is freed for
@@ -223,39 +267,46 @@ impl Driver {
                 }
             }
         }
+        chunk.flush();
         chunk.job.record(count, started.elapsed());
     }
 
-    /// The item due got its result from the worker.
-    fn settle(&self, chunk: &mut Chunk, outcome: Result<Vec<u8>, ProcessError>) {
-        match outcome {
-            Ok(bytes) => {
-                let index = chunk.items[chunk.settled].index;
-                chunk.settled += 1;
-                chunk.job.deliver(index, Ok(bytes));
+    /// Settles the results the worker committed to its ring, in order, and `told`, a
+    /// result it sent as a message, in its place among them: every result before it
+    /// was committed before it was sent, so it is settled by the end of the drain (the
+    /// ring may hold results after it too).
+    fn drain(&mut self, chunk: &mut Chunk, mut told: Option<Done>) -> Result<(), String> {
+        let mut answered = u64::from(told.is_some());
+        if let Some(ring) = self.worker.as_mut().and_then(|live| live.ring.as_mut()) {
+            let core = &self.core;
+            let drained = ring.drain(|record| {
+                let done: DoneIn<'_> = postcard::from_bytes(record)
+                    .map_err(|e| format!("a pool worker's result does not decode: {e}"))?;
+                answered += 1;
+                if let Some(first) = told.take_if(|t| is_due(chunk, t.index)) {
+                    settle_told(core, chunk, first)?;
+                }
+                settle_due(core, chunk, done.index, done.outcome)
+            });
+            if let Some(live) = &mut self.worker {
+                live.answered += answered;
             }
-            Err(error) => self.failed(chunk, error),
+            drained?;
+        } else if let Some(live) = &mut self.worker {
+            live.answered += answered;
+        }
+        match told {
+            Some(done) => settle_told(&self.core, chunk, done),
+            None => Ok(()),
         }
     }
 
-    /// The item due failed with `error`: retried in a chunk of its own at the front of
-    /// the queue while it has lives, or given the error.
-    fn failed(&self, chunk: &mut Chunk, error: ProcessError) {
-        let i = chunk.settled;
-        let index = chunk.items[i].index;
-        chunk.settled += 1;
-        match after_failure(chunk.marks[i], true, self.core.settings.item_lives) {
-            Fate::Retry(marks) => {
-                let item = Item {
-                    index,
-                    arg: std::mem::take(&mut chunk.items[i].arg),
-                };
-                let retry =
-                    Chunk::with_marks(Arc::clone(&chunk.job), chunk.call, vec![item], vec![marks]);
-                self.core.queue.push_front(retry);
-            }
-            Fate::Fail => chunk.job.deliver(index, Err(error)),
-        }
+    /// Raises the ring's waiting flag; `false` when results came meanwhile.
+    fn ready_to_wait(&self) -> bool {
+        self.worker
+            .as_ref()
+            .and_then(|live| live.ring.as_ref())
+            .is_none_or(RingReader::wait_ready)
     }
 
     /// The worker is gone (or broke the protocol: `broke`, and it is killed). Its error
@@ -264,9 +315,15 @@ impl Driver {
     fn lose_worker(&mut self, mut chunk: Chunk, broke: Option<ProcessError>) {
         if broke.is_some() {
             if let Some(w) = &self.worker {
-                w.kill();
+                w.handle.kill();
             }
         }
+        let (started, answered) = self.worker.as_ref().map_or((0, 0), |live| {
+            (
+                live.ring.as_ref().map_or(0, RingReader::started),
+                live.answered,
+            )
+        });
         let ended = self.bury();
         if self.core.queue.is_closed() {
             // The pool is being dropped (and killed the worker): nobody waits.
@@ -275,7 +332,7 @@ impl Driver {
         let (error, blamed) = match (broke, ended) {
             (Some(e), _) => (e, false),
             (None, Some(Err(e))) => {
-                let blamed = blames_item(&e);
+                let blamed = blames_item(&e, started, answered);
                 (e, blamed)
             }
             (None, _) => (
@@ -287,15 +344,12 @@ impl Driver {
         let due = chunk.settled;
         if due < chunk.items.len() {
             if blamed {
-                self.failed(&mut chunk, error);
+                failed(&self.core, &mut chunk, error);
             } else {
                 // It stays first in the rest of the chunk, unless it was lost too often.
                 match after_failure(chunk.marks[due], false, self.core.settings.item_lives) {
                     Fate::Retry(marks) => chunk.marks[due] = marks,
-                    Fate::Fail => {
-                        chunk.settled += 1;
-                        chunk.job.deliver(chunk.items[due].index, Err(error));
-                    }
+                    Fate::Fail => chunk.settle(Err(error)),
                 }
             }
         }
@@ -307,8 +361,8 @@ impl Driver {
     /// The live worker, or a fresh one in place of a dead one.
     fn worker(&mut self) -> Result<Arc<Handle<()>>, ProcessError> {
         if let Some(w) = &self.worker {
-            if w.is_alive() {
-                return Ok(Arc::clone(w));
+            if w.handle.is_alive() {
+                return Ok(Arc::clone(&w.handle));
             }
             // It died while waiting for work (killed from outside, say): none of our
             // items was running.
@@ -345,7 +399,7 @@ impl Driver {
         }
         *slot = Some(Arc::clone(&worker));
         drop(slot);
-        self.worker = Some(Arc::clone(&worker));
+        self.worker = Some(Live::new(Arc::clone(&worker)));
         Ok(worker)
     }
 
@@ -353,14 +407,14 @@ impl Driver {
     fn bury(&mut self) -> Option<Result<(), ProcessError>> {
         self.slot.lock().take();
         let worker = self.worker.take()?;
-        Some(worker.take_result())
+        Some(worker.handle.take_result())
     }
 
     /// Ends the worker: `Quit` lets an idle one end by itself; one that does not
     /// within [`QUIT_GRACE`] is killed. Returns once it is reaped.
     fn retire(&mut self) {
         self.slot.lock().take();
-        let Some(worker) = self.worker.take() else {
+        let Some(Live { handle: worker, .. }) = self.worker.take() else {
             return;
         };
         let _ = worker.try_tell(&Work::Quit);
@@ -368,6 +422,58 @@ impl Driver {
             worker.kill();
         }
         worker.wait();
+    }
+}
+
+/// [`settle_due`] with a result the worker told.
+fn settle_told(core: &Core, chunk: &mut Chunk, done: Done) -> Result<(), String> {
+    match done.outcome {
+        Ok(bytes) => settle_due(core, chunk, done.index, Ok(&bytes)),
+        Err(error) => settle_due(core, chunk, done.index, Err(error)),
+    }
+}
+
+/// Whether item `index` is the one due next in `chunk`.
+fn is_due(chunk: &Chunk, index: u64) -> bool {
+    chunk.items.index(chunk.settled) == Some(index)
+}
+
+/// The result of item `index`, checked to be the one due next in `chunk`.
+fn settle_due(
+    core: &Core,
+    chunk: &mut Chunk,
+    index: u64,
+    outcome: Result<&[u8], ProcessError>,
+) -> Result<(), String> {
+    let Some(due) = chunk.items.index(chunk.settled) else {
+        return Err(format!(
+            "a pool worker answered item {index} after its chunk was done"
+        ));
+    };
+    if index != due {
+        return Err(format!(
+            "a pool worker answered item {index} when item {due} was due"
+        ));
+    }
+    match outcome {
+        Ok(bytes) => chunk.settle(Ok(bytes)),
+        Err(error) => failed(core, chunk, error),
+    }
+    Ok(())
+}
+
+/// The item due failed with `error`: retried in a chunk of its own at the front of the
+/// queue while it has lives, or given the error.
+fn failed(core: &Core, chunk: &mut Chunk, error: ProcessError) {
+    let i = chunk.settled;
+    match after_failure(chunk.marks[i], true, core.settings.item_lives) {
+        Fate::Retry(marks) => {
+            chunk.settled += 1;
+            let item = chunk.items.one(i);
+            let retry = Chunk::with_marks(Arc::clone(&chunk.job), chunk.call, item, vec![marks]);
+            core.queue.push_front(retry);
+        }
+        Fate::Fail => chunk.settle(Err(error)),
     }
 }
 
@@ -382,16 +488,38 @@ mod tests {
             section,
             exit: Exit::Signal(9),
         };
-        assert!(blames_item(&crash(Some(Section::MainLoop))));
-        assert!(blames_item(&ProcessError::Timeout {
+        // Item 5 started, 4 answered: it was running.
+        let running = |e: &ProcessError| blames_item(e, 5, 4);
+        assert!(running(&crash(Some(Section::MainLoop))));
+        assert!(running(&ProcessError::Timeout {
             section: Section::MainLoop,
             limit: Duration::from_secs(1)
         }));
-        assert!(!blames_item(&crash(Some(Section::Preloop))));
-        assert!(!blames_item(&crash(Some(Section::Postloop))));
-        assert!(!blames_item(&crash(None)));
-        assert!(!blames_item(&ProcessError::Killed));
-        assert!(!blames_item(&ProcessError::Preloop(RemoteError::msg("x"))));
+        assert!(!running(&crash(Some(Section::Preloop))));
+        assert!(!running(&crash(Some(Section::Postloop))));
+        assert!(!running(&crash(None)));
+        assert!(!running(&ProcessError::Killed));
+        assert!(!running(&ProcessError::Preloop(RemoteError::msg("x"))));
+    }
+
+    #[test]
+    fn only_the_item_started_and_not_answered_is_blamed() {
+        let crash = ProcessError::Crashed {
+            section: Some(Section::MainLoop),
+            exit: Exit::Signal(6),
+        };
+        assert!(
+            blames_item(&crash, 1, 0),
+            "the first item of a fresh worker"
+        );
+        assert!(blames_item(&crash, 1000, 999));
+        // Its result was committed before the death, still in main_loop: nothing ran.
+        assert!(!blames_item(&crash, 1000, 1000));
+        assert!(!blames_item(&crash, 0, 0));
+        // Counts no worker writes: nobody is blamed (the item is run again, a bounded
+        // number of times).
+        assert!(!blames_item(&crash, 1002, 1000));
+        assert!(!blames_item(&crash, 3, 1000));
     }
 
     #[test]

@@ -22,7 +22,7 @@
 //! `input.map(f)` would.
 
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
@@ -31,9 +31,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::driver::Core;
-use super::queue::{Chunk, ItemResult, Job};
-use super::worker::Item;
-use crate::call::encode_arg;
+use super::queue::{Batch, Chunk, Job};
+use super::worker::Items;
+use crate::call::encode_arg_into;
+use crate::ProcessError;
 
 /// Most items in one chunk.
 pub(crate) const MAX_CHUNK: usize = 1024;
@@ -65,20 +66,59 @@ pub(crate) fn chunk_size(
     fits.min(last.saturating_mul(2)).clamp(1, MAX_CHUNK)
 }
 
+/// An item's result, decoded.
+type ItemResult<R> = Result<R, ProcessError>;
+
 /// How results are handed back.
-enum Order {
+enum Order<R> {
     /// In input order: finished results wait in `held` for those before them.
-    Input {
-        next: u64,
-        held: BTreeMap<u64, ItemResult>,
+    Input { next: u64, held: Held<R> },
+    /// As they finish: `ready` holds them in the order they came (results known without
+    /// a worker, an argument that does not serialize, come at once).
+    Finished {
+        ready: VecDeque<(u64, ItemResult<R>)>,
     },
-    /// As they finish; `ready` holds results known without a worker (an argument that
-    /// does not serialize).
-    Finished { ready: VecDeque<(u64, ItemResult)> },
 }
 
+/// Results that came before their turn, by how far each is from the next one due: a
+/// window as long as the read-ahead, where taking and placing a result costs nothing
+/// like a search.
+struct Held<R> {
+    slots: VecDeque<Option<ItemResult<R>>>,
+}
+
+impl<R> Default for Held<R> {
+    fn default() -> Self {
+        Self {
+            slots: VecDeque::new(),
+        }
+    }
+}
+
+impl<R> Held<R> {
+    /// The result of the item `ahead` places after the next one due.
+    fn insert(&mut self, ahead: u64, result: ItemResult<R>) {
+        let at = usize::try_from(ahead).expect("results in flight fit in memory");
+        if at >= self.slots.len() {
+            self.slots.resize_with(at + 1, || None);
+        }
+        self.slots[at] = Some(result);
+    }
+
+    /// The next result due, once it is there.
+    fn take_first(&mut self) -> Option<ItemResult<R>> {
+        match self.slots.front() {
+            Some(Some(_)) => self.slots.pop_front().flatten(),
+            _ => None,
+        }
+    }
+}
+
+/// Decodes a result's bytes as the caller's type.
+pub(crate) type Decode<R> = fn(&[u8]) -> ItemResult<R>;
+
 /// One call on a pool, from the caller's side.
-pub(crate) struct Feed<'p, I> {
+pub(crate) struct Feed<'p, I, R> {
     core: &'p Core,
     input: I,
     input_done: bool,
@@ -88,24 +128,33 @@ pub(crate) struct Feed<'p, I> {
     windowed: bool,
     call: i64,
     job: Arc<Job>,
-    results: Receiver<(u64, ItemResult)>,
+    results: Receiver<Batch>,
+    decode: Decode<R>,
     /// Items read so far: the next item's index.
     read: u64,
     /// Items read and not handed back yet.
     pending: usize,
     last_chunk: usize,
-    order: Order,
+    order: Order<R>,
     /// A panic of the input while reading item `.0`, raised when its turn comes.
     input_panic: Option<(u64, Box<dyn Any + Send>)>,
 }
 
-impl<'p, I, A> Feed<'p, I>
+impl<'p, I, A, R> Feed<'p, I, R>
 where
     I: Iterator<Item = A>,
     A: Serialize,
 {
-    /// A call of the function whose trampoline is at `call` on every item of `input`.
-    pub(crate) fn new(core: &'p Core, call: i64, input: I, in_order: bool, windowed: bool) -> Self {
+    /// A call of the function whose trampoline is at `call` on every item of `input`,
+    /// whose results `decode` reads.
+    pub(crate) fn new(
+        core: &'p Core,
+        call: i64,
+        input: I,
+        decode: Decode<R>,
+        in_order: bool,
+        windowed: bool,
+    ) -> Self {
         let (sink, results) = mpsc::channel();
         let remaining = match input.size_hint() {
             (low, Some(high)) if low == high => Some(low),
@@ -120,13 +169,14 @@ where
             call,
             job: Arc::new(Job::new(sink)),
             results,
+            decode,
             read: 0,
             pending: 0,
             last_chunk: 1,
             order: if in_order {
                 Order::Input {
                     next: 0,
-                    held: BTreeMap::new(),
+                    held: Held::default(),
                 }
             } else {
                 Order::Finished {
@@ -139,12 +189,12 @@ where
 
     /// The next result with its item's index, in the order asked for; `None` when every
     /// item of the input has had its result.
-    pub(crate) fn next_result(&mut self) -> Option<(u64, ItemResult)> {
+    pub(crate) fn next_result(&mut self) -> Option<(u64, ItemResult<R>)> {
         loop {
             self.top_up();
             self.raise_input_panic_if_due();
             let found = match &mut self.order {
-                Order::Input { next, held } => held.remove(next).map(|r| {
+                Order::Input { next, held } => held.take_first().map(|r| {
                     let index = *next;
                     *next += 1;
                     (index, r)
@@ -158,18 +208,21 @@ where
             if self.pending == 0 {
                 return None;
             }
-            let (index, result) = self
+            let batch = self
                 .results
                 .recv()
                 .expect("the feed holds its job, and with it the sender");
+            let decode = self.decode;
             match &mut self.order {
-                Order::Input { held, .. } => {
-                    held.insert(index, result);
-                }
-                Order::Finished { .. } => {
-                    self.pending -= 1;
-                    return Some((index, result));
-                }
+                Order::Input { next, held } => batch.for_each(|index, result| {
+                    // Each item has one result: none comes after its turn.
+                    if let Some(ahead) = index.checked_sub(*next) {
+                        held.insert(ahead, result.and_then(decode));
+                    }
+                }),
+                Order::Finished { ready } => batch.for_each(|index, result| {
+                    ready.push_back((index, result.and_then(decode)));
+                }),
             }
         }
     }
@@ -207,9 +260,8 @@ where
 
     /// Reads up to `size` items and queues them as one chunk.
     fn read_chunk(&mut self, size: usize) {
-        let mut items = Vec::with_capacity(size);
-        let mut bytes = 0;
-        while items.len() < size && bytes < CHUNK_BYTES {
+        let mut items = Items::with_capacity(size);
+        while items.len() < size && items.arg_bytes() < CHUNK_BYTES {
             let index = self.read;
             let next = match panic::catch_unwind(AssertUnwindSafe(|| self.input.next())) {
                 Ok(Some(next)) => next,
@@ -229,17 +281,15 @@ where
             if let Some(remaining) = &mut self.remaining {
                 *remaining = remaining.saturating_sub(1);
             }
-            match encode_arg(&next) {
-                Ok(arg) => {
-                    bytes += arg.len();
-                    items.push(Item { index, arg });
-                }
-                Err(error) => match &mut self.order {
-                    Order::Input { held, .. } => {
-                        held.insert(index, Err(error));
+            if let Err(error) = items.push_with(index, |args| encode_arg_into(&next, args)) {
+                match &mut self.order {
+                    Order::Input { next, held } => {
+                        if let Some(ahead) = index.checked_sub(*next) {
+                            held.insert(ahead, Err(error));
+                        }
                     }
                     Order::Finished { ready } => ready.push_back((index, Err(error))),
-                },
+                }
             }
         }
         if !items.is_empty() {
@@ -265,7 +315,7 @@ where
     }
 }
 
-impl<I> Drop for Feed<'_, I> {
+impl<I, R> Drop for Feed<'_, I, R> {
     /// A call dropped before its end: its queued chunks are dropped, and the drivers
     /// running its items kill their workers (see `driver.rs`).
     fn drop(&mut self) {
@@ -298,6 +348,21 @@ mod tests {
         assert_eq!(chunk_size(None, 2, None, slow, 64), 5);
         let very_slow = Some(Duration::from_secs(1));
         assert_eq!(chunk_size(None, 2, None, very_slow, 64), 1);
+    }
+
+    #[test]
+    fn held_results_come_out_in_turn() {
+        let mut held = Held::default();
+        assert!(held.take_first().is_none());
+        held.insert(2, Ok(2));
+        held.insert(0, Ok(0));
+        assert_eq!(held.take_first(), Some(Ok(0)));
+        assert!(held.take_first().is_none(), "the one now due is not there");
+        held.insert(0, Err(ProcessError::Killed));
+        assert_eq!(held.take_first(), Some(Err(ProcessError::Killed)));
+        assert_eq!(held.take_first(), Some(Ok(2)));
+        assert!(held.take_first().is_none());
+        assert!(held.slots.is_empty());
     }
 
     #[test]

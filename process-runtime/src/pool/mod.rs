@@ -4,6 +4,8 @@
 //! - [`worker`] is the child side: a process type that runs one item per lap.
 //! - [`driver`] is one parent thread per worker: it feeds its worker chunks, reads the
 //!   results, blames the item a dead worker was running, retries, and replaces it.
+//! - [`ring`] is where a worker leaves its results, in the page it shares with its
+//!   parent: read after its death as before it.
 //! - [`queue`] holds the chunks waiting for a worker, tied to the call they belong to.
 //! - [`feed`] is the caller's side: it reads the input lazily, sizes chunks, and
 //!   hands results back in order or as they finish.
@@ -14,10 +16,10 @@
 mod driver;
 mod feed;
 mod queue;
+mod ring;
 mod worker;
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,7 +29,7 @@ use serde::Serialize;
 
 use self::driver::{Core, Driver, Settings, Slot};
 use self::feed::Feed;
-use self::queue::{ItemResult, Queue};
+use self::queue::Queue;
 use crate::wire::protocol::POSTCARD_LIMITS;
 use crate::{ProcessConfig, ProcessError};
 
@@ -55,9 +57,9 @@ use crate::{ProcessConfig, ProcessError};
 /// ([`ProcessError::MainLoop`] with the panic's message; the call is the worker's
 /// `main_loop`) and the worker goes on. A worker that aborts, segfaults, exits or is
 /// killed from outside while running an item costs that item only: its result is
-/// [`ProcessError::Crashed`] with the signal or exit code, the rest of its chunk is
-/// run by another worker, a fresh worker takes its place, and the pool serves later
-/// calls as before. An item running past its limit ([`PoolBuilder::item_timeout`],
+/// [`ProcessError::Crashed`] with the signal or exit code, the items it finished keep
+/// their results, the rest of its chunk is run by another worker, a fresh worker takes
+/// its place, and the pool serves later calls as before. An item running past its limit ([`PoolBuilder::item_timeout`],
 /// 300 s by default) is killed with its worker and its result is
 /// [`ProcessError::Timeout`]. With [`PoolBuilder::item_lives`] a failed item is run
 /// again before its error is the result. An argument that does not decode in the
@@ -67,8 +69,9 @@ use crate::{ProcessConfig, ProcessError};
 /// **Chunks.** Items go to the workers in chunks sized to the work: a quarter of each
 /// worker's fair share of what is left when the input's length is known, growing from
 /// one item towards 5 ms of work when it is not, at most 1024 items and about 1 MiB of
-/// arguments; [`PoolBuilder::chunk_size`] fixes the size instead. Results come back one
-/// by one as each item finishes, whatever the chunk.
+/// arguments; [`PoolBuilder::chunk_size`] fixes the size instead. A result is handed
+/// back as soon as its item finishes when the pool waits for it, and in a batch with
+/// the others that finished meanwhile when it is busy, whatever the chunk.
 ///
 /// **Dropping the pool** ends its workers: idle ones are told to end, busy ones (still
 /// running items of a call that was dropped) are killed, and the drop returns once
@@ -268,9 +271,9 @@ impl Pool {
         let mut results: Vec<Option<Result<R, ProcessError>>> =
             std::iter::repeat_with(|| None).take(items.len()).collect();
         let call = crate::call::offset_of::<A, R, F>(&f);
-        let mut feed = Feed::new(&self.core, call, items.into_iter(), false, false);
+        let mut feed = Feed::new(&self.core, call, items.into_iter(), decode, false, false);
         while let Some((index, result)) = feed.next_result() {
-            results[index as usize] = Some(decode::<R>(result));
+            results[index as usize] = Some(result);
         }
         results
             .into_iter()
@@ -297,8 +300,7 @@ impl Pool {
     {
         let call = crate::call::offset_of::<A, R, F>(&f);
         Imap {
-            feed: Feed::new(&self.core, call, items.into_iter(), true, true),
-            _result: PhantomData,
+            feed: Feed::new(&self.core, call, items.into_iter(), decode, true, true),
         }
     }
 
@@ -313,8 +315,7 @@ impl Pool {
     {
         let call = crate::call::offset_of::<A, R, F>(&f);
         ImapUnordered {
-            feed: Feed::new(&self.core, call, items.into_iter(), false, true),
-            _result: PhantomData,
+            feed: Feed::new(&self.core, call, items.into_iter(), decode, false, true),
         }
     }
 }
@@ -344,10 +345,9 @@ impl Drop for Pool {
     }
 }
 
-/// An item's result, decoded.
-fn decode<R: DeserializeOwned>(result: ItemResult) -> Result<R, ProcessError> {
-    let bytes = result?;
-    postcard::from_bytes(&bytes).map_err(|e| {
+/// An item's result, decoded from its bytes.
+fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, ProcessError> {
+    postcard::from_bytes(bytes).map_err(|e| {
         ProcessError::Output(format!(
             "the parent cannot decode `{}` ({e}); {POSTCARD_LIMITS}",
             std::any::type_name::<R>()
@@ -357,8 +357,7 @@ fn decode<R: DeserializeOwned>(result: ItemResult) -> Result<R, ProcessError> {
 
 /// The results of [`Pool::imap`], in input order.
 pub struct Imap<'p, I, R> {
-    feed: Feed<'p, I>,
-    _result: PhantomData<fn() -> R>,
+    feed: Feed<'p, I, R>,
 }
 
 impl<I, R, A> Iterator for Imap<'_, I, R>
@@ -370,7 +369,7 @@ where
     type Item = Result<R, ProcessError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.feed.next_result().map(|(_, result)| decode(result))
+        self.feed.next_result().map(|(_, result)| result)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -386,8 +385,7 @@ impl<I, R> fmt::Debug for Imap<'_, I, R> {
 
 /// The results of [`Pool::imap_unordered`], as their items finish.
 pub struct ImapUnordered<'p, I, R> {
-    feed: Feed<'p, I>,
-    _result: PhantomData<fn() -> R>,
+    feed: Feed<'p, I, R>,
 }
 
 impl<I, R, A> Iterator for ImapUnordered<'_, I, R>
@@ -399,7 +397,7 @@ where
     type Item = Result<R, ProcessError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.feed.next_result().map(|(_, result)| decode(result))
+        self.feed.next_result().map(|(_, result)| result)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

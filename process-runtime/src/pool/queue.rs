@@ -5,24 +5,57 @@
 //! call's [`Job`]: by a driver when the worker answers or dies, and, for an item still
 //! in a [`Chunk`] when the chunk is dropped (a call cancelled, the pool shut down, a
 //! bug unwinding a driver), by the chunk itself. So no path can leave a caller waiting
-//! for an item that nobody runs any more.
+//! for an item that nobody runs any more. Results go to the caller in batches (one
+//! wake-up for whatever a driver read at once), gathered in the chunk, which hands on
+//! what it gathered when it is dropped too.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::worker::Item;
+use super::worker::Items;
 use crate::ProcessError;
 
-/// An item's result: the postcard bytes of what the function returned, or the error.
-pub(crate) type ItemResult = Result<Vec<u8>, ProcessError>;
+/// Results of items, handed to the caller together: each item's index and its result,
+/// the postcard bytes of what the function returned (end to end in one buffer, so that
+/// a batch costs two allocations however many items it holds) or the error.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    bytes: Vec<u8>,
+    results: Vec<(u64, Result<Range<usize>, ProcessError>)>,
+}
+
+impl Batch {
+    /// Adds the result of item `index`.
+    pub(crate) fn push(&mut self, index: u64, result: Result<&[u8], ProcessError>) {
+        let result = result.map(|bytes| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(bytes);
+            start..self.bytes.len()
+        });
+        self.results.push((index, result));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.results.is_empty()
+    }
+
+    /// Hands each result to `each`, in order, with its bytes borrowed from the batch.
+    pub(crate) fn for_each(self, mut each: impl FnMut(u64, Result<&[u8], ProcessError>)) {
+        let Batch { bytes, results } = self;
+        for (index, result) in results {
+            each(index, result.map(|range| &bytes[range]));
+        }
+    }
+}
 
 /// One call on the pool, as the drivers see it: where its results go.
 #[derive(Debug)]
 pub(crate) struct Job {
-    sink: Sender<(u64, ItemResult)>,
+    sink: Sender<Batch>,
     cancelled: AtomicBool,
     /// Items finished and the nanoseconds their chunks took, for the chunk size.
     finished: AtomicU64,
@@ -30,7 +63,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(sink: Sender<(u64, ItemResult)>) -> Self {
+    pub(crate) fn new(sink: Sender<Batch>) -> Self {
         Self {
             sink,
             cancelled: AtomicBool::new(false),
@@ -39,9 +72,9 @@ impl Job {
         }
     }
 
-    /// Hands the result of item `index` to the caller (a caller that is gone ignores it).
-    pub(crate) fn deliver(&self, index: u64, result: ItemResult) {
-        let _ = self.sink.send((index, result));
+    /// Hands results to the caller (a caller that is gone ignores them).
+    pub(crate) fn deliver(&self, batch: Batch) {
+        let _ = self.sink.send(batch);
     }
 
     /// The caller is gone: its chunks need not run.
@@ -85,39 +118,52 @@ pub(crate) struct Chunk {
     pub(crate) job: Arc<Job>,
     /// The trampoline's offset (see `call.rs`).
     pub(crate) call: i64,
-    pub(crate) items: Vec<Item>,
+    pub(crate) items: Items,
     pub(crate) marks: Vec<Marks>,
     pub(crate) settled: usize,
+    /// Results not handed to the caller yet (see [`Chunk::flush`]).
+    ready: Batch,
 }
 
 impl Chunk {
-    pub(crate) fn new(job: Arc<Job>, call: i64, items: Vec<Item>) -> Self {
+    pub(crate) fn new(job: Arc<Job>, call: i64, items: Items) -> Self {
         let marks = vec![Marks::default(); items.len()];
         Self::with_marks(job, call, items, marks)
     }
 
-    pub(crate) fn with_marks(
-        job: Arc<Job>,
-        call: i64,
-        items: Vec<Item>,
-        marks: Vec<Marks>,
-    ) -> Self {
+    pub(crate) fn with_marks(job: Arc<Job>, call: i64, items: Items, marks: Vec<Marks>) -> Self {
         Self {
             job,
             call,
             items,
             marks,
             settled: 0,
+            ready: Batch::default(),
         }
     }
 
-    /// Gives every item without a result `error`.
+    /// The next item without a result gets `result` (the bytes of the function's
+    /// value, or the error), handed to the caller at the next [`Chunk::flush`].
+    pub(crate) fn settle(&mut self, result: Result<&[u8], ProcessError>) {
+        if let Some(index) = self.items.index(self.settled) {
+            self.ready.push(index, result);
+        }
+        self.settled += 1;
+    }
+
+    /// Hands the results settled so far to the caller.
+    pub(crate) fn flush(&mut self) {
+        if !self.ready.is_empty() {
+            self.job.deliver(std::mem::take(&mut self.ready));
+        }
+    }
+
+    /// Gives every item without a result `error`, and hands every result to the caller.
     pub(crate) fn fail_rest(&mut self, error: &ProcessError) {
         while self.settled < self.items.len() {
-            let index = self.items[self.settled].index;
-            self.settled += 1;
-            self.job.deliver(index, Err(error.clone()));
+            self.settle(Err(error.clone()));
         }
+        self.flush();
     }
 
     /// The items without a result, as a chunk of their own (this one is left with none).
@@ -141,6 +187,7 @@ impl Drop for Chunk {
         if self.settled < self.items.len() {
             self.fail_rest(&dropped_error());
         }
+        self.flush();
     }
 }
 
@@ -240,13 +287,65 @@ mod tests {
 
     use super::*;
 
-    fn items(range: std::ops::Range<u64>) -> Vec<Item> {
-        range
-            .map(|index| Item {
-                index,
-                arg: vec![index as u8],
-            })
-            .collect()
+    fn items(range: std::ops::Range<u64>) -> Items {
+        let mut items = Items::with_capacity(range.clone().count());
+        for index in range {
+            items
+                .push_with(index, |args| {
+                    args.extend(std::iter::repeat_n(index as u8, index as usize % 3));
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+        }
+        items
+    }
+
+    #[test]
+    fn a_batch_hands_back_each_result_with_its_own_bytes() {
+        let mut batch = Batch::default();
+        assert!(batch.is_empty());
+        batch.push(4, Ok(&[1, 2, 3]));
+        batch.push(2, Err(ProcessError::Killed));
+        batch.push(9, Ok(&[]));
+        batch.push(7, Ok(&[5]));
+        let mut seen = Vec::new();
+        batch.for_each(|i, r| seen.push((i, r.map(<[u8]>::to_vec))));
+        assert_eq!(
+            seen,
+            [
+                (4, Ok(vec![1, 2, 3])),
+                (2, Err(ProcessError::Killed)),
+                (9, Ok(vec![])),
+                (7, Ok(vec![5]))
+            ]
+        );
+    }
+
+    #[test]
+    fn packed_items_split_and_single_out_with_their_own_bytes() {
+        let mut all = items(0..6);
+        assert_eq!(all.len(), 6);
+        assert_eq!(
+            (all.arg(0), all.arg(2), all.arg(4)),
+            (&[][..], &[2, 2][..], &[4][..])
+        );
+        let one = all.one(5);
+        assert_eq!(
+            (one.len(), one.index(0), one.arg(0)),
+            (1, Some(5), &[5, 5][..])
+        );
+        let rest = all.split_off(2);
+        assert_eq!((all.len(), all.arg_bytes()), (2, 1));
+        assert_eq!(all.arg(1), [1]);
+        assert_eq!(rest.len(), 4);
+        assert_eq!(rest.index(0), Some(2));
+        assert_eq!(rest.arg(0), [2, 2]);
+        assert_eq!(rest.arg(3), [5, 5]);
+        assert_eq!(rest.index(4), None);
+        assert_eq!(rest.arg(4), [0u8; 0]);
+        let mut failed = items(0..1);
+        assert_eq!(failed.push_with(9, |_| Err("no")), Err("no"));
+        assert_eq!(failed.len(), 1);
     }
 
     #[test]
@@ -254,21 +353,25 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let job = Arc::new(Job::new(tx));
         let mut chunk = Chunk::new(Arc::clone(&job), 0, items(0..4));
-        chunk.job.deliver(0, Ok(vec![]));
-        chunk.settled = 1;
+        chunk.settle(Ok(&[]));
+        assert!(rx.try_recv().is_err(), "held until flushed");
         let rest = chunk.split_rest().unwrap();
         assert_eq!(rest.items.len(), 3);
         drop(chunk);
-        assert_eq!(rx.try_recv().unwrap().0, 0);
+        let mut settled = Vec::new();
+        rx.try_recv()
+            .unwrap()
+            .for_each(|i, r| settled.push((i, r.map(<[u8]>::to_vec))));
+        assert_eq!(settled, [(0, Ok(vec![]))], "handed on at the drop");
         assert!(rx.try_recv().is_err(), "the split chunk has nothing left");
         drop(rest);
-        let dropped: Vec<u64> = rx
-            .try_iter()
-            .map(|(i, r)| {
+        let mut dropped = Vec::new();
+        for batch in rx.try_iter() {
+            batch.for_each(|i, r| {
                 assert!(r.is_err());
-                i
-            })
-            .collect();
+                dropped.push(i);
+            });
+        }
         assert_eq!(dropped, [1, 2, 3]);
     }
 
@@ -282,10 +385,10 @@ mod tests {
         queue.push_back(Chunk::new(Arc::clone(&b), 0, items(0..2)));
         queue.push_front(Chunk::new(Arc::clone(&b), 0, items(7..8)));
         let busy = AtomicBool::new(false);
-        assert_eq!(queue.take(&busy).unwrap().items[0].index, 7);
+        assert_eq!(queue.take(&busy).unwrap().items.index(0), Some(7));
         assert!(busy.load(Ordering::SeqCst));
         a.cancel();
-        assert_eq!(queue.take(&busy).unwrap().items[0].index, 0);
+        assert_eq!(queue.take(&busy).unwrap().items.index(0), Some(0));
         queue.close();
         assert!(queue.take(&busy).is_none());
     }
