@@ -58,6 +58,13 @@ impl<T: DeserializeOwned> Handle<T> {
         self.shared.lock().pid
     }
 
+    /// The process's [`Pid`](crate::node::Pid) in the node: the same for every
+    /// attempt, never given to another process. Use it with [`crate::node`].
+    #[must_use]
+    pub fn id(&self) -> crate::Pid {
+        self.shared.id
+    }
+
     /// The process's name.
     #[must_use]
     pub fn name(&self) -> &str {

@@ -7,6 +7,7 @@ mod child;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod handle;
+pub mod node;
 mod parent;
 mod pool;
 mod process;
@@ -86,7 +87,7 @@ pub use handle::Handle;
 pub use pool::{Imap, ImapUnordered, Pool, PoolBuilder};
 pub use process::Process;
 pub use process_core::{
-    BoxError, Context, Exit, Lifecycle, Outcome, ProcessConfig, ProcessError, ProcessTimers,
+    BoxError, Context, Exit, Lifecycle, Outcome, Pid, ProcessConfig, ProcessError, ProcessTimers,
     RecvError, RemoteError, Section, SendError, TimeThis, Timeouts, Timer,
 };
 pub use process_macros::{main, timethis, Process};

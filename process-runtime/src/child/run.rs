@@ -11,7 +11,7 @@ use crate::beacon::{ChildTimers, MailCounters, Taken};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader};
 use crate::wire::protocol::{self, Mode, ReportTimers, ToChild, ToParent, POSTCARD_LIMITS};
-use crate::{Context, Lifecycle, Process, ProcessError};
+use crate::{Context, Lifecycle, Pid, Process, ProcessError};
 
 /// What a registered type's entry point receives.
 pub(crate) struct ChildRun {
@@ -81,6 +81,7 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
     } = run;
     crate::shutdown::set_parent_stop(stop, parent_stop);
     let Ok(ToChild::Start {
+        pid,
         config,
         attempt,
         mode,
@@ -98,6 +99,7 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
         ),
     };
     drop(frame);
+    crate::node::local::set_self(pid);
     fault.after_start(&writer);
     engine::panic_location::install();
     // Stop requests arrive through the shared page, and messages are read by the
@@ -108,6 +110,7 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
     }
     let port = ChildPort::new(reader, writer.clone(), mail, taken);
     let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt)
+        .__with_ids(pid, pid.parent().unwrap_or(Pid::ROOT))
         .__with_timers(timers.timers, timers.written)
         .__with_port(Box::new(port));
     let mut failed = false;

@@ -99,6 +99,7 @@ pub(crate) fn publish(
     if let Some(t) = timers {
         let _ = shared.timers.set(t);
     }
+    crate::node::local::remove_child(shared.id);
     shared.update(|inner| {
         inner.end = Some(End { report, exit });
         inner.beacon = None;

@@ -16,7 +16,7 @@ use super::mailbox::{Inbox, Outbox};
 use super::reading::Reading;
 use crate::beacon::{AttemptTimers, Beacon};
 use crate::wire::channel::Frame;
-use crate::{sys, Exit, ProcessConfig, ProcessError};
+use crate::{sys, Exit, Pid, ProcessConfig, ProcessError};
 
 /// The output bytes of a finished process, kept inside the frame they arrived in.
 #[derive(Debug)]
@@ -46,6 +46,8 @@ impl Output {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: ProcessConfig,
+    /// The process's pid in the node, the same for every attempt.
+    pub(crate) id: Pid,
     pub(crate) timers: OnceLock<AttemptTimers>,
     inner: Mutex<Inner>,
     changed: Condvar,
@@ -114,10 +116,11 @@ impl Inner {
 }
 
 impl Shared {
-    pub(crate) fn new(config: ProcessConfig) -> Self {
+    pub(crate) fn new(config: ProcessConfig, id: Pid) -> Self {
         let outbox = Outbox::new(config.mailbox);
         Self {
             config,
+            id,
             timers: OnceLock::new(),
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),

@@ -134,6 +134,7 @@ impl Supervisor {
         let number = self.shared.lock().attempts + u32::from(new_life);
         let start = protocol::encode(&ToChild::Start {
             tag: self.tag,
+            pid: self.shared.id,
             config: self.shared.config.clone(),
             attempt: number,
             mode,

@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::wire::handoff::SECRET_LEN;
-use crate::{ProcessConfig, ProcessError, SendError};
+use crate::{Pid, ProcessConfig, ProcessError, SendError};
 use process_core::{__NamedTimers, __SparseTimer};
 
 /// What to tell a user whose type postcard rejects: the serde shapes it cannot carry.
@@ -28,7 +28,7 @@ pub(crate) const POSTCARD_LIMITS: &str = "postcard, the wire format, does not su
 /// First bytes of every handshake: identifies the peer as this library.
 pub(crate) const MAGIC: [u8; 8] = *b"PRCSRT\r\n";
 /// Bumped whenever a frame's encoding changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 /// Largest handshake frame: it is read before the peer is authenticated.
 pub(crate) const MAX_HELLO_FRAME: usize = 1024;
 /// Largest frame after the handshake (states and outputs travel in one frame).
@@ -61,6 +61,8 @@ pub(crate) enum ToChild<'a> {
     /// Run `tag` from `state`.
     Start {
         tag: &'a str,
+        /// The process's pid in the node.
+        pid: Pid,
         config: ProcessConfig,
         attempt: u32,
         mode: Mode,
