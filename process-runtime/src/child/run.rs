@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use super::engine;
 use super::entry::exit_code;
 use super::fault::Injector;
-use super::port::ChildPort;
+use super::port;
 use crate::beacon::{ChildTimers, MailCounters, Taken};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader};
@@ -108,7 +108,7 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
     if !sys::parent_death_signal_armed() {
         exit_with_parent(parent_pid);
     }
-    let port = ChildPort::new(reader, writer.clone(), mail, taken);
+    let port = port::install(reader, writer.clone(), mail, taken);
     let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt)
         .__with_ids(pid, pid.parent().unwrap_or(Pid::ROOT))
         .__with_timers(timers.timers, timers.written)

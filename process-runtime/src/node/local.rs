@@ -61,6 +61,11 @@ pub(crate) fn new_child_pid() -> Result<Pid, ProcessError> {
     })
 }
 
+/// Whether this process has started processes of its own.
+pub(crate) fn has_children() -> bool {
+    NEXT_CHILD.load(Ordering::Relaxed) > 1
+}
+
 fn children() -> MutexGuard<'static, BTreeMap<u32, Weak<Shared>>> {
     CHILDREN.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -1,0 +1,126 @@
+//! The node's messages filed in this process: those its event loop read from its own
+//! children (and those it sent itself, and, later, its notices), until `node::receive`
+//! takes them.
+//!
+//! In the root this is the whole of its node mailbox. In a child, the messages of the
+//! node that come down from its parent are read from its socket by the thread that
+//! receives, and wait in the port's queue instead (see `child/port.rs`); a receive looks
+//! in both.
+//!
+//! Each message holds its [`Credit`]: the room it takes in its sender's grant, given
+//! back when it is taken, so that a child that sends to a parent that does not receive
+//! is held back by the bound of the parent's mailbox, not let grow it.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use super::Credit;
+use crate::wire::channel::Frame;
+use crate::Pid;
+
+/// A message of the node, filed.
+pub(crate) struct Entry {
+    pub(crate) from: Pid,
+    pub(crate) tag: u64,
+    frame: Frame,
+    /// Where the body starts in the frame's payload.
+    body: usize,
+    /// Given back when the entry is dropped (taken, or dropped with the mailbox).
+    _credit: Credit,
+}
+
+impl Entry {
+    pub(crate) fn new(from: Pid, tag: u64, frame: Frame, body: usize, credit: Credit) -> Self {
+        Self {
+            from,
+            tag,
+            frame,
+            body,
+            _credit: credit,
+        }
+    }
+
+    /// The message's postcard bytes.
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.frame.payload()[self.body..]
+    }
+}
+
+#[derive(Default)]
+struct Mailbox {
+    entries: VecDeque<Entry>,
+    /// Threads waiting in [`wait`]: only then does filing wake anyone.
+    waiters: u32,
+}
+
+static MAILBOX: Mutex<Mailbox> = Mutex::new(Mailbox {
+    entries: VecDeque::new(),
+    waiters: 0,
+});
+static FILED: Condvar = Condvar::new();
+
+fn lock() -> MutexGuard<'static, Mailbox> {
+    MAILBOX.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Files a message, waking the receivers that wait.
+pub(crate) fn file(entry: Entry) {
+    let mut mailbox = lock();
+    mailbox.entries.push_back(entry);
+    if mailbox.waiters > 0 {
+        drop(mailbox);
+        FILED.notify_all();
+    }
+}
+
+/// Takes the oldest message tagged `tag`.
+pub(crate) fn take(tag: u64) -> Option<Entry> {
+    take_from(&mut lock(), tag)
+}
+
+fn take_from(mailbox: &mut Mailbox, tag: u64) -> Option<Entry> {
+    let i = mailbox.entries.iter().position(|e| e.tag == tag)?;
+    mailbox.entries.remove(i)
+}
+
+/// Waits until a message tagged `tag` is filed, or `deadline`; returns whether one is
+/// there (it is not taken).
+pub(crate) fn wait(tag: u64, deadline: Option<Instant>) -> bool {
+    let mut mailbox = lock();
+    loop {
+        if mailbox.entries.iter().any(|e| e.tag == tag) {
+            return true;
+        }
+        let left = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return false,
+            },
+        };
+        mailbox.waiters += 1;
+        mailbox = match left {
+            None => FILED.wait(mailbox).unwrap_or_else(PoisonError::into_inner),
+            Some(left) => {
+                FILED
+                    .wait_timeout(mailbox, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+        mailbox.waiters -= 1;
+    }
+}
+
+/// Takes the oldest message tagged `tag`, waiting until `deadline`.
+pub(crate) fn receive(tag: u64, deadline: Option<Instant>) -> Option<Entry> {
+    loop {
+        if let Some(entry) = take(tag) {
+            return Some(entry);
+        }
+        if !wait(tag, deadline) {
+            return None;
+        }
+    }
+}
