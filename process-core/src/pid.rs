@@ -26,8 +26,13 @@ pub const MAX_DEPTH: usize = 7;
 /// A process's identity in the node: `Copy`, comparable, hashable, and serializable, so
 /// that it can travel inside messages and states. Shown like `<0.12>`.
 ///
-/// Unique in the node for the node's life and never reused for another process (see
-/// the [module](self) documentation for how pids are made).
+/// A pid is the process's path from the root: the root is `<0.0>` ([`Pid::ROOT`]);
+/// the processes the root starts are `<0.1>`, `<0.2>`, ... in start order; the children
+/// of `<0.2>` are `<0.2.1>`, `<0.2.2>`, and so on. Each process numbers its own
+/// children from its own counter, so a pid is unique in the node for the node's life
+/// and never reused for another process. It names the process, not one of its
+/// attempts: it stays the same across restarts (lives). Processes nest at most
+/// [`MAX_DEPTH`] levels below the root.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Pid {
     /// How many numbers of `path` are used: 0 for the root.

@@ -10,8 +10,9 @@ use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use process_runtime::node::{self, Pid};
+use process_runtime::node::{self, Down, ExitReason, MonitorRef, Pid, RegistryError};
 use process_runtime::prelude::*;
+use process_runtime::Exit;
 use serde::{Deserialize, Serialize};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -333,4 +334,336 @@ fn the_root_has_a_mailbox() {
         Err(RecvError::Timeout)
     );
     assert!(start.elapsed() >= Duration::from_millis(50));
+}
+
+// ---------------------------------------------------------------------------------
+// The registry.
+
+/// Waits for `Quit` (from the root, with `node::send`), then ends normally; `fail`
+/// makes it end with an error instead.
+#[derive(Process, Serialize, Deserialize, Default, Clone)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Sleeper {
+    fail: bool,
+}
+
+impl Lifecycle for Sleeper {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        let Quit = node::receive(LONG)?;
+        if self.fail {
+            return Err("told to fail".into());
+        }
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// SIGKILL from outside the library, as `kill -9` would.
+fn kill_9(os_pid: u32) {
+    let pid = libc::pid_t::try_from(os_pid).unwrap();
+    // SAFETY: a plain system call on a process of ours.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+}
+
+/// register_SUITE's `otp_8099`: register a fresh process under one name, find it, kill
+/// it (here with SIGKILL from outside), over and over; the name is free again as soon
+/// as the process's end is known.
+#[test]
+fn otp_8099() {
+    let _serial = serial();
+    const NAME: &str = "otp_8099_reg_proc";
+    for _ in 0..20 {
+        let h = Sleeper::default().start().unwrap();
+        node::register(NAME, h.id()).unwrap();
+        assert_eq!(node::whereis(NAME), Some(h.id()));
+        assert!(node::registered().contains(&NAME.to_owned()));
+        kill_9(h.pid());
+        let e = h.result().unwrap_err();
+        assert!(matches!(e, ProcessError::Crashed { .. }), "{e}");
+        assert_eq!(node::whereis(NAME), None);
+        assert!(!node::is_alive(h.id()));
+    }
+}
+
+/// One name per process, one process per name, live processes only; `unregister`
+/// frees a name.
+#[test]
+fn register_refuses_what_erlang_refuses() {
+    let _serial = serial();
+    let a = Sleeper::default().start().unwrap();
+    let b = Sleeper::default().start().unwrap();
+    node::register("a", a.id()).unwrap();
+    assert_eq!(
+        node::register("a", b.id()),
+        Err(RegistryError::Taken {
+            name: "a".into(),
+            holder: a.id()
+        })
+    );
+    assert_eq!(
+        node::register("another", a.id()),
+        Err(RegistryError::AlreadyNamed {
+            pid: a.id(),
+            name: "a".into()
+        })
+    );
+    assert_eq!(node::register("", b.id()), Err(RegistryError::EmptyName));
+    assert_eq!(
+        node::unregister("nobody"),
+        Err(RegistryError::NotRegistered("nobody".into()))
+    );
+    node::unregister("a").unwrap();
+    assert_eq!(node::whereis("a"), None);
+    node::register("a", b.id()).unwrap();
+    node::register("root", Pid::ROOT).unwrap();
+    assert_eq!(node::whereis("root"), Some(Pid::ROOT));
+    for h in [&a, &b] {
+        node::send(h.id(), &Quit).unwrap();
+        h.result().unwrap();
+    }
+    assert_eq!(
+        node::register("late", a.id()),
+        Err(RegistryError::NoProc(a.id()))
+    );
+    assert_eq!(node::whereis("a"), None);
+    node::unregister("root").unwrap();
+    assert!(node::registered().is_empty(), "{:?}", node::registered());
+}
+
+/// Registers itself, looks a name up, and sends to what it found: the registry from a
+/// child.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Named;
+
+impl Lifecycle for Named {
+    type Output = (Option<Pid>, Vec<String>);
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(Option<Pid>, Vec<String>), BoxError> {
+        node::register("named", node::self_pid())?;
+        let taken = node::register("named", node::self_pid());
+        assert!(
+            matches!(taken, Err(RegistryError::Taken { .. })),
+            "{taken:?}"
+        );
+        let boss = node::whereis("boss");
+        if let Some(boss) = boss {
+            node::send(boss, &Ping(node::processes().len() as u64))?;
+        }
+        let Quit = node::receive(LONG)?;
+        Ok((boss, node::registered()))
+    }
+}
+
+#[test]
+fn the_registry_from_a_child() {
+    let _serial = serial();
+    node::register("boss", Pid::ROOT).unwrap();
+    let h = Named.start().unwrap();
+    let Ping(seen) = node::receive(LONG).unwrap();
+    assert!(seen >= 2, "the root and itself at least: {seen}");
+    assert_eq!(node::whereis("named"), Some(h.id()));
+    assert!(node::is_alive(h.id()));
+    node::send(h.id(), &Quit).unwrap();
+    let (boss, names) = h.result().unwrap();
+    assert_eq!(boss, Some(Pid::ROOT));
+    assert_eq!(names, ["boss", "named"]);
+    assert_eq!(node::whereis("named"), None);
+    node::unregister("boss").unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Monitors.
+
+/// The next `Down` of `mref`, skipping notices of other monitors.
+fn expect_down(mref: MonitorRef) -> Down {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let down: Down = node::receive(left).expect("a Down in time");
+        if down.monitor == mref {
+            return down;
+        }
+    }
+}
+
+/// No `Down` at all within a short while.
+fn expect_no_down() {
+    if let Ok(down) = node::receive::<Down>(Duration::from_millis(100)) {
+        panic!("an unexpected notice: {down:?}");
+    }
+}
+
+/// monitor_SUITE's `mon_1`: a normal end, an end with an error, a process already
+/// dead (`NoProc`, at once), and a registered process found by name.
+#[test]
+fn mon_1() {
+    let _serial = serial();
+    // Normal case.
+    let p2 = Sleeper::default().start().unwrap();
+    let r2 = node::monitor(p2.id());
+    assert_eq!(r2.owner(), Pid::ROOT);
+    node::send(p2.id(), &Quit).unwrap();
+    let down = expect_down(r2);
+    assert_eq!(down.pid, p2.id());
+    assert_eq!(down.reason, ExitReason::Normal);
+    // Its end is known to all by the time the Down comes.
+    assert!(!node::is_alive(p2.id()));
+    assert!(!node::processes().contains(&p2.id()));
+    assert!(p2.result_timeout(Duration::ZERO).is_some());
+
+    // 'DOWN' with other reason.
+    let p3 = Sleeper { fail: true }.start().unwrap();
+    let r3 = node::monitor(p3.id());
+    node::send(p3.id(), &Quit).unwrap();
+    let down = expect_down(r3);
+    let ExitReason::Error(e) = down.reason else {
+        panic!("{:?}", down.reason)
+    };
+    assert_eq!(e, p3.result().unwrap_err());
+    assert!(e.to_string().contains("told to fail"), "{e}");
+
+    // Monitor fails because process is dead.
+    let r4 = node::monitor(p3.id());
+    assert_ne!(r4, r3);
+    let down = expect_down(r4);
+    assert_eq!((down.pid, down.reason), (p3.id(), ExitReason::NoProc));
+    let never = Pid::ROOT.__child(u32::MAX - 1).unwrap();
+    assert_eq!(expect_down(node::monitor(never)).reason, ExitReason::NoProc);
+
+    // Normal case (named process).
+    let p5 = Sleeper::default().start().unwrap();
+    node::register("jeeves", p5.id()).unwrap();
+    let r5 = node::monitor(node::whereis("jeeves").unwrap());
+    node::send(p5.id(), &Quit).unwrap();
+    assert_eq!(expect_down(r5).reason, ExitReason::Normal);
+    assert_eq!(node::whereis("jeeves"), None);
+    expect_no_down();
+}
+
+/// monitor_SUITE's `demon_2`: a second demonitor is harmless, monitoring oneself (the
+/// root) brings nothing, and a demonitor before the end means no `Down`.
+#[test]
+fn demon_2() {
+    let _serial = serial();
+    let r1 = node::monitor(node::self_pid());
+    assert!(node::demonitor(r1));
+    assert!(!node::demonitor(r1));
+    expect_no_down();
+
+    let p4 = Sleeper::default().start().unwrap();
+    let r4 = node::monitor(p4.id());
+    assert!(node::demonitor(r4));
+    p4.kill();
+    assert_eq!(p4.result(), Err(ProcessError::Killed));
+    expect_no_down();
+}
+
+/// monitor_SUITE's `demonitor_flush`: four monitors of one process; one taken back
+/// before its end, one after its `Down` arrived (the `Down` is removed), one after: of
+/// the four, only the untouched ones bring a `Down`. Our `demonitor` always flushes,
+/// so `M4` here is taken back like `M3`.
+#[test]
+fn demonitor_flush() {
+    let _serial = serial();
+    let p = Sleeper::default().start().unwrap();
+    let m1 = node::monitor(p.id());
+    let m2 = node::monitor(p.id());
+    let m3 = node::monitor(p.id());
+    let m4 = node::monitor(p.id());
+    assert!(node::demonitor(m1));
+    p.kill();
+    let down = expect_down(m2);
+    assert_eq!(down.reason, ExitReason::Error(ProcessError::Killed));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!node::demonitor(m3), "its Down had arrived");
+    assert!(!node::demonitor(m4), "its Down had arrived");
+    expect_no_down();
+}
+
+/// Monitors stack, each with its own `Down`; a SIGKILL from outside is a crash with
+/// the signal, and the process's name is gone by the time the `Down` arrives.
+#[test]
+fn a_kill_9_from_outside_brings_one_down_per_monitor() {
+    let _serial = serial();
+    let p = Sleeper::default().start().unwrap();
+    node::register("victim", p.id()).unwrap();
+    let refs: Vec<MonitorRef> = (0..3).map(|_| node::monitor(p.id())).collect();
+    kill_9(p.pid());
+    for mref in refs {
+        let down = expect_down(mref);
+        assert_eq!(down.pid, p.id());
+        match down.reason {
+            ExitReason::Error(ProcessError::Crashed { exit, .. }) => {
+                assert_eq!(exit, Exit::Signal(libc::SIGKILL));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(node::whereis("victim"), None);
+    }
+    expect_no_down();
+}
+
+/// Monitors the pid the root gives it and returns the `Down` it gets.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Watcher;
+
+impl Lifecycle for Watcher {
+    type Output = (MonitorRef, Down);
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(MonitorRef, Down), BoxError> {
+        let Target(pid) = node::receive(LONG)?;
+        let mref = node::monitor(pid);
+        cx.tell(&Quit)?;
+        let down: Down = node::receive(LONG)?;
+        Ok((mref, down))
+    }
+}
+
+/// A child monitors its sibling: the `Down` travels from the root to it.
+#[test]
+fn a_child_monitors_its_sibling() {
+    let _serial = serial();
+    let sibling = Sleeper::default().start().unwrap();
+    let watcher = Watcher.start().unwrap();
+    node::send(watcher.id(), &Target(sibling.id())).unwrap();
+    // The monitor is made once the watcher says so.
+    let Quit = watcher.listen(LONG).unwrap();
+    kill_9(sibling.pid());
+    let (mref, down) = watcher.result().unwrap();
+    assert_eq!(mref.owner(), watcher.id());
+    assert_eq!(down.monitor, mref);
+    assert_eq!(down.pid, sibling.id());
+    assert!(matches!(
+        down.reason,
+        ExitReason::Error(ProcessError::Crashed { .. })
+    ));
+    assert!(sibling.result().is_err());
+}
+
+/// The root monitors a process below one of its children: the end is told up the
+/// tree.
+#[test]
+fn the_root_monitors_a_grandchild() {
+    let _serial = serial();
+    let h = Middle.start().unwrap();
+    let Target(grandchild) = h.listen(LONG).unwrap();
+    let mref = node::monitor(grandchild);
+    assert!(node::is_alive(grandchild));
+    assert!(node::processes().contains(&grandchild));
+    node::send(grandchild, &Ping(3)).unwrap();
+    let _: Pong = node::receive(LONG).unwrap();
+    let down = expect_down(mref);
+    assert_eq!((down.pid, down.reason), (grandchild, ExitReason::Normal));
+    assert!(!node::is_alive(grandchild));
+    h.tell(&Quit).unwrap();
+    h.result().unwrap();
 }

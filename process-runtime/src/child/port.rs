@@ -37,7 +37,7 @@ use crate::beacon::{MailCounters, Taken};
 use crate::node::{self, Credit};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
-use crate::wire::protocol::{self, kind, Kind, MAX_FRAME, TO_CHILD, TO_PARENT};
+use crate::wire::protocol::{self, kind, Kind, MAX_FRAME, NO_SLOT, TO_CHILD, TO_PARENT};
 use crate::{Pid, RecvError, SendError};
 use process_core::__Port;
 
@@ -179,7 +179,7 @@ impl ChildPort {
             Ok(Kind::Message(tag)) => (tag, None),
             Ok(Kind::Routed(tag)) => (tag, Some(())),
             Ok(Kind::Room) => return Ok(true),
-            Ok(Kind::Other) => {
+            Ok(Kind::Other | Kind::Control(_)) => {
                 return Err(RecvError::Protocol(
                     "the parent sent a frame that is not a message".into(),
                 ))
@@ -187,7 +187,9 @@ impl ChildPort {
             Err(e) => return Err(RecvError::Protocol(e.to_string())),
         };
         let slot = protocol::slot_of(frame.payload());
-        if u64::from(slot) >= self.taken.slots() {
+        // A notice or reply of the node comes in no slot.
+        let control = from.is_some() && slot == NO_SLOT;
+        if !control && u64::from(slot) >= self.taken.slots() {
             return Err(RecvError::Protocol(format!(
                 "the parent sent a message in slot {slot}, beyond the shared page's {} slots",
                 self.taken.slots()
@@ -205,6 +207,11 @@ impl ChildPort {
                 let (route, body) = protocol::route_of(frame.payload(), &TO_CHILD)
                     .map_err(|e| RecvError::Protocol(e.to_string()))?;
                 if route.to == node::self_pid() {
+                    if !node::mailbox::wanted(tag, &frame.payload()[body..]) {
+                        // A `Down` of a monitor taken back: dropped.
+                        self.took_one(slot);
+                        return Ok(true);
+                    }
                     rs.queue.push_back(Queued {
                         from: Some(route.from),
                         tag,
@@ -216,7 +223,12 @@ impl ChildPort {
                     // For a process below this one: the slot stays taken until the
                     // message is handed on, so that a child that does not read holds
                     // back its senders, not this process's memory.
-                    node::route::from_parent(route, tag, frame, Credit::Slot(slot));
+                    let credit = if control {
+                        Credit::None
+                    } else {
+                        Credit::Slot(slot)
+                    };
+                    node::route::from_parent(route, frame, credit, control);
                 }
             }
         }
@@ -226,12 +238,40 @@ impl ChildPort {
     /// Marks the message in `slot` as taken, counts it, and tells a parent that waits
     /// for room. The mark comes first: a parent that sees the count sees the mark.
     pub(crate) fn took_one(&self, slot: u32) {
+        if slot == NO_SLOT {
+            return;
+        }
         self.taken.mark(slot);
         self.mail.child_took.fetch_add(1, SeqCst);
         if self.mail.parent_waits.swap(0, SeqCst) != 0 {
             // A parent that is gone needs no notice.
             let writer = self.lock_write();
             let _ = write_frame(&*writer, &protocol::room_frame(kind::TO_PARENT_ROOM));
+        }
+    }
+
+    /// Writes a control frame of the node to the parent: counted against no grant.
+    /// Returns whether it was written.
+    pub(crate) fn send_control(&self, frame: &[u8]) -> bool {
+        let writer = self.lock_write();
+        write_frame(&*writer, frame).is_ok()
+    }
+
+    /// Removes the queued messages of the node tagged `tag` for which `drop_it` says
+    /// so.
+    pub(crate) fn flush(&self, tag: u64, drop_it: &mut dyn FnMut(&[u8]) -> bool) {
+        let mut rs = self.lock_read();
+        let mut dropped = Vec::new();
+        rs.queue.retain(|q| {
+            let gone = q.from.is_some() && q.tag == tag && drop_it(&q.frame.payload()[q.body..]);
+            if gone {
+                dropped.push(q.slot);
+            }
+            !gone
+        });
+        drop(rs);
+        for slot in dropped {
+            self.took_one(slot);
         }
     }
 

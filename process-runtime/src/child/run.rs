@@ -158,6 +158,9 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
             exit_code::FAILED,
         ),
     };
+    // What this process's router still holds (the ends of its own children, on their
+    // way to the root) goes before the report.
+    crate::node::router::flush(std::time::Duration::from_secs(1));
     if write_frame(&writer, &report).is_err() {
         sys::exit_now(exit_code::PARENT_GONE);
     }

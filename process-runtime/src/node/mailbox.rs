@@ -11,10 +11,12 @@
 //! back when it is taken, so that a child that sends to a parent that does not receive
 //! is held back by the bound of the parent's mailbox, not let grow it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use super::control;
+use super::types::{Down, MonitorRef};
 use super::Credit;
 use crate::wire::channel::Frame;
 use crate::Pid;
@@ -64,8 +66,52 @@ fn lock() -> MutexGuard<'static, Mailbox> {
     MAILBOX.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The monitors of this process whose `Down` has not come yet.
+static ACTIVE: Mutex<BTreeSet<MonitorRef>> = Mutex::new(BTreeSet::new());
+
+fn active() -> MutexGuard<'static, BTreeSet<MonitorRef>> {
+    ACTIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A monitor was made: its `Down` is wanted.
+pub(crate) fn monitor_made(mref: MonitorRef) {
+    active().insert(mref);
+}
+
+/// Whether a message of the node tagged `tag` with `body` is to be filed: anything but
+/// a `Down` of a monitor not active (taken back, or whose `Down` came already). A
+/// `Down` that is filed makes its monitor inactive: exactly one per monitor.
+pub(crate) fn wanted(tag: u64, body: &[u8]) -> bool {
+    if tag != control::down_tag() {
+        return true;
+    }
+    match postcard::from_bytes::<Down>(body) {
+        Ok(down) => active().remove(&down.monitor),
+        Err(_) => true,
+    }
+}
+
+/// Takes a monitor back: no `Down` of it is taken from now on, and one already filed
+/// is removed. Returns whether its `Down` had not come yet.
+pub(crate) fn demonitor(mref: MonitorRef) -> bool {
+    let was_active = active().remove(&mref);
+    let tag = control::down_tag();
+    let mut of_it =
+        |body: &[u8]| postcard::from_bytes::<Down>(body).is_ok_and(|down| down.monitor == mref);
+    lock()
+        .entries
+        .retain(|e| !(e.tag == tag && of_it(e.body())));
+    if let Some(port) = crate::child::port::port() {
+        port.flush(tag, &mut of_it);
+    }
+    was_active
+}
+
 /// Files a message, waking the receivers that wait.
 pub(crate) fn file(entry: Entry) {
+    if !wanted(entry.tag, entry.body()) {
+        return;
+    }
     let mut mailbox = lock();
     mailbox.entries.push_back(entry);
     if mailbox.waiters > 0 {

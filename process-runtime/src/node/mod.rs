@@ -1,12 +1,29 @@
-//! The node: every process of one program tree, addressed by [`Pid`].
+//! The node: every process of one program tree, addressed by [`Pid`] (Erlang's
+//! process layer over OS processes).
 //!
-//! This is the BEAM-style process layer (Erlang's `erlang:self/0`, `!`, `receive`)
-//! over OS processes. See the README's "The node" for the whole picture.
+//! - [`self_pid`], [`processes`], [`is_alive`]: who is who. Pids are paths from the
+//!   root (`<0.0>`), never reused; see [`Pid`].
+//! - [`send`], [`try_send`], [`receive`], [`receive_from`]: messages between any two
+//!   processes of the tree, routed through their parents, bounded by the mailboxes on
+//!   the way. `h.tell`/`cx.tell` remain the private conversation of one parent-child
+//!   pair (taken with `listen`); what is sent here is taken with `receive`.
+//! - [`register`], [`unregister`], [`whereis`], [`registered`]: names, node-wide,
+//!   kept by the root and freed when their process ends.
+//! - [`monitor`], [`demonitor`]: a [`Down`] when a process ends, however it ends.
+//!
+//! Links, `trap_exit` and exit signals are not there yet. The README's "The node" has
+//! the whole picture, with what a message through a middle process waits for.
+//!
+//! Inside: `local` (this process's pid and its children), `route` and `router` (where
+//! a message goes, and handing on what passes through), `mailbox` (what is filed for
+//! `receive`), `control` (the root's bookkeeping: alive processes, names, monitors).
 
+pub(crate) mod control;
 pub(crate) mod local;
 pub(crate) mod mailbox;
 pub(crate) mod route;
 pub(crate) mod router;
+mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +34,10 @@ use serde::Serialize;
 use crate::parent::shared::Shared;
 use crate::{RecvError, SendError};
 
-pub use process_core::Pid;
+pub use process_core::{Pid, MAX_DEPTH};
+pub use types::{Down, ExitReason, MonitorRef, RegistryError};
+
+use control::{Ctl, Reply};
 
 /// The room a message of the node takes on its way, given back when it is dropped:
 /// once taken by its receiver, or handed on by this process.
@@ -51,23 +71,119 @@ pub fn self_pid() -> Pid {
     local::self_pid()
 }
 
-/// The processes of the node this process knows to be alive: itself and the
-/// processes it started that have not ended, in the order they were started. In the
-/// root, every process the root started.
+/// The processes of the node alive now, the root first: the whole tree, as the root
+/// knows it (a child asks the root). A process is listed from the moment its parent
+/// starts it until its end is known (its handle's `result()` returns, or would).
+///
+/// In a child whose parent has gone, only itself and its own children.
 #[must_use]
 pub fn processes() -> Vec<Pid> {
-    let mut all = vec![self_pid()];
-    all.extend(local::child_pids());
-    all
+    match control::ask(Ctl::Processes) {
+        Some(Reply::Pids(all)) => all,
+        _ => {
+            let mut all = vec![self_pid()];
+            all.extend(local::child_pids());
+            all
+        }
+    }
 }
 
-/// Whether `pid` is this process, or a process it started that has not ended yet.
-/// A process whose end is published (its handle's `result()` has returned, or would at
-/// once) is not alive.
+/// Whether `pid` is alive: started, and its end not known yet (as the root knows it;
+/// a child asks the root). The root is always alive. When a [`Down`] of `pid` arrives,
+/// `is_alive(pid)` is false already.
 #[must_use]
 pub fn is_alive(pid: Pid) -> bool {
-    pid == self_pid()
-        || (pid.parent() == Some(self_pid()) && local::child(pid.__number()).is_some())
+    if pid == self_pid() {
+        return true;
+    }
+    match control::ask(Ctl::IsAlive { pid }) {
+        Some(Reply::Alive(alive)) => alive,
+        _ => pid.parent() == Some(self_pid()) && local::child(pid.__number()).is_some(),
+    }
+}
+
+/// Registers `pid` under `name`, node-wide: [`whereis`] finds it, from any process.
+/// A process has at most one name; the name is freed when the process ends, whichever
+/// way it ends (a crash or a kill from outside included), before its [`Down`]
+/// notices go out. The registry lives in the root; a child asks it.
+///
+/// # Errors
+/// [`RegistryError::Taken`] when a live process holds `name`;
+/// [`RegistryError::AlreadyNamed`] when `pid` has a name; [`RegistryError::NoProc`]
+/// when `pid` is not alive; [`RegistryError::EmptyName`];
+/// [`RegistryError::Unreachable`] in a child whose parent has gone.
+pub fn register(name: &str, pid: Pid) -> Result<(), RegistryError> {
+    done(control::ask(Ctl::Register {
+        name: name.to_owned(),
+        pid,
+    }))
+}
+
+/// Frees `name`.
+///
+/// # Errors
+/// [`RegistryError::NotRegistered`] when no process has that name;
+/// [`RegistryError::Unreachable`] in a child whose parent has gone.
+pub fn unregister(name: &str) -> Result<(), RegistryError> {
+    done(control::ask(Ctl::Unregister {
+        name: name.to_owned(),
+    }))
+}
+
+fn done(reply: Option<Reply>) -> Result<(), RegistryError> {
+    match reply {
+        Some(Reply::Done(result)) => result,
+        _ => Err(RegistryError::Unreachable),
+    }
+}
+
+/// The process registered as `name`; `None` when there is none (also once the process
+/// that had it has ended, and in a child whose parent has gone).
+#[must_use]
+pub fn whereis(name: &str) -> Option<Pid> {
+    match control::ask(Ctl::Whereis {
+        name: name.to_owned(),
+    }) {
+        Some(Reply::Where(pid)) => pid,
+        _ => None,
+    }
+}
+
+/// Every registered name, sorted.
+#[must_use]
+pub fn registered() -> Vec<String> {
+    match control::ask(Ctl::Registered) {
+        Some(Reply::Names(names)) => names,
+        _ => Vec::new(),
+    }
+}
+
+/// Monitors `pid`: when it ends, a [`Down`] with the returned reference, the pid and
+/// how it ended arrives in this process's mailbox (`node::receive::<Down>`). One
+/// `Down` per call (monitors stack), for every way of ending: `Normal` when it
+/// delivered its result, `Error` for a failure (a crash or a SIGKILL from outside is
+/// [`ProcessError::Crashed`](crate::ProcessError::Crashed)), and `NoProc` at once when
+/// `pid` is not alive. Monitoring the root never brings a `Down`: the node ends with
+/// it. The monitors of a process that ends are dropped with it.
+#[must_use = "the reference is how the Down is recognized, and how the monitor is taken back"]
+pub fn monitor(pid: Pid) -> MonitorRef {
+    let mref = control::new_monitor_ref();
+    mailbox::monitor_made(mref);
+    control::tell(Ctl::Monitor { mref, target: pid });
+    mref
+}
+
+/// Takes a monitor back: no [`Down`] of it is received after this returns (one that
+/// arrived already is removed from the mailbox, as Erlang's
+/// `demonitor(Ref, [flush])`). Returns whether the monitor was active (its `Down` had
+/// not arrived).
+pub fn demonitor(mref: MonitorRef) -> bool {
+    if mref.owner != self_pid() {
+        return false;
+    }
+    let active = mailbox::demonitor(mref);
+    control::tell(Ctl::Demonitor { mref });
+    active
 }
 
 /// Sends `msg` to the process `to`, wherever it is in the tree: it reaches `to`'s

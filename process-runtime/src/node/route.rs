@@ -36,6 +36,11 @@ pub(crate) fn send<M: Serialize + 'static>(to: Pid, msg: &M, wait: bool) -> Resu
         return Ok(());
     }
     if let Some(n) = me.__next_hop(to) {
+        // The root knows every process of the tree: a message to one that ended goes
+        // nowhere.
+        if me.is_root() && !super::control::alive_in_root(to) {
+            return Err(SendError::NoProc);
+        }
         let shared = local::child(n).ok_or(SendError::NoProc)?;
         let frame = protocol::seal(
             process_core::__encode_into(msg, protocol::routed_prefix(&TO_CHILD, tag, route))?,
@@ -66,13 +71,21 @@ fn no_proc(e: SendError) -> SendError {
 /// A message of the node the event loop read from `sender`, a child of this process,
 /// and counted against its grant. A child speaks for itself and the processes below
 /// it only: any other sender is a forgery, and ends the child.
-pub(crate) fn from_child(sender: &Arc<Shared>, tag: u64, frame: Frame) -> Result<(), ProcessError> {
+pub(crate) fn from_child(
+    sender: &Arc<Shared>,
+    tag: u64,
+    frame: Frame,
+    control: bool,
+) -> Result<(), ProcessError> {
     let (route, body) = protocol::route_of(frame.payload(), &TO_PARENT)?;
     if route.from != sender.id && sender.id.__next_hop(route.from).is_none() {
         return Err(ProcessError::Protocol(format!(
             "the child {} sent a message of the node as {}",
             sender.id, route.from
         )));
+    }
+    if control {
+        return super::control::from_child(route.from, tag, frame, body);
     }
     let credit = Credit::Child(Arc::clone(sender));
     let me = local::self_pid();
@@ -84,6 +97,7 @@ pub(crate) fn from_child(sender: &Arc<Shared>, tag: u64, frame: Frame) -> Result
                 to: Hop::Down(target),
                 frame: protocol::reroute_down(frame.payload()),
                 credit,
+                control: false,
             });
         }
     } else if crate::child::port::port().is_some() {
@@ -91,27 +105,30 @@ pub(crate) fn from_child(sender: &Arc<Shared>, tag: u64, frame: Frame) -> Result
             to: Hop::Up,
             frame: whole(frame.payload()),
             credit,
+            control: false,
         });
     }
     // Otherwise nobody has that pid: the message is dropped, its credit given back.
     Ok(())
 }
 
-/// A message of the node this child read from its parent, for a process below it.
-pub(crate) fn from_parent(route: Route, _tag: u64, frame: Frame, credit: Credit) {
+/// A message of the node this child read from its parent, for a process below it;
+/// `control` for a notice or reply of the node's own (in no slot).
+pub(crate) fn from_parent(route: Route, frame: Frame, credit: Credit, control: bool) {
     let me = local::self_pid();
     if let Some(target) = me.__next_hop(route.to).and_then(local::child) {
         router::push(Job {
             to: Hop::Down(target),
             frame: whole(frame.payload()),
             credit,
+            control,
         });
     }
     // A pid below this process that is not alive: dropped.
 }
 
 /// A payload as a whole frame, length prefix included.
-fn whole(payload: &[u8]) -> Vec<u8> {
+pub(crate) fn whole(payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(4 + payload.len());
     let len = u32::try_from(payload.len()).expect("no larger than a frame read");
     frame.extend_from_slice(&len.to_le_bytes());

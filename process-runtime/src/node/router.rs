@@ -10,9 +10,11 @@
 //! whose messages wait here is held back by the bound of its own grant.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Credit;
 use crate::parent::mailbox;
@@ -25,6 +27,9 @@ pub(crate) struct Job {
     /// The whole frame, laid out for where it goes.
     pub(crate) frame: Vec<u8>,
     pub(crate) credit: Credit,
+    /// A notice, reply or request of the node's own: written in no slot and counted
+    /// against no grant.
+    pub(crate) control: bool,
 }
 
 /// Where a message goes next.
@@ -51,6 +56,19 @@ const RETRY: Duration = Duration::from_millis(1);
 
 static ROUTER: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
 
+/// Jobs pushed and not yet handed on or dropped.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits until everything pushed so far is handed on, for at most `limit`: a child
+/// does so before its report, so that the ends of its own children reach the root
+/// before its own.
+pub(crate) fn flush(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while PENDING.load(SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Hands `job` to the router; dropped (its credit given back) when the router cannot
 /// be started.
 pub(crate) fn push(job: Job) {
@@ -69,7 +87,11 @@ pub(crate) fn push(job: Job) {
         }
     });
     if let Some(tx) = router {
-        let _ = tx.lock().unwrap_or_else(PoisonError::into_inner).send(job);
+        PENDING.fetch_add(1, SeqCst);
+        let sent = tx.lock().unwrap_or_else(PoisonError::into_inner).send(job);
+        if sent.is_err() {
+            PENDING.fetch_sub(1, SeqCst);
+        }
     }
 }
 
@@ -97,7 +119,9 @@ fn run(rx: &mpsc::Receiver<Job>) {
                 continue;
             }
             match hand_on(job) {
-                None => {}
+                None => {
+                    PENDING.fetch_sub(1, SeqCst);
+                }
                 Some(job) => {
                     blocked.push(match &job.to {
                         Hop::Down(s) => Hop::Down(Arc::clone(s)),
@@ -114,16 +138,34 @@ fn run(rx: &mpsc::Receiver<Job>) {
 /// Tries to hand `job` on; gives it back when the receiver's mailbox is full. A
 /// receiver that has ended drops it.
 fn hand_on(job: Job) -> Option<Job> {
-    let Job { to, frame, credit } = job;
-    let sent = match &to {
-        Hop::Down(shared) => mailbox::tell_frame(shared, frame, false),
-        Hop::Up => match crate::child::port::port() {
-            Some(port) => port.send_frame(frame, false),
-            None => Ok(()),
-        },
+    let Job {
+        to,
+        frame,
+        credit,
+        control,
+    } = job;
+    let port = crate::child::port::port;
+    let sent = match (&to, control) {
+        (Hop::Down(shared), false) => mailbox::tell_frame(shared, frame, false),
+        (Hop::Down(shared), true) => {
+            mailbox::write_control(shared, &frame);
+            Ok(())
+        }
+        (Hop::Up, false) => port().map_or(Ok(()), |port| port.send_frame(frame, false)),
+        (Hop::Up, true) => {
+            if let Some(port) = port() {
+                port.send_control(&frame);
+            }
+            Ok(())
+        }
     };
     match sent {
-        Err((SendError::Full, frame)) => Some(Job { to, frame, credit }),
+        Err((SendError::Full, frame)) => Some(Job {
+            to,
+            frame,
+            credit,
+            control,
+        }),
         _ => None,
     }
 }

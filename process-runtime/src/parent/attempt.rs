@@ -415,7 +415,17 @@ impl Attempt {
             // back once it is handed on, or the receiver once it is taken here.
             let routed = mailbox::count_received(&mut inner);
             drop(inner);
-            return match routed.and_then(|()| crate::node::route::from_child(shared, tag, frame)) {
+            return match routed
+                .and_then(|()| crate::node::route::from_child(shared, tag, frame, false))
+            {
+                Ok(()) => None,
+                Err(e) => Some(self.refuse(shared, e)),
+            };
+        }
+        if let Ok(Kind::Control(tag)) = kind {
+            // Not counted: control never waits behind messages.
+            drop(inner);
+            return match crate::node::route::from_child(shared, tag, frame, true) {
                 Ok(()) => None,
                 Err(e) => Some(self.refuse(shared, e)),
             };

@@ -316,6 +316,17 @@ fn deliver(
     Ok(())
 }
 
+/// Writes a notice or reply of the node to the live attempt, in no slot of its
+/// mailbox; nothing happens when no attempt is live (a new attempt knows nothing of
+/// what the last one asked).
+pub(crate) fn write_control(shared: &Shared, frame: &[u8]) {
+    let _out = lock_outbox(shared);
+    let conn = shared.lock().inbox.conn.clone();
+    if let Some(conn) = conn {
+        let _ = write_frame(&conn, frame);
+    }
+}
+
 /// A message of the node the child sent was handed on (or dropped): it no longer takes
 /// room in this mailbox, so the child may send one more.
 pub(crate) fn grant_forwarded(shared: &Shared) {

@@ -53,8 +53,10 @@ pub(crate) fn start<T: Process>(
     // In the node's table before it exists, so that what is sent to it meanwhile
     // waits in its mailbox.
     node::local::enter_child(&shared);
+    node::control::born(shared.id);
     if let Err(e) = supervisor.spawn_first() {
         node::local::remove_child(shared.id);
+        node::control::ended(shared.id, node::ExitReason::Error(e.clone())).send();
         return Err(e);
     }
     reactor::adopt(supervisor)?;

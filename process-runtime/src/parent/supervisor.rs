@@ -270,6 +270,8 @@ impl Supervisor {
         // Its socket is released with it; messages told from now on wait in the
         // outbox for the next attempt, if there is one.
         mailbox::detach(&mut self.shared.lock());
+        // Whatever it started died with it (or ended before it).
+        crate::node::control::attempt_ended(self.shared.id);
         let handling_error = matches!(self.mode, Mode::HandleError(_));
         let (ending, output, reported) = split(end, &attempt);
         if !handling_error || self.timers.is_none() {

@@ -136,6 +136,11 @@ pub(crate) mod kind {
     pub(crate) const TO_CHILD_ROUTED: u8 = 3;
     /// A message of the node from the child or below it, for the parent or beyond.
     pub(crate) const TO_PARENT_ROUTED: u8 = 4;
+    /// A request of the node's own (a monitor, a registration, a process's end) from
+    /// the child or below it, for the root: laid out as `TO_PARENT_ROUTED`, and not
+    /// counted against the child's grant (control never waits behind data). Notices
+    /// and replies of the node to the child are `TO_CHILD_ROUTED` frames in no slot.
+    pub(crate) const TO_PARENT_CONTROL: u8 = 5;
 }
 
 /// How message and room frames are laid out in one direction.
@@ -211,6 +216,22 @@ pub(crate) fn route_of(payload: &[u8], dir: &Direction) -> Result<(Route, usize)
     Ok((route, payload.len() - rest.len()))
 }
 
+/// A control frame of the node to the root: laid out as a message of the node up, with
+/// its own kind.
+pub(crate) fn control_up(tag: u64, route: Route, body: &[u8]) -> Vec<u8> {
+    let mut frame = routed_prefix(&TO_PARENT, tag, route);
+    frame[4] = kind::TO_PARENT_CONTROL;
+    frame.extend_from_slice(body);
+    seal_len(frame)
+}
+
+/// A notice or reply of the node to a child, in no slot of its mailbox.
+pub(crate) fn control_down(tag: u64, route: Route, body: &[u8]) -> Vec<u8> {
+    let mut frame = routed_prefix(&TO_CHILD, tag, route);
+    frame.extend_from_slice(body);
+    seal_len(frame)
+}
+
 /// A message of the node that came up from a child, laid out to go down to another
 /// child (a whole frame, with no slot yet).
 pub(crate) fn reroute_down(payload: &[u8]) -> Vec<u8> {
@@ -237,7 +258,7 @@ const SLOT: usize = TAG + 8;
 
 /// The slot a message to the child carries until [`set_slot`] writes its own: none a
 /// mailbox has, so that a frame sent without one is refused.
-const NO_SLOT: u32 = u32::MAX;
+pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 /// The start of a message frame in direction `dir` for `tag` (to the child, with no
 /// slot yet); the message's bytes are appended, then [`seal`] writes the length.
@@ -299,6 +320,8 @@ pub(crate) enum Kind {
     /// A message of the node with this tag; its [`Route`] follows at its direction's
     /// [`body`](Direction::body).
     Routed(u64),
+    /// A control frame of the node (to the parent only), laid out as `Routed`.
+    Control(u64),
     /// Something else: a start or a report, for postcard to decode.
     Other,
 }
@@ -309,7 +332,11 @@ pub(crate) enum Kind {
 pub(crate) fn kind_of(payload: &[u8], dir: &Direction) -> Result<Kind, ProcessError> {
     let malformed = |what: &str| ProcessError::Protocol(format!("malformed message frame: {what}"));
     match payload.first() {
-        Some(&k) if k == dir.message || k == dir.routed => {
+        Some(&k)
+            if k == dir.message
+                || k == dir.routed
+                || (dir.routed == kind::TO_PARENT_ROUTED && k == kind::TO_PARENT_CONTROL) =>
+        {
             let tag = payload
                 .get(TAG..TAG + 8)
                 .ok_or_else(|| malformed("no type tag"))?;
@@ -319,8 +346,10 @@ pub(crate) fn kind_of(payload: &[u8], dir: &Direction) -> Result<Kind, ProcessEr
             let tag = u64::from_le_bytes(tag.try_into().expect("8 bytes"));
             Ok(if k == dir.message {
                 Kind::Message(tag)
-            } else {
+            } else if k == dir.routed {
                 Kind::Routed(tag)
+            } else {
+                Kind::Control(tag)
             })
         }
         Some(&k) if k == dir.room => {
