@@ -667,3 +667,63 @@ fn the_root_monitors_a_grandchild() {
     h.tell(&Quit).unwrap();
     h.result().unwrap();
 }
+
+/// Starts one child and waits for its result, reading nothing meanwhile: what comes
+/// from the root for the child is handed on by this process's event loop.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct BusyParent {
+    /// Starts a `Named` instead of an `Echoer`.
+    named: bool,
+}
+
+impl Lifecycle for BusyParent {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(), BoxError> {
+        if self.named {
+            let h = Named.start()?;
+            cx.tell(&Target(h.id()))?;
+            h.result()?;
+        } else {
+            let h = Echoer { count: 1 }.start()?;
+            cx.tell(&Target(h.id()))?;
+            h.result()?;
+        }
+        Ok(())
+    }
+}
+
+/// The root's message to a grandchild, and the grandchild's answer, pass through a
+/// parent busy waiting for a result.
+#[test]
+fn a_busy_parent_hands_messages_on() {
+    let _serial = serial();
+    let h = BusyParent { named: false }.start().unwrap();
+    let Target(grandchild) = h.listen(LONG).unwrap();
+    node::send(grandchild, &Ping(9)).unwrap();
+    let (from, pong) = node::receive_from::<Pong>(LONG).unwrap();
+    assert_eq!((from, pong), (grandchild, Pong(9, grandchild)));
+    h.result().unwrap();
+}
+
+/// A grandchild uses the registry (the root's answers come down through its busy
+/// parent) and is found by name; its name goes with it.
+#[test]
+fn a_grandchild_uses_the_registry() {
+    let _serial = serial();
+    node::register("boss", Pid::ROOT).unwrap();
+    let h = BusyParent { named: true }.start().unwrap();
+    let Target(grandchild) = h.listen(LONG).unwrap();
+    let Ping(seen) = node::receive(LONG).unwrap();
+    assert!(seen >= 3, "the root, its child and its grandchild: {seen}");
+    assert_eq!(node::whereis("named"), Some(grandchild));
+    let mref = node::monitor(grandchild);
+    node::send(grandchild, &Quit).unwrap();
+    assert_eq!(expect_down(mref).reason, ExitReason::Normal);
+    assert_eq!(node::whereis("named"), None);
+    h.result().unwrap();
+    node::unregister("boss").unwrap();
+}

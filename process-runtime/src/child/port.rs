@@ -1,8 +1,12 @@
 //! The child's end of the messages: what `cx.tell` and `cx.listen` go through.
 //!
-//! Nothing reads the socket in the background: the thread of a section reads it when
-//! the section listens (`cx.listen`, `node::receive`), or when it tells and the
-//! parent's mailbox is full. The child's
+//! In a child that has no children of its own, nothing reads the socket in the
+//! background: the thread of a section reads it when the section listens
+//! (`cx.listen`, `node::receive`), or when it tells and the parent's mailbox is full.
+//! Once it starts children, its event loop watches the socket too, and reads it
+//! whenever no section does (the reading side's lock decides who reads; a section
+//! gives the socket back to the loop when it lets go of the lock), so that what comes
+//! down for the processes below it is handed on at once. The child's
 //! mailbox is therefore the socket itself plus the messages read past while looking for
 //! another type; the parent keeps the two together within the mailbox's size. Each
 //! message from the parent comes in a slot of the mailbox, which the parent chose; when
@@ -28,9 +32,10 @@
 //! router forwards messages up through here while a section listens).
 
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::beacon::{MailCounters, Taken};
@@ -51,6 +56,41 @@ pub(crate) struct ChildPort {
     ended: AtomicBool,
     mail: &'static MailCounters,
     taken: Taken<'static>,
+    /// The event loop's key for the socket, once the loop watches it.
+    loop_key: OnceLock<usize>,
+}
+
+/// The reading side, locked; gives the socket back to the event loop when dropped
+/// (where the loop watches it).
+struct ReadGuard<'a> {
+    guard: MutexGuard<'a, ReadSide>,
+    port: &'a ChildPort,
+}
+
+impl Deref for ReadGuard<'_> {
+    type Target = ReadSide;
+    fn deref(&self) -> &ReadSide {
+        &self.guard
+    }
+}
+
+impl DerefMut for ReadGuard<'_> {
+    fn deref_mut(&mut self) -> &mut ReadSide {
+        &mut self.guard
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(&key) = self.port.loop_key.get() {
+            if !self.port.ended.load(SeqCst) {
+                crate::parent::reactor::rearm(
+                    sys::stream_fd(self.guard.reader.get_ref().stream()),
+                    key,
+                );
+            }
+        }
+    }
 }
 
 /// What only the thread that reads may touch.
@@ -98,6 +138,7 @@ pub(crate) fn install(
         ended: AtomicBool::new(false),
         mail,
         taken,
+        loop_key: OnceLock::new(),
     };
     if PORT.set(port).is_err() {
         unreachable!("a child installs its port once");
@@ -113,8 +154,56 @@ pub(crate) struct PairPort(());
 const READ_SLICE_WITH_CHILDREN: Duration = Duration::from_millis(5);
 
 impl ChildPort {
-    fn lock_read(&self) -> MutexGuard<'_, ReadSide> {
-        self.read.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_read(&self) -> ReadGuard<'_> {
+        ReadGuard {
+            guard: self.read.lock().unwrap_or_else(PoisonError::into_inner),
+            port: self,
+        }
+    }
+
+    fn try_lock_read(&self) -> Option<ReadGuard<'_>> {
+        let guard = match self.read.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        Some(ReadGuard { guard, port: self })
+    }
+
+    /// Has the event loop watch the socket from now on (once this process has children
+    /// of its own): what comes from the parent for them is handed on even while no
+    /// section reads.
+    pub(crate) fn watch_from_loop(&'static self) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let conn = self.lock_write().clone();
+            if let Some(key) = crate::parent::reactor::watch_port(sys::stream_fd(conn.stream())) {
+                let _ = self.loop_key.set(key);
+            }
+        });
+        // Whatever arrived before the loop watched it.
+        crate::parent::reactor::kick_port();
+    }
+
+    /// The socket is readable, says the event loop: reads what has arrived, unless a
+    /// section reads already (it gives the socket back to the loop when it is done).
+    /// Returns `false` once the parent has closed its end: the loop stops watching.
+    pub(crate) fn read_from_loop(&self) -> bool {
+        let Some(mut rs) = self.try_lock_read() else {
+            return true;
+        };
+        loop {
+            match self.read_one(&mut rs, Some(Instant::now())) {
+                Ok(true) if !self.ended.load(SeqCst) => {}
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("reading the parent's socket: {e}");
+                    self.ended.store(true, SeqCst);
+                    break;
+                }
+            }
+        }
+        !self.ended.load(SeqCst)
     }
 
     fn lock_write(&self) -> MutexGuard<'_, Conn> {
@@ -309,8 +398,8 @@ impl ChildPort {
             }
             // Wait for a room notice; messages that arrive meanwhile are queued. A
             // thread that reads already will see the notice, and the page says the rest.
-            match self.read.try_lock() {
-                Ok(mut rs) => {
+            match self.try_lock_read() {
+                Some(mut rs) => {
                     if self
                         .read_one(&mut rs, Some(Instant::now() + Duration::from_secs(1)))
                         .is_err()
@@ -318,7 +407,7 @@ impl ChildPort {
                         return Err((SendError::Ended, frame));
                     }
                 }
-                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                None => std::thread::sleep(Duration::from_millis(1)),
             }
         }
     }

@@ -60,6 +60,10 @@ pub(crate) fn start<T: Process>(
         return Err(e);
     }
     reactor::adopt(supervisor)?;
+    if let Some(port) = child::port::port() {
+        // This child is a parent now: its event loop reads from its own parent too.
+        port.watch_from_loop();
+    }
     ticket.register(&shared);
     Ok(shared)
 }
