@@ -17,7 +17,7 @@ mod timer;
 
 pub use config::{ProcessConfig, Timeouts};
 pub use context::Context;
-pub use error::{__set_signal_names, Exit, ProcessError, RemoteError, Section};
+pub use error::{__set_signal_names, Exit, ExitReason, ProcessError, RemoteError, Section};
 pub use lifecycle::{BoxError, Lifecycle, Outcome};
 pub use message::{__Port, __deadline, __decode, __encode_into, __tag_of, RecvError, SendError};
 pub use pid::{Pid, MAX_DEPTH};

@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use process_runtime::node::{self, Down, ExitReason, MonitorRef, Pid, RegistryError};
+use process_runtime::node::{self, Down, Exit, ExitReason, MonitorRef, Pid, RegistryError};
 use process_runtime::prelude::*;
-use process_runtime::Exit;
+use process_runtime::Exit as ExitStatus;
 use serde::{Deserialize, Serialize};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -600,7 +600,7 @@ fn a_kill_9_from_outside_brings_one_down_per_monitor() {
         assert_eq!(down.pid, p.id());
         match down.reason {
             ExitReason::Error(ProcessError::Crashed { exit, .. }) => {
-                assert_eq!(exit, Exit::Signal(libc::SIGKILL));
+                assert_eq!(exit, ExitStatus::Signal(libc::SIGKILL));
             }
             other => panic!("{other:?}"),
         }
@@ -726,4 +726,196 @@ fn a_grandchild_uses_the_registry() {
     assert_eq!(node::whereis("named"), None);
     h.result().unwrap();
     node::unregister("boss").unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Links and exit signals.
+
+/// Turns the root's `trap_exit` on for a test, and off again after it.
+struct Trapping;
+
+impl Trapping {
+    fn on() -> Self {
+        node::trap_exit(true);
+        Trapping
+    }
+}
+
+impl Drop for Trapping {
+    fn drop(&mut self) {
+        node::trap_exit(false);
+    }
+}
+
+/// The next `Exit` from `from`, skipping others.
+fn expect_exit(from: Pid) -> Exit {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let exit: Exit = node::receive(left).expect("an Exit in time");
+        if exit.from == from {
+            return exit;
+        }
+    }
+}
+
+/// process_SUITE's `t_exit_2_other`: `exit(Pid, Reason)` ends a linked process that
+/// does not trap exits, and the root, which traps them, gets its `Exit` with that
+/// reason.
+#[test]
+fn t_exit_2_other() {
+    let _serial = serial();
+    let _trapping = Trapping::on();
+    for _ in 0..3 {
+        let p = Sleeper::default().start().unwrap();
+        node::link(p.id()).unwrap();
+        node::exit(p.id(), ExitReason::Shutdown);
+        let exit = expect_exit(p.id());
+        assert_eq!(exit.reason, ExitReason::Shutdown);
+        assert_eq!(
+            p.result(),
+            Err(ProcessError::Exited {
+                from: Pid::ROOT,
+                reason: Box::new(ExitReason::Shutdown)
+            })
+        );
+    }
+}
+
+/// process_SUITE's `t_exit_2_other_normal`: `exit(Pid, normal)` does not end another
+/// process; its normal end later reaches a linked process that traps exits.
+#[test]
+fn t_exit_2_other_normal() {
+    let _serial = serial();
+    let _trapping = Trapping::on();
+    let p = Sleeper::default().start().unwrap();
+    node::link(p.id()).unwrap();
+    node::exit(p.id(), ExitReason::Normal);
+    if let Ok(exit) = node::receive::<Exit>(Duration::from_millis(300)) {
+        panic!("process died: {exit:?}");
+    }
+    assert!(node::is_alive(p.id()));
+    node::send(p.id(), &Quit).unwrap();
+    assert_eq!(expect_exit(p.id()).reason, ExitReason::Normal);
+    p.result().unwrap();
+}
+
+/// Links to the pid the root gives it (trapping exits when told to), says so, then
+/// waits: for the `Exit` when trapping, for ever otherwise.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Linker {
+    trap: bool,
+}
+
+impl Lifecycle for Linker {
+    type Output = Option<Exit>;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<Option<Exit>, BoxError> {
+        node::trap_exit(self.trap);
+        let Target(pid) = node::receive(LONG)?;
+        node::link(pid)?;
+        cx.tell(&Quit)?;
+        if self.trap {
+            return Ok(Some(node::receive::<Exit>(LONG)?));
+        }
+        let Quit = node::receive(LONG)?;
+        Ok(None)
+    }
+}
+
+/// Links die together: a SIGKILL from outside ends a process, and the process linked to
+/// it ends at once with `Linked`, which its monitors see.
+#[test]
+fn a_link_ends_the_partner_of_a_process_killed_from_outside() {
+    let _serial = serial();
+    let victim = Sleeper::default().start().unwrap();
+    let partner = Linker { trap: false }.start().unwrap();
+    let watch = node::monitor(partner.id());
+    node::send(partner.id(), &Target(victim.id())).unwrap();
+    let Quit = partner.listen(LONG).unwrap();
+    kill_9(victim.pid());
+    let crash = victim.result().unwrap_err();
+    let e = partner.result().unwrap_err();
+    let ProcessError::Linked { from, reason } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(*from, victim.id());
+    assert_eq!(**reason, ExitReason::Error(crash));
+    assert_eq!(expect_down(watch).reason, ExitReason::Error(e.clone()));
+    assert!(e.to_string().starts_with("the linked process <0."), "{e}");
+}
+
+/// A child that traps exits gets an `Exit` when its linked sibling fails, and lives on.
+#[test]
+fn a_child_traps_the_exit_of_its_sibling() {
+    let _serial = serial();
+    let failing = Sleeper { fail: true }.start().unwrap();
+    let trapper = Linker { trap: true }.start().unwrap();
+    node::send(trapper.id(), &Target(failing.id())).unwrap();
+    let Quit = trapper.listen(LONG).unwrap();
+    node::send(failing.id(), &Quit).unwrap();
+    let e = failing.result().unwrap_err();
+    let exit = trapper.result().unwrap().expect("an Exit");
+    assert_eq!(
+        exit,
+        Exit {
+            from: failing.id(),
+            reason: ExitReason::Error(e)
+        }
+    );
+}
+
+/// Linking to a process that has ended fails with `NoProc`; a process that traps exits
+/// also gets the `Exit` at once. A normal end does not end a linked process that does
+/// not trap exits.
+#[test]
+fn link_to_a_process_that_ended() {
+    let _serial = serial();
+    let p = Sleeper::default().start().unwrap();
+    let partner = Linker { trap: false }.start().unwrap();
+    node::send(partner.id(), &Target(p.id())).unwrap();
+    let Quit = partner.listen(LONG).unwrap();
+    node::send(p.id(), &Quit).unwrap();
+    p.result().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(node::is_alive(partner.id()), "a normal end signals nobody");
+    assert_eq!(node::link(p.id()), Err(SendError::NoProc));
+    let _trapping = Trapping::on();
+    assert_eq!(node::link(p.id()), Err(SendError::NoProc));
+    assert_eq!(expect_exit(p.id()).reason, ExitReason::NoProc);
+    node::send(partner.id(), &Quit).unwrap();
+    assert_eq!(partner.result().unwrap(), None);
+}
+
+/// An exit signal is a failure like any other: a process with lives left is restarted
+/// (and starts with no links), keeping its pid.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, lives = 2, timeout.loop = "30s")]
+struct Phoenix;
+
+impl Lifecycle for Phoenix {
+    type Output = u32;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<u32, BoxError> {
+        cx.tell(&Quit)?;
+        let Quit = node::receive(LONG)?;
+        Ok(cx.attempt())
+    }
+}
+
+#[test]
+fn an_exit_signal_costs_a_life() {
+    let _serial = serial();
+    let p = Phoenix.start().unwrap();
+    let Quit = p.listen(LONG).unwrap();
+    node::exit(p.id(), ExitReason::Shutdown);
+    let Quit = p.listen(LONG).unwrap();
+    assert!(node::is_alive(p.id()));
+    node::send(p.id(), &Quit).unwrap();
+    assert_eq!(p.result().unwrap(), 2);
 }

@@ -296,6 +296,12 @@ impl ChildPort {
                 let (route, body) = protocol::route_of(frame.payload(), &TO_CHILD)
                     .map_err(|e| RecvError::Protocol(e.to_string()))?;
                 if route.to == node::self_pid() {
+                    if control && tag == node::control::ctl_tag() {
+                        // A request of the root's (an exit signal for a child of this
+                        // process): carried out at once.
+                        node::control::from_root(&frame.payload()[body..]);
+                        return Ok(true);
+                    }
                     if !node::mailbox::wanted(tag, &frame.payload()[body..]) {
                         // A `Down` of a monitor taken back: dropped.
                         self.took_one(slot);

@@ -1,5 +1,5 @@
 //! The node's own bookkeeping, kept in the root: which processes of the tree are
-//! alive, the registry of names, and the monitors.
+//! alive, the registry of names, the monitors, the links and who traps exits.
 //!
 //! The root learns of every process: each process tells it of each child it starts
 //! (`Born`) and of each child that ends (`Ended`, with how), in control frames that go
@@ -12,6 +12,11 @@
 //! Children ask the root (a registration, a lookup, a monitor) with a control frame,
 //! and the root answers with a notice: a message of the node in no slot of the
 //! child's mailbox, which a child takes like any message of the node.
+//!
+//! An exit signal for a process that does not trap exits is carried out by that
+//! process's parent, which kills its process group (the root tells it so with a
+//! control notice, `Signal`), so the process ends at once whatever it is doing, and
+//! fails with `ProcessError::Linked` or `Exited` (see `Shared::exit_signal`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mailbox::{self, Entry};
 use super::router::{self, Hop, Job};
-use super::types::{Down, ExitReason, MonitorRef, RegistryError};
+use super::types::{Down, Exit, ExitReason, MonitorRef, RegistryError};
 use super::{local, Credit};
 use crate::wire::channel::Frame;
 use crate::wire::protocol::{self, Route};
@@ -63,6 +68,28 @@ pub(crate) enum Ctl {
     Demonitor {
         mref: MonitorRef,
     },
+    /// Link the sender and `pid`.
+    Link {
+        pid: Pid,
+    },
+    Unlink {
+        pid: Pid,
+    },
+    /// The sender traps exits, or stops.
+    Trap {
+        on: bool,
+    },
+    /// An exit signal from the sender to `to`.
+    Exit {
+        to: Pid,
+        reason: ExitReason,
+    },
+    /// From the root to a parent: end the child `pid` with `error` (an exit signal it
+    /// does not trap).
+    Signal {
+        pid: Pid,
+        error: ProcessError,
+    },
 }
 
 /// The root's answer to a request that has one.
@@ -73,6 +100,8 @@ pub(crate) enum Reply {
     Names(Vec<String>),
     Pids(Vec<Pid>),
     Alive(bool),
+    /// The process linked to was alive.
+    Linked(bool),
 }
 
 /// The tag of control frames.
@@ -99,6 +128,15 @@ struct Root {
     name_of: BTreeMap<Pid, String>,
     /// Monitors and the process each watches.
     monitors: BTreeMap<MonitorRef, Pid>,
+    /// Links, each pair once, the smaller pid first.
+    links: BTreeSet<(Pid, Pid)>,
+    /// The processes that trap exits.
+    trapping: BTreeSet<Pid>,
+}
+
+/// A link's key.
+fn link_key(a: Pid, b: Pid) -> (Pid, Pid) {
+    (a.min(b), a.max(b))
 }
 
 static ROOT: Mutex<Option<Root>> = Mutex::new(None);
@@ -112,28 +150,134 @@ fn at_or_below(pid: Pid, of: Pid) -> bool {
     pid == of || of.__next_hop(pid).is_some()
 }
 
-/// The `Down` notices an end made due, to send once the end is published.
+/// The `Down` notices and exit signals an end made due, to send once the end is
+/// published.
 #[must_use = "the notices must be sent"]
-pub(crate) struct Downs(Vec<(MonitorRef, Pid, ExitReason)>);
+pub(crate) struct Downs {
+    downs: Vec<(MonitorRef, Pid, ExitReason)>,
+    /// Exit signals: to, from, reason.
+    signals: Vec<(Pid, Pid, ExitReason)>,
+}
 
 impl Downs {
+    fn none() -> Self {
+        Downs {
+            downs: Vec::new(),
+            signals: Vec::new(),
+        }
+    }
+
     /// Sends them.
     pub(crate) fn send(self) {
-        for (mref, target, reason) in self.0 {
+        for (mref, target, reason) in self.downs {
             send_down(mref, target, reason);
+        }
+        for (to, from, reason) in self.signals {
+            signal(to, from, reason, true);
         }
     }
 }
 
-/// Carries out `ctl` in the root; returns the answer.
-fn handle(ctl: Ctl) -> Option<Reply> {
+/// Carries out `ctl`, asked by `from`, in the root; returns the answer.
+fn handle(from: Pid, ctl: Ctl) -> Option<Reply> {
     match ctl {
         Ctl::Ended { pid, reason } => {
             forget(pid, reason).send();
             None
         }
-        ctl => answer(ctl),
+        Ctl::Exit { to, reason } => {
+            signal(to, from, reason, false);
+            None
+        }
+        Ctl::Link { pid } => {
+            let (alive, traps) = {
+                let mut guard = root();
+                let root = guard.get_or_insert_with(Root::default);
+                let alive = pid.is_root() || root.alive.contains(&pid);
+                if alive && pid != from {
+                    root.links.insert(link_key(from, pid));
+                }
+                (alive, root.trapping.contains(&from))
+            };
+            if !alive && traps {
+                // Linking to a process that has ended: the signal comes at once (to a
+                // process that traps exits; `link` fails for any other).
+                signal(from, pid, ExitReason::NoProc, true);
+            }
+            Some(Reply::Linked(alive))
+        }
+        ctl => answer(from, ctl),
     }
+}
+
+/// An exit signal from `from` to `to`: an [`Exit`] message to a process that traps
+/// exits; otherwise, unless `reason` is `Normal`, the end of `to` (its parent kills
+/// it, and its outcome is `Linked` or `Exited`). The root is never ended by a signal:
+/// without `trap_exit` it ignores them.
+fn signal(to: Pid, from: Pid, reason: ExitReason, linked: bool) {
+    let (alive, traps) = {
+        let mut guard = root();
+        let root = guard.get_or_insert_with(Root::default);
+        (
+            to.is_root() || root.alive.contains(&to),
+            root.trapping.contains(&to),
+        )
+    };
+    if !alive {
+        return;
+    }
+    if traps {
+        let exit = Exit { from, reason };
+        match postcard::to_allocvec(&exit) {
+            Ok(body) => notify(to, from, exit_tag(), body),
+            Err(e) => tracing::error!("cannot encode an exit signal: {e}"),
+        }
+        return;
+    }
+    if reason == ExitReason::Normal || to.is_root() {
+        return;
+    }
+    let error = if linked {
+        ProcessError::Linked {
+            from,
+            reason: Box::new(reason),
+        }
+    } else {
+        ProcessError::Exited {
+            from,
+            reason: Box::new(reason),
+        }
+    };
+    end_with(to, error);
+}
+
+/// Ends `pid` with `error`: through its parent, which kills it.
+fn end_with(pid: Pid, error: ProcessError) {
+    let Some(parent) = pid.parent() else { return };
+    if parent == local::self_pid() {
+        if let Some(shared) = local::child(pid.__number()) {
+            shared.exit_signal(error);
+        }
+        return;
+    }
+    match postcard::to_allocvec(&Ctl::Signal { pid, error }) {
+        Ok(body) => notify(parent, Pid::ROOT, ctl_tag(), body),
+        Err(e) => tracing::error!("cannot encode an exit signal: {e}"),
+    }
+}
+
+/// A control frame of the root to this child (read from the parent's socket).
+pub(crate) fn from_root(body: &[u8]) {
+    match postcard::from_bytes::<Ctl>(body) {
+        Ok(Ctl::Signal { pid, error }) => end_with(pid, error),
+        Ok(other) => tracing::warn!("an unexpected request from the root: {other:?}"),
+        Err(e) => tracing::warn!("a malformed request from the root: {e}"),
+    }
+}
+
+/// The tag of `Exit` messages.
+pub(crate) fn exit_tag() -> u64 {
+    process_core::__tag_of::<Exit>()
 }
 
 /// Forgets `pid` and what is below it (only what is below it, when `reason` is
@@ -142,6 +286,9 @@ fn handle(ctl: Ctl) -> Option<Reply> {
 fn forget(pid: Pid, reason: Option<ExitReason>) -> Downs {
     let mut guard = root();
     let root = guard.get_or_insert_with(Root::default);
+    // What the process itself set up (monitors it made, links, trapping) goes with
+    // each attempt: the next one starts from the original state.
+    root.trapping.remove(&pid);
     let gone: Vec<Pid> = root
         .alive
         .iter()
@@ -154,24 +301,38 @@ fn forget(pid: Pid, reason: Option<ExitReason>) -> Downs {
             root.names.remove(&name);
         }
     }
-    let mut downs = Vec::new();
+    let why = |p: Pid| match &reason {
+        Some(reason) if p == pid => reason.clone(),
+        _ => ExitReason::Error(ProcessError::Killed),
+    };
+    let mut downs = Downs::none();
     root.monitors.retain(|mref, target| {
         if gone.contains(target) {
-            let why = match &reason {
-                Some(reason) if *target == pid => reason.clone(),
-                _ => ExitReason::Error(ProcessError::Killed),
-            };
-            downs.push((*mref, *target, why));
+            downs.downs.push((*mref, *target, why(*target)));
             false
         } else {
-            !gone.contains(&mref.owner)
+            !gone.contains(&mref.owner) && mref.owner != pid
         }
     });
-    Downs(downs)
+    root.links.retain(|&(a, b)| {
+        let (a_gone, b_gone) = (gone.contains(&a), gone.contains(&b));
+        if a_gone != b_gone {
+            // One end is gone, the other gets its signal.
+            let (dead, other) = if a_gone { (a, b) } else { (b, a) };
+            if other != pid {
+                downs.signals.push((other, dead, why(dead)));
+            }
+        }
+        !(a_gone || b_gone || a == pid || b == pid)
+    });
+    for p in &gone {
+        root.trapping.remove(p);
+    }
+    downs
 }
 
 /// Answers `ctl` in the root.
-fn answer(ctl: Ctl) -> Option<Reply> {
+fn answer(from: Pid, ctl: Ctl) -> Option<Reply> {
     let mut guard = root();
     let root = guard.get_or_insert_with(Root::default);
     let alive = |root: &Root, pid: Pid| pid.is_root() || root.alive.contains(&pid);
@@ -180,7 +341,26 @@ fn answer(ctl: Ctl) -> Option<Reply> {
             root.alive.insert(pid);
             None
         }
-        Ctl::Ended { .. } => unreachable!("handled by `handle`"),
+        Ctl::Ended { .. } | Ctl::Exit { .. } | Ctl::Link { .. } => {
+            unreachable!("handled by `handle`")
+        }
+        Ctl::Unlink { pid } => {
+            root.links.remove(&link_key(from, pid));
+            None
+        }
+        Ctl::Trap { on } => {
+            if on {
+                root.trapping.insert(from);
+            } else {
+                root.trapping.remove(&from);
+            }
+            None
+        }
+        Ctl::Signal { pid, error } => {
+            drop(guard);
+            end_with(pid, error);
+            None
+        }
         Ctl::Register { name, pid } => Some(Reply::Done(if name.is_empty() {
             Err(RegistryError::EmptyName)
         } else if !alive(root, pid) {
@@ -298,7 +478,7 @@ fn send_up(ctl: &Ctl, here: bool) -> bool {
 /// root; returns the root's answer (`None` when the root cannot be reached).
 pub(crate) fn ask(ctl: Ctl) -> Option<Reply> {
     if crate::child::port::port().is_none() {
-        return handle(ctl);
+        return handle(Pid::ROOT, ctl);
     }
     // One question at a time, so that each answer goes to whoever asked it.
     static ASKING: Mutex<()> = Mutex::new(());
@@ -322,7 +502,7 @@ const ASK_LIMIT: Duration = Duration::from_secs(30);
 /// Tells `ctl` to the root, with no answer expected.
 pub(crate) fn tell(ctl: Ctl) {
     if crate::child::port::port().is_none() {
-        handle(ctl);
+        handle(Pid::ROOT, ctl);
     } else {
         send_up(&ctl, true);
     }
@@ -347,6 +527,7 @@ pub(crate) fn from_child(
     let forged = match &ctl {
         Ctl::Born { pid } | Ctl::Ended { pid, .. } => pid.parent() != Some(from),
         Ctl::Monitor { mref, .. } | Ctl::Demonitor { mref } => mref.owner != from,
+        Ctl::Signal { .. } => true,
         _ => false,
     };
     if forged {
@@ -363,7 +544,7 @@ pub(crate) fn from_child(
         });
         return Ok(());
     }
-    if let Some(reply) = handle(ctl) {
+    if let Some(reply) = handle(from, ctl) {
         match postcard::to_allocvec(&reply) {
             Ok(body) => notify(from, Pid::ROOT, reply_tag(), body),
             Err(e) => tracing::error!("cannot encode a reply of the node: {e}"),
@@ -393,15 +574,17 @@ pub(crate) fn ended(pid: Pid, reason: ExitReason) -> Downs {
             },
             false,
         );
-        Downs(Vec::new())
+        Downs::none()
     }
 }
 
-/// An attempt of this process's child `pid` ended: whatever it started is gone.
+/// An attempt of this process's child `pid` ended and another is about to start:
+/// whatever the old one started is gone, and what it set up in the node (links,
+/// monitors it made, trapping) goes with it.
 pub(crate) fn attempt_ended(pid: Pid) {
     let ctl = Ctl::Ended { pid, reason: None };
     if crate::child::port::port().is_none() {
-        handle(ctl);
+        handle(Pid::ROOT, ctl);
     } else {
         send_up(&ctl, false);
     }

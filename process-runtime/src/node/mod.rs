@@ -10,13 +10,15 @@
 //! - [`register`], [`unregister`], [`whereis`], [`registered`]: names, node-wide,
 //!   kept by the root and freed when their process ends.
 //! - [`monitor`], [`demonitor`]: a [`Down`] when a process ends, however it ends.
+//! - [`link`], [`unlink`], [`trap_exit`], [`exit`]: exit signals between processes
+//!   that live and die together, or an [`Exit`] message for one that traps them.
 //!
-//! Links, `trap_exit` and exit signals are not there yet. The README's "The node" has
-//! the whole picture, with what a message through a middle process waits for.
+//! The README's "The node" has the whole picture.
 //!
 //! Inside: `local` (this process's pid and its children), `route` and `router` (where
 //! a message goes, and handing on what passes through), `mailbox` (what is filed for
-//! `receive`), `control` (the root's bookkeeping: alive processes, names, monitors).
+//! `receive`), `control` (the root's bookkeeping: alive processes, names, monitors,
+//! links, exit signals).
 
 pub(crate) mod control;
 pub(crate) mod local;
@@ -35,7 +37,7 @@ use crate::parent::shared::Shared;
 use crate::{RecvError, SendError};
 
 pub use process_core::{Pid, MAX_DEPTH};
-pub use types::{Down, ExitReason, MonitorRef, RegistryError};
+pub use types::{Down, Exit, ExitReason, MonitorRef, RegistryError};
 
 use control::{Ctl, Reply};
 
@@ -184,6 +186,53 @@ pub fn demonitor(mref: MonitorRef) -> bool {
     let active = mailbox::demonitor(mref);
     control::tell(Ctl::Demonitor { mref });
     active
+}
+
+/// Links this process and `pid`, both ways: when either ends with a reason other than
+/// `Normal`, the other gets an exit signal. A process that does not trap exits is
+/// ended by it at once, with [`ProcessError::Linked`](crate::ProcessError::Linked) as
+/// its outcome (a failure like any other: its lives apply); one that traps exits
+/// ([`trap_exit`]) receives an [`Exit`] message instead, for a `Normal` end too.
+/// Linking twice is linking once.
+///
+/// Links belong to an attempt: a process restarted after a failure (its lives) starts
+/// with none, like the rest of its state, and so does the process it was linked to
+/// (which gets no signal: the process did not end). The root is never ended by an exit
+/// signal; without `trap_exit` it ignores them.
+///
+/// # Errors
+/// [`SendError::NoProc`] when `pid` is not alive; a process that traps exits gets an
+/// `Exit { from: pid, reason: NoProc }` message then as well.
+pub fn link(pid: Pid) -> Result<(), SendError> {
+    match control::ask(Ctl::Link { pid }) {
+        Some(Reply::Linked(true)) => Ok(()),
+        _ => Err(SendError::NoProc),
+    }
+}
+
+/// Removes the link between this process and `pid`, if there is one.
+pub fn unlink(pid: Pid) {
+    control::tell(Ctl::Unlink { pid });
+}
+
+/// Whether exit signals reach this process as [`Exit`] messages (`true`) or end it
+/// (`false`, the default); returns the previous setting. Like links, it belongs to the
+/// attempt that sets it.
+pub fn trap_exit(on: bool) -> bool {
+    static TRAPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let was = TRAPPING.swap(on, std::sync::atomic::Ordering::SeqCst);
+    control::tell(Ctl::Trap { on });
+    was
+}
+
+/// Sends an exit signal to `pid`, from this process: a process that traps exits
+/// receives `Exit { from: self_pid(), reason }`; any other is ended at once with
+/// [`ProcessError::Exited`](crate::ProcessError::Exited) (a failure: its lives apply),
+/// unless `reason` is `Normal`, which it ignores. Its monitors see the `Error`.
+/// Nothing happens to a process that is not alive, nor to the root unless it traps
+/// exits.
+pub fn exit(pid: Pid, reason: ExitReason) {
+    control::tell(Ctl::Exit { to: pid, reason });
 }
 
 /// Sends `msg` to the process `to`, wherever it is in the tree: it reaches `to`'s

@@ -5,36 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Pid, ProcessError};
+pub use process_core::ExitReason;
 
-/// Why a process ended, as the node tells it in a [`Down`] notice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum ExitReason {
-    /// It delivered its result (its handle's `result()` is `Ok`).
-    Normal,
-    /// It failed: the error its handle's `result()` returns (a section error, a
-    /// timeout, [`ProcessError::Crashed`] for a crash or a kill from outside,
-    /// [`ProcessError::Killed`] for `Handle::kill`). A process below one that ended
-    /// without saying how its own children ended is reported as `Killed`: they died
-    /// with it.
-    Error(ProcessError),
-    /// It did not exist when it was monitored: it had ended already, or never existed.
-    NoProc,
-    /// It was stopped by the node (an exit signal, a supervisor).
-    Shutdown,
-}
-
-impl fmt::Display for ExitReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitReason::Normal => f.write_str("normal"),
-            ExitReason::Error(e) => write!(f, "error: {e}"),
-            ExitReason::NoProc => f.write_str("noproc"),
-            ExitReason::Shutdown => f.write_str("shutdown"),
-        }
-    }
-}
+use crate::Pid;
 
 /// What [`monitor`](super::monitor) returns: names one monitor, in the [`Down`] it
 /// brings and to [`demonitor`](super::demonitor). Unique in the node.
@@ -72,6 +45,18 @@ pub struct Down {
     /// The process that ended.
     pub pid: Pid,
     /// How it ended.
+    pub reason: ExitReason,
+}
+
+/// An exit signal, as a process that traps exits ([`trap_exit`](super::trap_exit))
+/// receives it: a message in its mailbox, taken with `node::receive::<Exit>`. It comes
+/// from a linked process that ended (with how it ended, `Normal` included), or from
+/// [`exit`](super::exit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exit {
+    /// The process that ended, or that sent the signal.
+    pub from: Pid,
+    /// Why.
     pub reason: ExitReason,
 }
 

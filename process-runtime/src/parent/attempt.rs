@@ -271,7 +271,7 @@ impl Attempt {
         // A kill requested while this child was being spawned was aimed at the
         // previous one: it applies to this one. Checked under the lock that publishes
         // the new pid, so no request can fall between the two.
-        if inner.kill_requested {
+        if inner.kill_requested || inner.signal.is_some() {
             let _ = sys::kill_group(child.id());
         }
         drop(inner);

@@ -103,6 +103,8 @@ pub(crate) fn publish(
     crate::node::local::remove_child(shared.id);
     let reason = match &report {
         Ok(_) => ExitReason::Normal,
+        // Ended by `node::exit`: with the reason it was given, as in Erlang.
+        Err(ProcessError::Exited { reason, .. }) => (**reason).clone(),
         Err(e) => ExitReason::Error(e.clone()),
     };
     // Its name is freed before the end is published, and its monitors fire after:

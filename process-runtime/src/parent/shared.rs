@@ -84,6 +84,9 @@ pub(crate) struct Inner {
     pub(crate) reaping: Option<Reaping>,
     pub(crate) stop_requested: bool,
     pub(crate) kill_requested: bool,
+    /// An exit signal the process does not trap ended (or is to end) the attempt: the
+    /// error it fails with.
+    pub(crate) signal: Option<ProcessError>,
     /// Attempts started so far.
     pub(crate) attempts: u32,
     /// Messages from the child.
@@ -219,6 +222,22 @@ impl Shared {
         inner.stop_requested = true;
         if let Some(beacon) = &inner.beacon {
             beacon.request_stop();
+        }
+    }
+
+    /// An exit signal the process does not trap (`node::link`, `node::exit`): the
+    /// running attempt is killed at once and fails with `error`, a failure like any
+    /// other (lives apply). Nothing happens once the outcome is decided.
+    pub(crate) fn exit_signal(&self, error: ProcessError) {
+        let mut inner = self.lock();
+        if inner.decided || inner.finished() || inner.signal.is_some() {
+            return;
+        }
+        inner.signal = Some(error);
+        if let Some(pid) = inner.live_pid {
+            if let Err(e) = sys::kill_group(pid) {
+                tracing::warn!(process = %self.config.name, pid, "kill failed: {e}");
+            }
         }
     }
 
