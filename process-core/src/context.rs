@@ -160,7 +160,9 @@ impl Context {
 
     /// Takes the oldest message of type `T` the parent sent, waiting up to `timeout`:
     /// a `Duration`, `Duration::ZERO` to only look at what has arrived, or `None` to
-    /// wait for ever. Messages of other types stay queued, in order.
+    /// wait for ever. Messages of other types stay queued, in order. Only what the
+    /// parent told (`h.tell`) is taken here: messages sent with `node::send`, from the
+    /// parent or anyone else, are taken with `node::receive`.
     ///
     /// # Errors
     /// [`RecvError::Timeout`] when none came in time; [`RecvError::Ended`] when the

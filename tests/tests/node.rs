@@ -919,3 +919,32 @@ fn an_exit_signal_costs_a_life() {
     node::send(p.id(), &Quit).unwrap();
     assert_eq!(p.result().unwrap(), 2);
 }
+
+/// A SIGKILL from outside to a process in the middle of the tree: what was below it
+/// dies with it, and the root cleans up the whole subtree (names, monitors) at once.
+#[test]
+fn a_kill_9_in_the_middle_of_the_tree_cleans_up_the_subtree() {
+    let _serial = serial();
+    node::register("boss", Pid::ROOT).unwrap();
+    let h = BusyParent { named: true }.start().unwrap();
+    let Target(grandchild) = h.listen(LONG).unwrap();
+    let Ping(_) = node::receive(LONG).unwrap();
+    assert_eq!(node::whereis("named"), Some(grandchild));
+    let below = node::monitor(grandchild);
+    let middle = node::monitor(h.id());
+    kill_9(h.pid());
+    let mut downs: Vec<Down> = (0..2).map(|_| node::receive(LONG).unwrap()).collect();
+    downs.sort_by_key(|d| d.monitor != middle);
+    assert_eq!(downs[0].monitor, middle);
+    assert!(matches!(
+        downs[0].reason,
+        ExitReason::Error(ProcessError::Crashed { .. })
+    ));
+    assert_eq!(downs[1].monitor, below);
+    assert_eq!(downs[1].reason, ExitReason::Error(ProcessError::Killed));
+    assert_eq!(node::whereis("named"), None);
+    assert!(!node::is_alive(grandchild));
+    assert_eq!(node::send(grandchild, &Quit), Err(SendError::NoProc));
+    assert!(h.result().is_err());
+    node::unregister("boss").unwrap();
+}
