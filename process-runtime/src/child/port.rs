@@ -39,6 +39,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::beacon::{MailCounters, Taken};
+use crate::node::mailbox::Entry;
 use crate::node::{self, Credit};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
@@ -102,15 +103,12 @@ struct ReadSide {
     read_timeout: Option<Duration>,
 }
 
-/// A message read and not taken yet.
+/// A message of the pair (`h.tell`) read and not taken yet. The node's messages go to
+/// the node's mailbox as they are read (see `node/mailbox.rs`).
 struct Queued {
-    /// `None` for the pair's messages (`h.tell`), the sender for the node's.
-    from: Option<Pid>,
     tag: u64,
     slot: u32,
     frame: Frame,
-    /// Where the body starts in the frame's payload.
-    body: usize,
 }
 
 static PORT: OnceLock<ChildPort> = OnceLock::new();
@@ -148,10 +146,6 @@ pub(crate) fn install(
 
 /// The [`Context`](crate::Context)'s way to the port: the pair's messages.
 pub(crate) struct PairPort(());
-
-/// How long a read waits at most while this process has children of its own: what they
-/// send to it is filed by its event loop, which a read of the socket does not notice.
-const READ_SLICE_WITH_CHILDREN: Duration = Duration::from_millis(5);
 
 impl ChildPort {
     fn lock_read(&self) -> ReadGuard<'_> {
@@ -285,13 +279,7 @@ impl ChildPort {
             )));
         }
         match from {
-            None => rs.queue.push_back(Queued {
-                from: None,
-                tag,
-                slot,
-                frame,
-                body: TO_CHILD.body,
-            }),
+            None => rs.queue.push_back(Queued { tag, slot, frame }),
             Some(()) => {
                 let (route, body) = protocol::route_of(frame.payload(), &TO_CHILD)
                     .map_err(|e| RecvError::Protocol(e.to_string()))?;
@@ -302,18 +290,14 @@ impl ChildPort {
                         node::control::from_root(&frame.payload()[body..]);
                         return Ok(true);
                     }
-                    if !node::mailbox::wanted(tag, &frame.payload()[body..]) {
-                        // A `Down` of a monitor taken back: dropped.
-                        self.took_one(slot);
-                        return Ok(true);
-                    }
-                    rs.queue.push_back(Queued {
-                        from: Some(route.from),
-                        tag,
-                        slot,
-                        frame,
-                        body,
-                    });
+                    let credit = if control {
+                        Credit::None
+                    } else {
+                        Credit::Slot(slot)
+                    };
+                    // The slot is freed when the message is taken (or dropped, for a
+                    // `Down` of a monitor taken back).
+                    node::mailbox::file(Entry::new(route.from, tag, frame, body, credit));
                 } else {
                     // For a process below this one: the slot stays taken until the
                     // message is handed on, so that a child that does not read holds
@@ -350,24 +334,6 @@ impl ChildPort {
     pub(crate) fn send_control(&self, frame: &[u8]) -> bool {
         let writer = self.lock_write();
         write_frame(&*writer, frame).is_ok()
-    }
-
-    /// Removes the queued messages of the node tagged `tag` for which `drop_it` says
-    /// so.
-    pub(crate) fn flush(&self, tag: u64, drop_it: &mut dyn FnMut(&[u8]) -> bool) {
-        let mut rs = self.lock_read();
-        let mut dropped = Vec::new();
-        rs.queue.retain(|q| {
-            let gone = q.from.is_some() && q.tag == tag && drop_it(&q.frame.payload()[q.body..]);
-            if gone {
-                dropped.push(q.slot);
-            }
-            !gone
-        });
-        drop(rs);
-        for slot in dropped {
-            self.took_one(slot);
-        }
     }
 
     fn has_room(&self) -> bool {
@@ -418,64 +384,39 @@ impl ChildPort {
         }
     }
 
-    /// Takes the oldest message of the node tagged `tag` (from the parent's side of
-    /// the tree, or filed by this process's event loop from its own children), waiting
-    /// until `deadline`; hands its sender and body to `take`.
+    /// Takes the oldest message of the node tagged `tag`, waiting until `deadline`;
+    /// hands its sender and body to `take`. The messages of the node are filed in the
+    /// node's mailbox by whoever reads: the event loop, once this process has children
+    /// of its own (it reads the socket whenever no section does, and files what its
+    /// children send too), or else the caller, here.
     pub(crate) fn receive_node(
         &self,
         tag: u64,
         deadline: Option<Instant>,
         take: &mut dyn FnMut(Pid, &[u8]),
     ) -> Result<(), RecvError> {
-        let mut rs = self.lock_read();
-        let mut looked = 0;
         loop {
             if let Some(entry) = node::mailbox::take(tag) {
-                drop(rs);
                 take(entry.from, entry.body());
                 return Ok(());
             }
-            if let Some(i) = rs
-                .queue
-                .iter()
-                .skip(looked)
-                .position(|q| q.tag == tag && q.from.is_some())
-            {
-                let q = rs.queue.remove(looked + i).expect("found above");
-                drop(rs);
-                self.took_one(q.slot);
-                take(
-                    q.from.expect("a message of the node"),
-                    &q.frame.payload()[q.body..],
-                );
-                return Ok(());
-            }
-            looked = rs.queue.len();
-            let children = node::local::has_children();
-            if self.ended.load(SeqCst) && !children {
-                return Err(RecvError::Ended);
-            }
-            let read_until = if children {
-                let slice = Instant::now() + READ_SLICE_WITH_CHILDREN;
-                Some(deadline.map_or(slice, |d| d.min(slice)))
-            } else {
-                deadline
-            };
-            if self.ended.load(SeqCst) {
-                // Only the event loop can still bring something.
-                drop(rs);
-                if node::mailbox::wait(tag, read_until) {
-                    rs = self.lock_read();
-                    continue;
+            let ended = self.ended.load(SeqCst);
+            if self.loop_key.get().is_some() || ended {
+                if ended && !node::local::has_children() {
+                    return Err(RecvError::Ended);
                 }
-                rs = self.lock_read();
-            } else {
-                self.read_one(&mut rs, read_until)?;
+                if !node::mailbox::wait(tag, deadline) {
+                    return Err(RecvError::Timeout);
+                }
+                continue;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let read = {
+                let mut rs = self.lock_read();
+                self.read_one(&mut rs, deadline)?
+            };
+            if !read && deadline.is_some_and(|d| Instant::now() >= d) {
                 // A last look before giving up.
                 if let Some(entry) = node::mailbox::take(tag) {
-                    drop(rs);
                     take(entry.from, entry.body());
                     return Ok(());
                 }
@@ -511,16 +452,11 @@ impl __Port for PairPort {
         let mut rs = port.lock_read();
         let mut looked = 0;
         loop {
-            if let Some(i) = rs
-                .queue
-                .iter()
-                .skip(looked)
-                .position(|q| q.tag == tag && q.from.is_none())
-            {
+            if let Some(i) = rs.queue.iter().skip(looked).position(|q| q.tag == tag) {
                 let q = rs.queue.remove(looked + i).expect("found above");
                 drop(rs);
                 port.took_one(q.slot);
-                take(&q.frame.payload()[q.body..]);
+                take(&q.frame.payload()[TO_CHILD.body..]);
                 return Ok(());
             }
             looked = rs.queue.len();

@@ -1,11 +1,10 @@
-//! The node's messages filed in this process: those its event loop read from its own
-//! children (and those it sent itself, and, later, its notices), until `node::receive`
-//! takes them.
+//! The node's messages filed in this process, with its notices (`Down`, `Exit`, the
+//! root's answers), until `node::receive` takes them.
 //!
-//! In the root this is the whole of its node mailbox. In a child, the messages of the
-//! node that come down from its parent are read from its socket by the thread that
-//! receives, and wait in the port's queue instead (see `child/port.rs`); a receive looks
-//! in both.
+//! Everything of the node for this process is filed here, whoever read it: the event
+//! loop (from this process's children, and, in a child that has children of its own,
+//! from its parent), or the thread that receives (a child with no children reads its
+//! socket itself: see `child/port.rs`).
 //!
 //! Each message holds its [`Credit`]: the room it takes in its sender's grant, given
 //! back when it is taken, so that a child that sends to a parent that does not receive
@@ -96,14 +95,18 @@ pub(crate) fn wanted(tag: u64, body: &[u8]) -> bool {
 pub(crate) fn demonitor(mref: MonitorRef) -> bool {
     let was_active = active().remove(&mref);
     let tag = control::down_tag();
-    let mut of_it =
+    let of_it =
         |body: &[u8]| postcard::from_bytes::<Down>(body).is_ok_and(|down| down.monitor == mref);
-    lock()
-        .entries
-        .retain(|e| !(e.tag == tag && of_it(e.body())));
-    if let Some(port) = crate::child::port::port() {
-        port.flush(tag, &mut of_it);
-    }
+    // Dropped outside the lock: a dropped message may give back its room.
+    let dropped: VecDeque<Entry> = {
+        let mut mailbox = lock();
+        let (dropped, kept) = std::mem::take(&mut mailbox.entries)
+            .into_iter()
+            .partition(|e| e.tag == tag && of_it(e.body()));
+        mailbox.entries = kept;
+        dropped
+    };
+    drop(dropped);
     was_active
 }
 
