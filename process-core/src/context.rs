@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::ProcessConfig;
 use crate::message::{self, __Port, RecvError, SendError};
+use crate::pid::Pid;
 use crate::timer::ProcessTimers;
 
 /// Handed to every section of a running process, in the child.
@@ -22,6 +23,8 @@ pub struct Context {
     lap: u64,
     pid: u32,
     parent_pid: u32,
+    id: Pid,
+    parent_id: Pid,
     attempt: u32,
     started: Instant,
     config: ProcessConfig,
@@ -33,6 +36,7 @@ impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("name", &self.config.name)
+            .field("id", &self.id)
             .field("pid", &self.pid)
             .field("parent_pid", &self.parent_pid)
             .field("attempt", &self.attempt)
@@ -72,6 +76,8 @@ impl Context {
             lap: 0,
             pid,
             parent_pid,
+            id: Pid::ROOT,
+            parent_id: Pid::ROOT,
             attempt,
             started: Instant::now(),
             config,
@@ -86,6 +92,16 @@ impl Context {
     #[must_use]
     pub fn __with_port(mut self, port: Box<dyn __Port>) -> Self {
         self.port = Some(port);
+        self
+    }
+
+    /// Sets the process's pid in the node and its parent's (a context built in-process
+    /// has the root's for both).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn __with_ids(mut self, id: Pid, parent_id: Pid) -> Self {
+        self.id = id;
+        self.parent_id = parent_id;
         self
     }
 
@@ -144,7 +160,9 @@ impl Context {
 
     /// Takes the oldest message of type `T` the parent sent, waiting up to `timeout`:
     /// a `Duration`, `Duration::ZERO` to only look at what has arrived, or `None` to
-    /// wait for ever. Messages of other types stay queued, in order.
+    /// wait for ever. Messages of other types stay queued, in order. Only what the
+    /// parent told (`h.tell`) is taken here: messages sent with `node::send`, from the
+    /// parent or anyone else, are taken with `node::receive`.
     ///
     /// # Errors
     /// [`RecvError::Timeout`] when none came in time; [`RecvError::Ended`] when the
@@ -180,6 +198,19 @@ impl Context {
     #[must_use]
     pub fn parent_pid(&self) -> u32 {
         self.parent_pid
+    }
+
+    /// This process's [`Pid`] in the node: the same for every attempt (what
+    /// `node::self_pid()` returns in this process).
+    #[must_use]
+    pub fn id(&self) -> Pid {
+        self.id
+    }
+
+    /// The [`Pid`] of the process that started this one.
+    #[must_use]
+    pub fn parent_id(&self) -> Pid {
+        self.parent_id
     }
 
     /// The process's name (`name` in the attribute, the type's name by default).

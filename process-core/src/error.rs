@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pid::Pid;
+
 /// A part of the lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -316,6 +318,56 @@ pub enum ProcessError {
     /// stopping has ended.
     #[error("the program is shutting down: no process starts until its processes have ended")]
     ShuttingDown,
+    /// A process linked to this one (`node::link`) ended with `reason`, and this one
+    /// does not trap exits: it was ended at once. It counts as a failure (lives apply).
+    #[error("the linked process {from} ended ({reason})")]
+    Linked {
+        /// The linked process that ended.
+        from: Pid,
+        /// How it ended.
+        reason: Box<ExitReason>,
+    },
+    /// `node::exit(pid, reason)` from another process ended this one, which does not
+    /// trap exits. It counts as a failure (lives apply).
+    #[error("ended by an exit signal from {from} ({reason})")]
+    Exited {
+        /// The process that sent the signal.
+        from: Pid,
+        /// The reason it gave.
+        reason: Box<ExitReason>,
+    },
+}
+
+/// Why a process ended, as the node tells it (in a `node::Down` notice, a
+/// `node::Exit` message, a [`ProcessError::Linked`] error).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ExitReason {
+    /// It delivered its result (its handle's `result()` is `Ok`).
+    Normal,
+    /// It failed: the error its handle's `result()` returns (a section error, a
+    /// timeout, [`ProcessError::Crashed`] for a crash or a kill from outside,
+    /// [`ProcessError::Killed`] for `Handle::kill`). A process below one that ended
+    /// without saying how its own children ended is reported as `Killed`: they died
+    /// with it.
+    Error(ProcessError),
+    /// It did not exist when it was monitored or linked: it had ended already, or
+    /// never existed.
+    NoProc,
+    /// It was stopped by the node: `node::exit(pid, ExitReason::Shutdown)`, a
+    /// supervisor.
+    Shutdown,
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Normal => f.write_str("normal"),
+            ExitReason::Error(e) => write!(f, "error: {e}"),
+            ExitReason::NoProc => f.write_str("noproc"),
+            ExitReason::Shutdown => f.write_str("shutdown"),
+        }
+    }
 }
 
 fn fmt_section(section: Option<Section>) -> String {

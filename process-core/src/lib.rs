@@ -12,11 +12,13 @@ mod context;
 mod error;
 mod lifecycle;
 mod message;
+mod pid;
 mod timer;
 
 pub use config::{ProcessConfig, Timeouts};
 pub use context::Context;
-pub use error::{__set_signal_names, Exit, ProcessError, RemoteError, Section};
+pub use error::{__set_signal_names, Exit, ExitReason, ProcessError, RemoteError, Section};
 pub use lifecycle::{BoxError, Lifecycle, Outcome};
 pub use message::{__Port, __deadline, __decode, __encode_into, __tag_of, RecvError, SendError};
+pub use pid::{Pid, MAX_DEPTH};
 pub use timer::{__NamedTimers, __SparseTimer, ProcessTimers, TimeThis, Timer};

@@ -46,6 +46,9 @@ pub enum SendError {
     /// The receiver has ended: nothing more can reach it.
     #[error("the receiver has ended")]
     Ended,
+    /// No process has this pid any more (it ended), or none ever had it (`node::send`).
+    #[error("no such process: it has ended, or never existed")]
+    NoProc,
     /// The message could not be encoded.
     #[error("a message of type `{type_name}` could not be encoded: {cause}")]
     Encode {

@@ -16,6 +16,7 @@ pub fn serialized_len<T: serde::Serialize>(value: &T) -> usize {
 /// by the constructor the derive emits.
 pub fn child_entry() {
     crate::__set_signal_names(crate::sys::signal_name);
+    crate::node::local::install();
     crate::child::enter_if_marked(crate::registry::entry_of, crate::registry::fingerprint);
 }
 

@@ -70,6 +70,13 @@ impl<T: DeserializeOwned> Handle<T> {
         self.shared.lock().pid
     }
 
+    /// The process's [`Pid`](crate::node::Pid) in the node: the same for every
+    /// attempt, never given to another process. Use it with [`crate::node`].
+    #[must_use]
+    pub fn id(&self) -> crate::Pid {
+        self.shared.id
+    }
+
     /// The process's name.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -188,7 +195,8 @@ impl<T: DeserializeOwned> Handle<T> {
     /// up to `timeout`: a `Duration`, `Duration::ZERO` to only look at what has
     /// arrived, or `None` to wait for ever. Messages of other types stay queued, in
     /// order. Messages a child sent stay here after it ends or is restarted, until
-    /// taken.
+    /// taken. Only what the child told (`cx.tell`) is here: what it sent with
+    /// `node::send` is in the receiver's node mailbox, for `node::receive`.
     ///
     /// # Errors
     /// [`RecvError::Timeout`] when none came in time; [`RecvError::Ended`] at once when

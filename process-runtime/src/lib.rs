@@ -9,6 +9,7 @@ mod fault;
 mod future;
 mod handle;
 mod many;
+pub mod node;
 mod parent;
 mod pool;
 mod process;
@@ -99,7 +100,7 @@ pub use many::{as_completed, wait_any, AsCompleted, AsProcess};
 pub use pool::{Imap, ImapUnordered, Pool, PoolBuilder};
 pub use process::Process;
 pub use process_core::{
-    BoxError, Context, Exit, Lifecycle, Outcome, ProcessConfig, ProcessError, ProcessTimers,
+    BoxError, Context, Exit, Lifecycle, Outcome, Pid, ProcessConfig, ProcessError, ProcessTimers,
     RecvError, RemoteError, Section, SendError, TimeThis, Timeouts, Timer,
 };
 pub use process_macros::{main, timethis, Process};

@@ -4,7 +4,7 @@
 mod engine;
 pub(crate) mod entry;
 mod fault;
-mod port;
+pub(crate) mod port;
 mod run;
 
 pub(crate) use engine::panic_location;

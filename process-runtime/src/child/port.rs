@@ -1,7 +1,12 @@
 //! The child's end of the messages: what `cx.tell` and `cx.listen` go through.
 //!
-//! Nothing reads the socket in the background: the engine's thread reads it when a
-//! section listens, or when it tells and the parent's mailbox is full. The child's
+//! In a child that has no children of its own, nothing reads the socket in the
+//! background: the thread of a section reads it when the section listens
+//! (`cx.listen`, `node::receive`), or when it tells and the parent's mailbox is full.
+//! Once it starts children, its event loop watches the socket too, and reads it
+//! whenever no section does (the reading side's lock decides who reads; a section
+//! gives the socket back to the loop when it lets go of the lock), so that what comes
+//! down for the processes below it is handed on at once. The child's
 //! mailbox is therefore the socket itself plus the messages read past while looking for
 //! another type; the parent keeps the two together within the mailbox's size. Each
 //! message from the parent comes in a slot of the mailbox, which the parent chose; when
@@ -18,64 +23,198 @@
 //! consistent operations, so one of the two always sees the other (no lost wake-up),
 //! and a conversation that never fills a mailbox sends no notice at all.
 
+//!
+//! The port is the process's one link to its parent, for the pair's messages and for
+//! the node's alike, so it lives in a static ([`port`]) that `node::send` and
+//! `node::receive` reach too, and the [`Context`](crate::Context) holds a
+//! [`PairPort`] that points to it. Its reading side and its writing side have a lock
+//! each: a thread that waits in a read never keeps another from writing (the node's
+//! router forwards messages up through here while a section listens).
+
 use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::beacon::{MailCounters, Taken};
+use crate::node::mailbox::Entry;
+use crate::node::{self, Credit};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
-use crate::wire::protocol::{self, kind, Kind, MAX_FRAME, TO_CHILD, TO_PARENT};
-use crate::{RecvError, SendError};
+use crate::wire::protocol::{self, kind, Kind, MAX_FRAME, NO_SLOT, TO_CHILD, TO_PARENT};
+use crate::{Pid, RecvError, SendError};
 use process_core::__Port;
 
 /// The child's port to its parent.
 pub(crate) struct ChildPort {
+    read: Mutex<ReadSide>,
+    write: Mutex<Conn>,
+    /// Messages sent to the parent so far (under the writing side's lock).
+    sent: AtomicU64,
+    /// The parent closed its end.
+    ended: AtomicBool,
+    mail: &'static MailCounters,
+    taken: Taken<'static>,
+    /// The event loop's key for the socket, once the loop watches it.
+    loop_key: OnceLock<usize>,
+}
+
+/// The reading side, locked; gives the socket back to the event loop when dropped
+/// (where the loop watches it).
+struct ReadGuard<'a> {
+    guard: MutexGuard<'a, ReadSide>,
+    port: &'a ChildPort,
+}
+
+impl Deref for ReadGuard<'_> {
+    type Target = ReadSide;
+    fn deref(&self) -> &ReadSide {
+        &self.guard
+    }
+}
+
+impl DerefMut for ReadGuard<'_> {
+    fn deref_mut(&mut self) -> &mut ReadSide {
+        &mut self.guard
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(&key) = self.port.loop_key.get() {
+            if !self.port.ended.load(SeqCst) {
+                crate::parent::reactor::rearm(
+                    sys::stream_fd(self.guard.reader.get_ref().stream()),
+                    key,
+                );
+            }
+        }
+    }
+}
+
+/// What only the thread that reads may touch.
+struct ReadSide {
+    reader: FrameReader<Conn>,
+    /// Messages read from the socket and not taken yet, oldest first.
+    queue: VecDeque<Queued>,
+    /// The socket's read timeout as last set, to set it only when it changes.
+    read_timeout: Option<Duration>,
+}
+
+/// A message of the pair (`h.tell`) read and not taken yet. The node's messages go to
+/// the node's mailbox as they are read (see `node/mailbox.rs`).
+struct Queued {
+    tag: u64,
+    slot: u32,
+    frame: Frame,
+}
+
+static PORT: OnceLock<ChildPort> = OnceLock::new();
+
+/// This child's port, once its lifecycle is about to run; `None` in the root.
+pub(crate) fn port() -> Option<&'static ChildPort> {
+    PORT.get()
+}
+
+/// Installs this child's port; returns the [`PairPort`] its context talks through.
+pub(crate) fn install(
     reader: FrameReader<Conn>,
     writer: Conn,
     mail: &'static MailCounters,
     taken: Taken<'static>,
-    /// Messages read from the socket and not taken yet, oldest first, with their tags
-    /// and slots.
-    queue: VecDeque<(u64, u32, Frame)>,
-    /// Messages sent to the parent so far.
-    sent: u64,
-    /// The socket's read timeout as last set, to set it only when it changes.
-    read_timeout: Option<Duration>,
-    /// The parent closed its end.
-    ended: bool,
+) -> PairPort {
+    let port = ChildPort {
+        read: Mutex::new(ReadSide {
+            reader,
+            queue: VecDeque::new(),
+            read_timeout: None,
+        }),
+        write: Mutex::new(writer),
+        sent: AtomicU64::new(0),
+        ended: AtomicBool::new(false),
+        mail,
+        taken,
+        loop_key: OnceLock::new(),
+    };
+    if PORT.set(port).is_err() {
+        unreachable!("a child installs its port once");
+    }
+    PairPort(())
 }
 
+/// The [`Context`](crate::Context)'s way to the port: the pair's messages.
+pub(crate) struct PairPort(());
+
 impl ChildPort {
-    pub(crate) fn new(
-        reader: FrameReader<Conn>,
-        writer: Conn,
-        mail: &'static MailCounters,
-        taken: Taken<'static>,
-    ) -> Self {
-        Self {
-            reader,
-            writer,
-            mail,
-            taken,
-            queue: VecDeque::new(),
-            sent: 0,
-            read_timeout: None,
-            ended: false,
+    fn lock_read(&self) -> ReadGuard<'_> {
+        ReadGuard {
+            guard: self.read.lock().unwrap_or_else(PoisonError::into_inner),
+            port: self,
         }
+    }
+
+    fn try_lock_read(&self) -> Option<ReadGuard<'_>> {
+        let guard = match self.read.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        Some(ReadGuard { guard, port: self })
+    }
+
+    /// Has the event loop watch the socket from now on (once this process has children
+    /// of its own): what comes from the parent for them is handed on even while no
+    /// section reads.
+    pub(crate) fn watch_from_loop(&'static self) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let conn = self.lock_write().clone();
+            if let Some(key) = crate::parent::reactor::watch_port(sys::stream_fd(conn.stream())) {
+                let _ = self.loop_key.set(key);
+            }
+        });
+        // Whatever arrived before the loop watched it.
+        crate::parent::reactor::kick_port();
+    }
+
+    /// The socket is readable, says the event loop: reads what has arrived, unless a
+    /// section reads already (it gives the socket back to the loop when it is done).
+    /// Returns `false` once the parent has closed its end: the loop stops watching.
+    pub(crate) fn read_from_loop(&self) -> bool {
+        let Some(mut rs) = self.try_lock_read() else {
+            return true;
+        };
+        loop {
+            match self.read_one(&mut rs, Some(Instant::now())) {
+                Ok(true) if !self.ended.load(SeqCst) => {}
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!("reading the parent's socket: {e}");
+                    self.ended.store(true, SeqCst);
+                    break;
+                }
+            }
+        }
+        !self.ended.load(SeqCst)
+    }
+
+    fn lock_write(&self) -> MutexGuard<'_, Conn> {
+        self.write.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Reads one frame, waiting until `deadline` at most. `Ok(false)` when the time ran
     /// out first.
-    fn read_one(&mut self, deadline: Option<Instant>) -> Result<bool, RecvError> {
+    fn read_one(&self, rs: &mut ReadSide, deadline: Option<Instant>) -> Result<bool, RecvError> {
         let timeout = match deadline {
             None => None,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     // Only what has arrived: a zero read timeout would mean "for ever".
-                    if !self.reader.has_buffered()
-                        && !sys::poll_readable(self.writer.stream(), Duration::ZERO)
+                    if !rs.reader.has_buffered()
+                        && !sys::poll_readable(rs.reader.get_ref().stream(), Duration::ZERO)
                             .map_err(|e| RecvError::Protocol(format!("polling the socket: {e}")))?
                     {
                         return Ok(false);
@@ -90,23 +229,24 @@ impl ChildPort {
         // limit pays no system call for it. A timeout left from before may overshoot
         // the deadline by a millisecond or 1/64 of the wait, whichever is more; a
         // shorter one only costs an extra wake-up, and the caller checks the deadline.
-        let stale = match (self.read_timeout, timeout) {
+        let stale = match (rs.read_timeout, timeout) {
             (Some(old), Some(new)) => {
                 old > new + (new / 64).max(Duration::from_millis(1)) || old < new / 2
             }
             (old, new) => old != new,
         };
         if stale {
-            self.writer
+            rs.reader
+                .get_ref()
                 .set_read_timeout(timeout)
                 .map_err(|e| RecvError::Protocol(format!("setting the socket's timeout: {e}")))?;
-            self.read_timeout = timeout;
+            rs.read_timeout = timeout;
         }
-        let frame = match self.reader.read_frame(MAX_FRAME) {
+        let frame = match rs.reader.read_frame(MAX_FRAME) {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(false),
             Err(ReadError::Closed { .. }) => {
-                self.ended = true;
+                self.ended.store(true, SeqCst);
                 return Ok(true);
             }
             Err(ReadError::TooLarge { len, max }) => {
@@ -118,45 +258,175 @@ impl ChildPort {
                 return Err(RecvError::Protocol(format!("reading a message frame: {e}")))
             }
         };
-        match protocol::kind_of(frame.payload(), &TO_CHILD) {
-            Ok(Kind::Message(tag)) => {
-                let slot = protocol::slot_of(frame.payload());
-                if u64::from(slot) >= self.taken.slots() {
-                    return Err(RecvError::Protocol(format!(
-                        "the parent sent a message in slot {slot}, beyond the shared page's {} slots",
-                        self.taken.slots()
-                    )));
-                }
-                self.queue.push_back((tag, slot, frame));
-            }
-            Ok(Kind::Room) => {}
-            Ok(Kind::Other) => {
+        let (tag, from) = match protocol::kind_of(frame.payload(), &TO_CHILD) {
+            Ok(Kind::Message(tag)) => (tag, None),
+            Ok(Kind::Routed(tag)) => (tag, Some(())),
+            Ok(Kind::Room) => return Ok(true),
+            Ok(Kind::Other | Kind::Control(_)) => {
                 return Err(RecvError::Protocol(
                     "the parent sent a frame that is not a message".into(),
                 ))
             }
             Err(e) => return Err(RecvError::Protocol(e.to_string())),
+        };
+        let slot = protocol::slot_of(frame.payload());
+        // A notice or reply of the node comes in no slot.
+        let control = from.is_some() && slot == NO_SLOT;
+        if !control && u64::from(slot) >= self.taken.slots() {
+            return Err(RecvError::Protocol(format!(
+                "the parent sent a message in slot {slot}, beyond the shared page's {} slots",
+                self.taken.slots()
+            )));
+        }
+        match from {
+            None => rs.queue.push_back(Queued { tag, slot, frame }),
+            Some(()) => {
+                let (route, body) = protocol::route_of(frame.payload(), &TO_CHILD)
+                    .map_err(|e| RecvError::Protocol(e.to_string()))?;
+                if route.to == node::self_pid() {
+                    if control && tag == node::control::ctl_tag() {
+                        // A request of the root's (an exit signal for a child of this
+                        // process): carried out at once.
+                        node::control::from_root(&frame.payload()[body..]);
+                        return Ok(true);
+                    }
+                    let credit = if control {
+                        Credit::None
+                    } else {
+                        Credit::Slot(slot)
+                    };
+                    // The slot is freed when the message is taken (or dropped, for a
+                    // `Down` of a monitor taken back).
+                    node::mailbox::file(Entry::new(route.from, tag, frame, body, credit));
+                } else {
+                    // For a process below this one: the slot stays taken until the
+                    // message is handed on, so that a child that does not read holds
+                    // back its senders, not this process's memory.
+                    let credit = if control {
+                        Credit::None
+                    } else {
+                        Credit::Slot(slot)
+                    };
+                    node::route::from_parent(route, frame, credit, control);
+                }
+            }
         }
         Ok(true)
     }
 
     /// Marks the message in `slot` as taken, counts it, and tells a parent that waits
     /// for room. The mark comes first: a parent that sees the count sees the mark.
-    fn took_one(&mut self, slot: u32) {
+    pub(crate) fn took_one(&self, slot: u32) {
+        if slot == NO_SLOT {
+            return;
+        }
         self.taken.mark(slot);
         self.mail.child_took.fetch_add(1, SeqCst);
         if self.mail.parent_waits.swap(0, SeqCst) != 0 {
             // A parent that is gone needs no notice.
-            let _ = write_frame(&self.writer, &protocol::room_frame(kind::TO_PARENT_ROOM));
+            let writer = self.lock_write();
+            let _ = write_frame(&*writer, &protocol::room_frame(kind::TO_PARENT_ROOM));
         }
     }
 
+    /// Writes a control frame of the node to the parent: counted against no grant.
+    /// Returns whether it was written.
+    pub(crate) fn send_control(&self, frame: &[u8]) -> bool {
+        let writer = self.lock_write();
+        write_frame(&*writer, frame).is_ok()
+    }
+
     fn has_room(&self) -> bool {
-        self.sent < self.mail.parent_grants.load(SeqCst)
+        self.sent.load(SeqCst) < self.mail.parent_grants.load(SeqCst)
+    }
+
+    /// Sends a sealed frame to the parent, counted against the room it granted; waits
+    /// for room when `wait`. A frame not sent is handed back with the error.
+    pub(crate) fn send_frame(
+        &self,
+        frame: Vec<u8>,
+        wait: bool,
+    ) -> Result<(), (SendError, Vec<u8>)> {
+        loop {
+            if self.ended.load(SeqCst) {
+                return Err((SendError::Ended, frame));
+            }
+            {
+                let writer = self.lock_write();
+                if self.has_room() {
+                    if write_frame(&*writer, &frame).is_err() {
+                        return Err((SendError::Ended, frame));
+                    }
+                    self.sent.fetch_add(1, SeqCst);
+                    return Ok(());
+                }
+            }
+            if !wait {
+                return Err((SendError::Full, frame));
+            }
+            self.mail.child_waits.store(1, SeqCst);
+            if self.has_room() {
+                continue;
+            }
+            // Wait for a room notice; messages that arrive meanwhile are queued. A
+            // thread that reads already will see the notice, and the page says the rest.
+            match self.try_lock_read() {
+                Some(mut rs) => {
+                    if self
+                        .read_one(&mut rs, Some(Instant::now() + Duration::from_secs(1)))
+                        .is_err()
+                    {
+                        return Err((SendError::Ended, frame));
+                    }
+                }
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    /// Takes the oldest message of the node tagged `tag`, waiting until `deadline`;
+    /// hands its sender and body to `take`. The messages of the node are filed in the
+    /// node's mailbox by whoever reads: the event loop, once this process has children
+    /// of its own (it reads the socket whenever no section does, and files what its
+    /// children send too), or else the caller, here.
+    pub(crate) fn receive_node(
+        &self,
+        tag: u64,
+        deadline: Option<Instant>,
+        take: &mut dyn FnMut(Pid, &[u8]),
+    ) -> Result<(), RecvError> {
+        loop {
+            if let Some(entry) = node::mailbox::take(tag) {
+                take(entry.from, entry.body());
+                return Ok(());
+            }
+            let ended = self.ended.load(SeqCst);
+            if self.loop_key.get().is_some() || ended {
+                if ended && !node::local::has_children() {
+                    return Err(RecvError::Ended);
+                }
+                if !node::mailbox::wait(tag, deadline) {
+                    return Err(RecvError::Timeout);
+                }
+                continue;
+            }
+            let read = {
+                let mut rs = self.lock_read();
+                self.read_one(&mut rs, deadline)?
+            };
+            if !read && deadline.is_some_and(|d| Instant::now() >= d) {
+                // A last look before giving up.
+                if let Some(entry) = node::mailbox::take(tag) {
+                    take(entry.from, entry.body());
+                    return Ok(());
+                }
+                return Err(RecvError::Timeout);
+            }
+        }
     }
 }
 
-impl __Port for ChildPort {
+impl __Port for PairPort {
     fn frame_prefix(&self, tag: u64) -> Vec<u8> {
         protocol::message_prefix(&TO_PARENT, tag)
     }
@@ -168,27 +438,8 @@ impl __Port for ChildPort {
         wait: bool,
     ) -> Result<(), SendError> {
         let frame = protocol::seal(frame, type_name)?;
-        while !self.has_room() {
-            if self.ended {
-                return Err(SendError::Ended);
-            }
-            if !wait {
-                return Err(SendError::Full);
-            }
-            self.mail.child_waits.store(1, SeqCst);
-            if self.has_room() {
-                break;
-            }
-            // Wait for a room notice; messages that arrive meanwhile are queued.
-            self.read_one(Some(Instant::now() + Duration::from_secs(1)))
-                .map_err(|_| SendError::Ended)?;
-        }
-        if self.ended {
-            return Err(SendError::Ended);
-        }
-        write_frame(&self.writer, &frame).map_err(|_| SendError::Ended)?;
-        self.sent += 1;
-        Ok(())
+        let port = port().ok_or(SendError::Ended)?;
+        port.send_frame(frame, wait).map_err(|(e, _)| e)
     }
 
     fn recv(
@@ -197,26 +448,24 @@ impl __Port for ChildPort {
         deadline: Option<Instant>,
         take: &mut dyn FnMut(&[u8]),
     ) -> Result<(), RecvError> {
+        let port = port().ok_or(RecvError::Ended)?;
+        let mut rs = port.lock_read();
         let mut looked = 0;
         loop {
-            if let Some(i) = self
-                .queue
-                .iter()
-                .skip(looked)
-                .position(|(t, _, _)| *t == tag)
-            {
-                let (_, slot, frame) = self.queue.remove(looked + i).expect("found above");
-                self.took_one(slot);
-                take(&frame.payload()[TO_CHILD.body..]);
+            if let Some(i) = rs.queue.iter().skip(looked).position(|q| q.tag == tag) {
+                let q = rs.queue.remove(looked + i).expect("found above");
+                drop(rs);
+                port.took_one(q.slot);
+                take(&q.frame.payload()[TO_CHILD.body..]);
                 return Ok(());
             }
-            looked = self.queue.len();
-            if self.ended {
+            looked = rs.queue.len();
+            if port.ended.load(SeqCst) {
                 return Err(RecvError::Ended);
             }
             // A read may time out before the deadline (the socket's timeout is only
             // reset when it must change): only the deadline ends the wait.
-            if !self.read_one(deadline)? && deadline.is_some_and(|d| Instant::now() >= d) {
+            if !port.read_one(&mut rs, deadline)? && deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvError::Timeout);
             }
         }

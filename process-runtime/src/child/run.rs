@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use super::engine;
 use super::entry::exit_code;
 use super::fault::Injector;
-use super::port::ChildPort;
+use super::port;
 use crate::beacon::{ChildTimers, MailCounters, Taken};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader};
 use crate::wire::protocol::{self, Mode, ReportTimers, ToChild, ToParent, POSTCARD_LIMITS};
-use crate::{Context, Lifecycle, Process, ProcessError};
+use crate::{Context, Lifecycle, Pid, Process, ProcessError};
 
 /// What a registered type's entry point receives.
 pub(crate) struct ChildRun {
@@ -81,6 +81,7 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
     } = run;
     crate::shutdown::set_parent_stop(stop, parent_stop);
     let Ok(ToChild::Start {
+        pid,
         config,
         attempt,
         mode,
@@ -98,6 +99,7 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
         ),
     };
     drop(frame);
+    crate::node::local::set_self(pid);
     fault.after_start(&writer);
     engine::panic_location::install();
     // Stop requests arrive through the shared page, and messages are read by the
@@ -106,8 +108,9 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
     if !sys::parent_death_signal_armed() {
         exit_with_parent(parent_pid);
     }
-    let port = ChildPort::new(reader, writer.clone(), mail, taken);
+    let port = port::install(reader, writer.clone(), mail, taken);
     let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt)
+        .__with_ids(pid, pid.parent().unwrap_or(Pid::ROOT))
         .__with_timers(timers.timers, timers.written)
         .__with_port(Box::new(port));
     let mut failed = false;
@@ -155,6 +158,9 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
             exit_code::FAILED,
         ),
     };
+    // What this process's router still holds (the ends of its own children, on their
+    // way to the root) goes before the report.
+    crate::node::router::flush(std::time::Duration::from_secs(1));
     if write_frame(&writer, &report).is_err() {
         sys::exit_now(exit_code::PARENT_GONE);
     }

@@ -271,7 +271,7 @@ impl Attempt {
         // A kill requested while this child was being spawned was aimed at the
         // previous one: it applies to this one. Checked under the lock that publishes
         // the new pid, so no request can fall between the two.
-        if inner.kill_requested {
+        if inner.kill_requested || inner.signal.is_some() {
             let _ = sys::kill_group(child.id());
         }
         drop(inner);
@@ -404,12 +404,32 @@ impl Attempt {
     }
 
     /// A message, a room notice, or the report.
-    fn on_running_frame(&mut self, frame: Frame, shared: &Shared) -> Option<AttemptEnd> {
+    fn on_running_frame(&mut self, frame: Frame, shared: &Arc<Shared>) -> Option<AttemptEnd> {
         let kind = protocol::kind_of(frame.payload(), &protocol::TO_PARENT);
         if let Ok(Kind::Other) = kind {
             return Some(self.on_report(frame, shared));
         }
         let mut inner = shared.lock();
+        if let Ok(Kind::Routed(tag)) = kind {
+            // Counted against the grant like any message: the router gives the room
+            // back once it is handed on, or the receiver once it is taken here.
+            let routed = mailbox::count_received(&mut inner);
+            drop(inner);
+            return match routed
+                .and_then(|()| crate::node::route::from_child(shared, tag, frame, false))
+            {
+                Ok(()) => None,
+                Err(e) => Some(self.refuse(shared, e)),
+            };
+        }
+        if let Ok(Kind::Control(tag)) = kind {
+            // Not counted: control never waits behind messages.
+            drop(inner);
+            return match crate::node::route::from_child(shared, tag, frame, true) {
+                Ok(()) => None,
+                Err(e) => Some(self.refuse(shared, e)),
+            };
+        }
         let delivered = match kind {
             Ok(Kind::Message(tag)) => mailbox::on_message(&mut inner, tag, frame),
             Ok(_) => {

@@ -190,11 +190,20 @@ fn lock_outbox(shared: &Shared) -> MutexGuard<'_, Outbox> {
 /// Sends a sealed message frame to the process's child, waiting for room when `wait`.
 /// The frame's slot is written here, once the outbox has one for it.
 pub(crate) fn tell(shared: &Shared, frame: Vec<u8>, wait: bool) -> Result<(), SendError> {
+    tell_frame(shared, frame, wait).map_err(|(e, _)| e)
+}
+
+/// [`tell`], handing the frame back when it is not sent.
+pub(crate) fn tell_frame(
+    shared: &Shared,
+    frame: Vec<u8>,
+    wait: bool,
+) -> Result<(), (SendError, Vec<u8>)> {
     loop {
         let mut out = lock_outbox(shared);
         let live = Live::of(&shared.lock());
         if live.over {
-            return Err(SendError::Ended);
+            return Err((SendError::Ended, frame));
         }
         let backlog = out.follow(live.serial, live.beacon.as_ref());
         out.trim();
@@ -214,7 +223,7 @@ pub(crate) fn tell(shared: &Shared, frame: Vec<u8>, wait: bool) -> Result<(), Se
             }
         }
         if !wait {
-            return Err(SendError::Full);
+            return Err((SendError::Full, frame));
         }
         if let Some(beacon) = &live.beacon {
             beacon.mail().parent_waits.store(1, SeqCst);
@@ -437,6 +446,26 @@ fn deliver(
     }
     take(&frame.payload()[TO_PARENT.body..]);
     Ok(())
+}
+
+/// Writes a notice or reply of the node to the live attempt, in no slot of its
+/// mailbox; nothing happens when no attempt is live (a new attempt knows nothing of
+/// what the last one asked).
+pub(crate) fn write_control(shared: &Shared, frame: &[u8]) {
+    let _out = lock_outbox(shared);
+    let conn = shared.lock().inbox.conn.clone();
+    if let Some(conn) = conn {
+        let _ = write_frame(&conn, frame);
+    }
+}
+
+/// A message of the node the child sent was handed on (or dropped): it no longer takes
+/// room in this mailbox, so the child may send one more.
+pub(crate) fn grant_forwarded(shared: &Shared) {
+    let notice = grant_one(&mut shared.lock());
+    if let Some(conn) = notice {
+        send_room_notice(shared, &conn);
+    }
 }
 
 /// Grants the live attempt room for one more message; returns its socket when it

@@ -21,6 +21,8 @@ pub(crate) enum Ending {
     TimedOut { section: Section, limit: Duration },
     /// End-of-file without a report, in `section` as the beacon last said.
     Vanished { section: Option<Section> },
+    /// Killed by an exit signal it did not trap, which makes this error.
+    Signalled(ProcessError),
 }
 
 /// The facts around an attempt's end.
@@ -75,6 +77,7 @@ pub(crate) fn decide(ending: Ending, c: Circumstances) -> Decision {
             section,
             exit: c.exit,
         },
+        Ending::Signalled(error) => error,
     };
     if c.handling_error {
         Decision::Fail(failure)
@@ -132,6 +135,33 @@ mod tests {
                 last_life: true,
                 after: crashed()
             }
+        );
+    }
+
+    #[test]
+    fn an_exit_signal_is_a_failure_that_costs_a_life_and_a_kill_wins_over_it() {
+        let linked = ProcessError::Exited {
+            from: crate::Pid::ROOT,
+            reason: Box::new(crate::node::ExitReason::Shutdown),
+        };
+        assert_eq!(
+            decide(Ending::Signalled(linked.clone()), facts(1, 2)),
+            Decision::Retry {
+                last_life: true,
+                after: linked.clone()
+            }
+        );
+        assert_eq!(
+            decide(Ending::Signalled(linked.clone()), facts(2, 2)),
+            Decision::HandleError(linked.clone())
+        );
+        let killed = Circumstances {
+            kill_requested: true,
+            ..facts(1, 2)
+        };
+        assert_eq!(
+            decide(Ending::Signalled(linked), killed),
+            Decision::Fail(ProcessError::Killed)
         );
     }
 

@@ -173,6 +173,38 @@ pub(crate) fn kick(key: usize) {
     }
 }
 
+/// The key of this process's own socket to its parent, when the loop watches it (a
+/// child that started children of its own: see `child/port.rs`). No entry has it.
+const PORT_KEY: usize = usize::MAX - 1;
+
+/// Watches this child's socket to its parent, so that what comes down for the
+/// processes below it is handed on while none of its sections reads; returns the key
+/// to re-arm it with. `None` without a loop.
+pub(crate) fn watch_port(socket: BorrowedFd<'_>) -> Option<usize> {
+    let Some(Ok(reactor)) = REACTOR.get() else {
+        return None;
+    };
+    // SAFETY: the socket is the child's port to its parent, which lives as long as the
+    // process.
+    match unsafe {
+        reactor
+            .poller
+            .add(&socket, polling::Event::readable(PORT_KEY))
+    } {
+        Ok(()) => Some(PORT_KEY),
+        Err(e) => {
+            tracing::warn!("cannot watch the socket to the parent: {e}");
+            None
+        }
+    }
+}
+
+/// Asks the loop to read this child's socket to its parent once, whether it is
+/// readable or not.
+pub(crate) fn kick_port() {
+    kick(PORT_KEY);
+}
+
 /// Takes the loop's interest off `socket` while a caller reads it: otherwise each
 /// message would wake the loop too, for nothing.
 pub(crate) fn disarm(socket: BorrowedFd<'_>, key: usize) {
@@ -363,12 +395,26 @@ fn run(reactor: &Reactor) {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         for key in kicked {
+            if key == PORT_KEY {
+                if let Some(port) = crate::child::port::port() {
+                    let _ = catch_unwind(AssertUnwindSafe(|| port.read_from_loop()));
+                }
+                continue;
+            }
             drive(poller, &mut slots, &mut timers, key, |s, p| {
                 s.on_ready(p, key, now);
             });
         }
         for event in events.iter() {
             let key = event.key;
+            if key == PORT_KEY {
+                if let Some(port) = crate::child::port::port() {
+                    if catch_unwind(AssertUnwindSafe(|| port.read_from_loop())).is_err() {
+                        tracing::error!("reading the socket to the parent panicked");
+                    }
+                }
+                continue;
+            }
             drive(poller, &mut slots, &mut timers, key, |s, p| {
                 s.on_ready(p, key, now);
             });

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::shared::{End, Inner, Output, Reaping, Shared};
 use crate::beacon::AttemptTimers;
+use crate::node::ExitReason;
 use crate::{sys, Exit, ProcessError};
 
 /// Reaps the child of a decided process and publishes the end.
@@ -99,9 +100,21 @@ pub(crate) fn publish(
     if let Some(t) = timers {
         let _ = shared.timers.set(t);
     }
+    crate::node::local::remove_child(shared.id);
+    let reason = match &report {
+        Ok(_) => ExitReason::Normal,
+        // Ended by `node::exit`: with the reason it was given, as in Erlang.
+        Err(ProcessError::Exited { reason, .. }) => (**reason).clone(),
+        Err(e) => ExitReason::Error(e.clone()),
+    };
+    // Its name is freed before the end is published, and its monitors fire after:
+    // whoever the end wakes finds the name free, whoever a `Down` wakes finds the
+    // handle's `result()` ready.
+    let downs = crate::node::control::ended(shared.id, reason);
     shared.update(|inner| {
         inner.end = Some(End { report, exit });
         inner.beacon = None;
         inner.live_pid = None;
     });
+    downs.send();
 }

@@ -18,7 +18,7 @@ use super::reading::Reading;
 use super::wakers::Wakers;
 use crate::beacon::{AttemptTimers, Beacon};
 use crate::wire::channel::Frame;
-use crate::{sys, Exit, ProcessConfig, ProcessError};
+use crate::{sys, Exit, Pid, ProcessConfig, ProcessError};
 
 /// The output bytes of a finished process, kept inside the frame they arrived in.
 #[derive(Debug)]
@@ -48,6 +48,8 @@ impl Output {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: ProcessConfig,
+    /// The process's pid in the node, the same for every attempt.
+    pub(crate) id: Pid,
     pub(crate) timers: OnceLock<AttemptTimers>,
     inner: Mutex<Inner>,
     changed: Condvar,
@@ -89,6 +91,9 @@ pub(crate) struct Inner {
     pub(crate) reaping: Option<Reaping>,
     pub(crate) stop_requested: bool,
     pub(crate) kill_requested: bool,
+    /// An exit signal the process does not trap ended (or is to end) the attempt: the
+    /// error it fails with.
+    pub(crate) signal: Option<ProcessError>,
     /// Attempts started so far.
     pub(crate) attempts: u32,
     /// Messages from the child.
@@ -121,10 +126,11 @@ impl Inner {
 }
 
 impl Shared {
-    pub(crate) fn new(config: ProcessConfig) -> Self {
+    pub(crate) fn new(config: ProcessConfig, id: Pid) -> Self {
         let outbox = Outbox::new(config.mailbox);
         Self {
             config,
+            id,
             timers: OnceLock::new(),
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
@@ -227,6 +233,22 @@ impl Shared {
         inner.stop_requested = true;
         if let Some(beacon) = &inner.beacon {
             beacon.request_stop();
+        }
+    }
+
+    /// An exit signal the process does not trap (`node::link`, `node::exit`): the
+    /// running attempt is killed at once and fails with `error`, a failure like any
+    /// other (lives apply). Nothing happens once the outcome is decided.
+    pub(crate) fn exit_signal(&self, error: ProcessError) {
+        let mut inner = self.lock();
+        if inner.decided || inner.finished() || inner.signal.is_some() {
+            return;
+        }
+        inner.signal = Some(error);
+        if let Some(pid) = inner.live_pid {
+            if let Err(e) = sys::kill_group(pid) {
+                tracing::warn!(process = %self.config.name, pid, "kill failed: {e}");
+            }
         }
     }
 

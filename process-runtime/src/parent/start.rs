@@ -11,7 +11,7 @@ use super::supervisor::Supervisor;
 use super::tree;
 use crate::wire::handoff::MARKER;
 use crate::wire::protocol::POSTCARD_LIMITS;
-use crate::{child, sys, Process, ProcessConfig, ProcessError};
+use crate::{child, node, sys, Process, ProcessConfig, ProcessError};
 
 /// Starts `obj` with `config`; returns what its handle shares with the supervisor.
 pub(crate) fn start<T: Process>(
@@ -43,15 +43,27 @@ pub(crate) fn start<T: Process>(
     // Refused while a shutdown stops every process; otherwise registered once running,
     // so that a shutdown finds it.
     let ticket = tree::begin_start()?;
-    let shared = Arc::new(Shared::new(config));
+    let shared = Arc::new(Shared::new(config, node::local::new_child_pid()?));
     let mut supervisor = Supervisor::new(
         Arc::clone(&shared),
         T::__registration().tag(),
         state,
         options,
     );
-    supervisor.spawn_first()?;
+    // In the node's table before it exists, so that what is sent to it meanwhile
+    // waits in its mailbox.
+    node::local::enter_child(&shared);
+    node::control::born(shared.id);
+    if let Err(e) = supervisor.spawn_first() {
+        node::local::remove_child(shared.id);
+        node::control::ended(shared.id, node::ExitReason::Error(e.clone())).send();
+        return Err(e);
+    }
     reactor::adopt(supervisor)?;
+    if let Some(port) = child::port::port() {
+        // This child is a parent now: its event loop reads from its own parent too.
+        port.watch_from_loop();
+    }
     ticket.register(&shared);
     Ok(shared)
 }

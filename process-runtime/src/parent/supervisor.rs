@@ -134,6 +134,7 @@ impl Supervisor {
         let number = self.shared.lock().attempts + u32::from(new_life);
         let start = protocol::encode(&ToChild::Start {
             tag: self.tag,
+            pid: self.shared.id,
             config: self.shared.config.clone(),
             attempt: number,
             mode,
@@ -450,16 +451,22 @@ impl Supervisor {
         exit: Exit,
         now: Instant,
     ) {
-        let facts = {
-            let inner = self.shared.lock();
-            Circumstances {
+        let (facts, signal) = {
+            let mut inner = self.shared.lock();
+            let facts = Circumstances {
                 attempt: number,
                 lives: self.shared.config.lives,
                 handling_error,
                 stop_requested: inner.stop_requested,
                 kill_requested: inner.kill_requested,
                 exit,
-            }
+            };
+            (facts, inner.signal.take())
+        };
+        // A child killed by an exit signal fails with the signal's error.
+        let ending = match (signal, ending) {
+            (Some(error), Ending::Vanished { .. }) => Ending::Signalled(error),
+            (_, ending) => ending,
         };
         let new_life = match policy::decide(ending, facts) {
             Decision::Deliver => {
@@ -488,6 +495,13 @@ impl Supervisor {
                 false
             }
         };
+        // The process starts again in a new child: whatever the last one started died
+        // with it (or ended before it), and what it set up in the node goes with it.
+        // (The child that only runs `error` is the end of the same attempt: the end
+        // comes right after it, and cleans up everything.)
+        if new_life {
+            crate::node::control::attempt_ended(self.shared.id);
+        }
         match self.spawn(self.mode.clone(), new_life) {
             Ok(next) => {
                 self.stage = Stage::Live(next);

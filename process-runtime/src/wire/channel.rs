@@ -52,6 +52,11 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
+    /// A frame whose payload is `data`, made in this process.
+    pub(crate) fn owned(data: Vec<u8>) -> Self {
+        Self { data, start: 0 }
+    }
+
     pub(crate) fn payload(&self) -> &[u8] {
         &self.data[self.start..]
     }

@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::wire::handoff::SECRET_LEN;
-use crate::{ProcessConfig, ProcessError, SendError};
+use crate::{Pid, ProcessConfig, ProcessError, SendError};
 use process_core::{__NamedTimers, __SparseTimer};
 
 /// What to tell a user whose type postcard rejects: the serde shapes it cannot carry.
@@ -28,7 +28,7 @@ pub(crate) const POSTCARD_LIMITS: &str = "postcard, the wire format, does not su
 /// First bytes of every handshake: identifies the peer as this library.
 pub(crate) const MAGIC: [u8; 8] = *b"PRCSRT\r\n";
 /// Bumped whenever a frame's encoding changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 /// Largest handshake frame: it is read before the peer is authenticated.
 pub(crate) const MAX_HELLO_FRAME: usize = 1024;
 /// Largest frame after the handshake (states and outputs travel in one frame).
@@ -61,6 +61,8 @@ pub(crate) enum ToChild<'a> {
     /// Run `tag` from `state`.
     Start {
         tag: &'a str,
+        /// The process's pid in the node.
+        pid: Pid,
         config: ProcessConfig,
         attempt: u32,
         mode: Mode,
@@ -130,6 +132,15 @@ pub(crate) mod kind {
     pub(crate) const TO_PARENT_MESSAGE: u8 = 2;
     /// The child took messages while the parent waited for room in its mailbox.
     pub(crate) const TO_PARENT_ROOM: u8 = 3;
+    /// A message of the node (`node::send`) on its way to the child or below it.
+    pub(crate) const TO_CHILD_ROUTED: u8 = 3;
+    /// A message of the node from the child or below it, for the parent or beyond.
+    pub(crate) const TO_PARENT_ROUTED: u8 = 4;
+    /// A request of the node's own (a monitor, a registration, a process's end) from
+    /// the child or below it, for the root: laid out as `TO_PARENT_ROUTED`, and not
+    /// counted against the child's grant (control never waits behind data). Notices
+    /// and replies of the node to the child are `TO_CHILD_ROUTED` frames in no slot.
+    pub(crate) const TO_PARENT_CONTROL: u8 = 5;
 }
 
 /// How message and room frames are laid out in one direction.
@@ -139,12 +150,20 @@ pub(crate) mod kind {
 /// picks it, the child marks it taken in the shared page: see `parent/mailbox.rs`),
 /// then the message's postcard bytes, from [`Direction::body`] on. A room notice is its
 /// kind alone.
+///
+/// A message of the node (`node::send`, which may come from and go to any process of
+/// the tree) is laid out the same way up to the body, with its own kind, and then
+/// carries its [`Route`] (postcard: the sender's and the receiver's pids) before the
+/// body. To the child it takes a slot of the child's mailbox like any message, so that
+/// the node's messages and the pair's share one bound.
 #[derive(Debug)]
 pub(crate) struct Direction {
     /// The first byte of a message.
     pub(crate) message: u8,
     /// The first byte of a room notice.
     pub(crate) room: u8,
+    /// The first byte of a message of the node.
+    pub(crate) routed: u8,
     /// Where a message's body starts in its payload.
     pub(crate) body: usize,
 }
@@ -153,6 +172,7 @@ pub(crate) struct Direction {
 pub(crate) const TO_CHILD: Direction = Direction {
     message: kind::TO_CHILD_MESSAGE,
     room: kind::TO_CHILD_ROOM,
+    routed: kind::TO_CHILD_ROUTED,
     body: SLOT + 4,
 };
 
@@ -160,8 +180,76 @@ pub(crate) const TO_CHILD: Direction = Direction {
 pub(crate) const TO_PARENT: Direction = Direction {
     message: kind::TO_PARENT_MESSAGE,
     room: kind::TO_PARENT_ROOM,
+    routed: kind::TO_PARENT_ROUTED,
     body: TAG + 8,
 };
+
+/// Who sent a message of the node, and to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Route {
+    pub(crate) from: Pid,
+    pub(crate) to: Pid,
+}
+
+/// The start of a message frame of the node in direction `dir` for `tag` (to the
+/// child, with no slot yet), up to its body; the message's bytes are appended, then
+/// [`seal`] writes the length.
+pub(crate) fn routed_prefix(dir: &Direction, tag: u64, route: Route) -> Vec<u8> {
+    let mut frame = message_prefix(dir, tag);
+    frame[4] = dir.routed;
+    postcard::to_extend(&route, frame).expect("a route always encodes")
+}
+
+/// The route of a message of the node that [`kind_of`] found in `payload`, and where
+/// its body starts in the payload.
+pub(crate) fn route_of(payload: &[u8], dir: &Direction) -> Result<(Route, usize), ProcessError> {
+    let header = payload.get(dir.body..).ok_or_else(|| {
+        ProcessError::Protocol("malformed message frame of the node: no route".into())
+    })?;
+    let (route, rest): (Route, _) = postcard::take_from_bytes(header)
+        .map_err(|e| ProcessError::Protocol(format!("malformed message frame of the node: {e}")))?;
+    if !route.from.__is_valid() || !route.to.__is_valid() {
+        return Err(ProcessError::Protocol(
+            "malformed message frame of the node: a pid no process can have".into(),
+        ));
+    }
+    Ok((route, payload.len() - rest.len()))
+}
+
+/// A control frame of the node to the root: laid out as a message of the node up, with
+/// its own kind.
+pub(crate) fn control_up(tag: u64, route: Route, body: &[u8]) -> Vec<u8> {
+    let mut frame = routed_prefix(&TO_PARENT, tag, route);
+    frame[4] = kind::TO_PARENT_CONTROL;
+    frame.extend_from_slice(body);
+    seal_len(frame)
+}
+
+/// A notice or reply of the node to a child, in no slot of its mailbox.
+pub(crate) fn control_down(tag: u64, route: Route, body: &[u8]) -> Vec<u8> {
+    let mut frame = routed_prefix(&TO_CHILD, tag, route);
+    frame.extend_from_slice(body);
+    seal_len(frame)
+}
+
+/// A message of the node that came up from a child, laid out to go down to another
+/// child (a whole frame, with no slot yet).
+pub(crate) fn reroute_down(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(4 + payload.len() + 4);
+    frame.extend_from_slice(&[0; 4]);
+    frame.push(TO_CHILD.routed);
+    frame.extend_from_slice(&payload[TAG..TAG + 8]);
+    frame.extend_from_slice(&NO_SLOT.to_le_bytes());
+    frame.extend_from_slice(&payload[TO_PARENT.body..]);
+    seal_len(frame)
+}
+
+/// Writes the length of a frame no larger than one that was read.
+fn seal_len(mut frame: Vec<u8>) -> Vec<u8> {
+    let len = u32::try_from(frame.len() - 4).expect("no larger than a frame read");
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    frame
+}
 
 /// Where a message's tag starts in its payload.
 const TAG: usize = 1;
@@ -170,7 +258,7 @@ const SLOT: usize = TAG + 8;
 
 /// The slot a message to the child carries until [`set_slot`] writes its own: none a
 /// mailbox has, so that a frame sent without one is refused.
-const NO_SLOT: u32 = u32::MAX;
+pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 /// The start of a message frame in direction `dir` for `tag` (to the child, with no
 /// slot yet); the message's bytes are appended, then [`seal`] writes the length.
@@ -229,6 +317,11 @@ pub(crate) enum Kind {
     Message(u64),
     /// A room notice.
     Room,
+    /// A message of the node with this tag; its [`Route`] follows at its direction's
+    /// [`body`](Direction::body).
+    Routed(u64),
+    /// A control frame of the node (to the parent only), laid out as `Routed`.
+    Control(u64),
     /// Something else: a start or a report, for postcard to decode.
     Other,
 }
@@ -239,16 +332,25 @@ pub(crate) enum Kind {
 pub(crate) fn kind_of(payload: &[u8], dir: &Direction) -> Result<Kind, ProcessError> {
     let malformed = |what: &str| ProcessError::Protocol(format!("malformed message frame: {what}"));
     match payload.first() {
-        Some(&k) if k == dir.message => {
+        Some(&k)
+            if k == dir.message
+                || k == dir.routed
+                || (dir.routed == kind::TO_PARENT_ROUTED && k == kind::TO_PARENT_CONTROL) =>
+        {
             let tag = payload
                 .get(TAG..TAG + 8)
                 .ok_or_else(|| malformed("no type tag"))?;
             if payload.len() < dir.body {
                 return Err(malformed("no slot"));
             }
-            Ok(Kind::Message(u64::from_le_bytes(
-                tag.try_into().expect("8 bytes"),
-            )))
+            let tag = u64::from_le_bytes(tag.try_into().expect("8 bytes"));
+            Ok(if k == dir.message {
+                Kind::Message(tag)
+            } else if k == dir.routed {
+                Kind::Routed(tag)
+            } else {
+                Kind::Control(tag)
+            })
         }
         Some(&k) if k == dir.room => {
             if payload.len() == 1 {

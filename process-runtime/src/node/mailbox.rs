@@ -1,0 +1,175 @@
+//! The node's messages filed in this process, with its notices (`Down`, `Exit`, the
+//! root's answers), until `node::receive` takes them.
+//!
+//! Everything of the node for this process is filed here, whoever read it: the event
+//! loop (from this process's children, and, in a child that has children of its own,
+//! from its parent), or the thread that receives (a child with no children reads its
+//! socket itself: see `child/port.rs`).
+//!
+//! Each message holds its [`Credit`]: the room it takes in its sender's grant, given
+//! back when it is taken, so that a child that sends to a parent that does not receive
+//! is held back by the bound of the parent's mailbox, not let grow it.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use super::control;
+use super::types::{Down, MonitorRef};
+use super::Credit;
+use crate::wire::channel::Frame;
+use crate::Pid;
+
+/// A message of the node, filed.
+pub(crate) struct Entry {
+    pub(crate) from: Pid,
+    pub(crate) tag: u64,
+    frame: Frame,
+    /// Where the body starts in the frame's payload.
+    body: usize,
+    /// Given back when the entry is dropped (taken, or dropped with the mailbox).
+    _credit: Credit,
+}
+
+impl Entry {
+    pub(crate) fn new(from: Pid, tag: u64, frame: Frame, body: usize, credit: Credit) -> Self {
+        Self {
+            from,
+            tag,
+            frame,
+            body,
+            _credit: credit,
+        }
+    }
+
+    /// The message's postcard bytes.
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.frame.payload()[self.body..]
+    }
+}
+
+#[derive(Default)]
+struct Mailbox {
+    entries: VecDeque<Entry>,
+    /// Threads waiting in [`wait`]: only then does filing wake anyone.
+    waiters: u32,
+}
+
+static MAILBOX: Mutex<Mailbox> = Mutex::new(Mailbox {
+    entries: VecDeque::new(),
+    waiters: 0,
+});
+static FILED: Condvar = Condvar::new();
+
+fn lock() -> MutexGuard<'static, Mailbox> {
+    MAILBOX.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The monitors of this process whose `Down` has not come yet.
+static ACTIVE: Mutex<BTreeSet<MonitorRef>> = Mutex::new(BTreeSet::new());
+
+fn active() -> MutexGuard<'static, BTreeSet<MonitorRef>> {
+    ACTIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A monitor was made: its `Down` is wanted.
+pub(crate) fn monitor_made(mref: MonitorRef) {
+    active().insert(mref);
+}
+
+/// Whether a message of the node tagged `tag` with `body` is to be filed: anything but
+/// a `Down` of a monitor not active (taken back, or whose `Down` came already). A
+/// `Down` that is filed makes its monitor inactive: exactly one per monitor.
+pub(crate) fn wanted(tag: u64, body: &[u8]) -> bool {
+    if tag != control::down_tag() {
+        return true;
+    }
+    match postcard::from_bytes::<Down>(body) {
+        Ok(down) => active().remove(&down.monitor),
+        Err(_) => true,
+    }
+}
+
+/// Takes a monitor back: no `Down` of it is taken from now on, and one already filed
+/// is removed. Returns whether its `Down` had not come yet.
+pub(crate) fn demonitor(mref: MonitorRef) -> bool {
+    let was_active = active().remove(&mref);
+    let tag = control::down_tag();
+    let of_it =
+        |body: &[u8]| postcard::from_bytes::<Down>(body).is_ok_and(|down| down.monitor == mref);
+    // Dropped outside the lock: a dropped message may give back its room.
+    let dropped: VecDeque<Entry> = {
+        let mut mailbox = lock();
+        let (dropped, kept) = std::mem::take(&mut mailbox.entries)
+            .into_iter()
+            .partition(|e| e.tag == tag && of_it(e.body()));
+        mailbox.entries = kept;
+        dropped
+    };
+    drop(dropped);
+    was_active
+}
+
+/// Files a message, waking the receivers that wait.
+pub(crate) fn file(entry: Entry) {
+    if !wanted(entry.tag, entry.body()) {
+        return;
+    }
+    let mut mailbox = lock();
+    mailbox.entries.push_back(entry);
+    if mailbox.waiters > 0 {
+        drop(mailbox);
+        FILED.notify_all();
+    }
+}
+
+/// Takes the oldest message tagged `tag`.
+pub(crate) fn take(tag: u64) -> Option<Entry> {
+    take_from(&mut lock(), tag)
+}
+
+fn take_from(mailbox: &mut Mailbox, tag: u64) -> Option<Entry> {
+    let i = mailbox.entries.iter().position(|e| e.tag == tag)?;
+    mailbox.entries.remove(i)
+}
+
+/// Waits until a message tagged `tag` is filed, or `deadline`; returns whether one is
+/// there (it is not taken).
+pub(crate) fn wait(tag: u64, deadline: Option<Instant>) -> bool {
+    let mut mailbox = lock();
+    loop {
+        if mailbox.entries.iter().any(|e| e.tag == tag) {
+            return true;
+        }
+        let left = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return false,
+            },
+        };
+        mailbox.waiters += 1;
+        mailbox = match left {
+            None => FILED.wait(mailbox).unwrap_or_else(PoisonError::into_inner),
+            Some(left) => {
+                FILED
+                    .wait_timeout(mailbox, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+        mailbox.waiters -= 1;
+    }
+}
+
+/// Takes the oldest message tagged `tag`, waiting until `deadline`.
+pub(crate) fn receive(tag: u64, deadline: Option<Instant>) -> Option<Entry> {
+    loop {
+        if let Some(entry) = take(tag) {
+            return Some(entry);
+        }
+        if !wait(tag, deadline) {
+            return None;
+        }
+    }
+}

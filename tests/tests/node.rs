@@ -1,0 +1,950 @@
+//! The node, end to end: pids, `node::send`/`node::receive`, the registry and monitors,
+//! with real child processes. Where a test ports a case of Erlang/OTP's own suites
+//! (`erts/emulator/test/process_SUITE.erl`, `monitor_SUITE.erl`), it has that case's
+//! name.
+//!
+//! Every process here has a section timeout, so that a test that fails by waiting for
+//! ever ends as a failure instead of a hang.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use process_runtime::node::{self, Down, Exit, ExitReason, MonitorRef, Pid, RegistryError};
+use process_runtime::prelude::*;
+use process_runtime::Exit as ExitStatus;
+use serde::{Deserialize, Serialize};
+
+const SECOND: Duration = Duration::from_secs(1);
+const LONG: Duration = Duration::from_secs(20);
+
+/// The root's mailbox is one for the whole test binary: tests that use it take turns.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---------------------------------------------------------------------------------
+// Pids.
+
+/// What a process knows of its own identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Ids {
+    id: Pid,
+    parent_id: Pid,
+    self_pid: Pid,
+    os_pid: Option<u32>,
+    parent_os_pid: Option<u32>,
+    children: Vec<Ids>,
+}
+
+/// Reports its ids, after starting `nest` levels of processes below it.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Whoami {
+    nest: u32,
+}
+
+impl Lifecycle for Whoami {
+    type Output = Ids;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<Ids, BoxError> {
+        let mut children = Vec::new();
+        if self.nest > 0 {
+            let child = Whoami {
+                nest: self.nest - 1,
+            };
+            for _ in 0..2 {
+                let h = child.start()?;
+                let ids = h.result()?;
+                assert_eq!(ids.id, h.id());
+                children.push(ids);
+            }
+        }
+        Ok(Ids {
+            id: cx.id(),
+            parent_id: cx.parent_id(),
+            self_pid: node::self_pid(),
+            os_pid: node::self_pid().os_pid(),
+            parent_os_pid: cx.parent_id().os_pid(),
+            children,
+        })
+    }
+}
+
+/// Pids are paths from the root (`<0.0>`), the same in the handle, the context and
+/// `node::self_pid()`; a child's parent is the process that started it, at every level;
+/// no number is given out twice.
+#[test]
+fn self_pid_is_a_path_from_the_root() {
+    let _serial = serial();
+    assert_eq!(node::self_pid(), Pid::ROOT);
+    assert_eq!(Pid::ROOT.to_string(), "<0.0>");
+    assert_eq!(Pid::ROOT.os_pid(), Some(std::process::id()));
+    let h = Whoami { nest: 2 }.start().unwrap();
+    let os_pid = h.pid();
+    assert_eq!(h.id().os_pid(), Some(os_pid));
+    let ids = h.result().unwrap();
+    assert_eq!(ids.id, h.id());
+    assert_eq!(ids.self_pid, h.id());
+    assert_eq!(ids.parent_id, Pid::ROOT);
+    assert_eq!(ids.os_pid, Some(os_pid));
+    assert_eq!(ids.parent_os_pid, Some(std::process::id()));
+    assert!(h.id().to_string().starts_with("<0."), "{}", h.id());
+    assert_eq!(h.id().parent(), Some(Pid::ROOT));
+    // Ended: its OS pid is no longer known.
+    assert_eq!(h.id().os_pid(), None);
+
+    let mut seen = HashSet::new();
+    fn walk(ids: &Ids, seen: &mut HashSet<Pid>) {
+        assert!(seen.insert(ids.id), "{} given out twice", ids.id);
+        assert_eq!(ids.self_pid, ids.id);
+        for child in &ids.children {
+            assert_eq!(child.parent_id, ids.id);
+            assert_eq!(child.id.parent(), Some(ids.id));
+            assert_eq!(child.parent_os_pid, ids.os_pid);
+            walk(child, seen);
+        }
+    }
+    walk(&ids, &mut seen);
+    assert_eq!(seen.len(), 1 + 2 + 4);
+    let grandchild = ids.children[1].children[0].id;
+    assert_eq!(grandchild.depth(), 3);
+    assert_eq!(
+        grandchild.to_string(),
+        format!("<0.{}.2.1>", h.id().to_string()[3..].trim_end_matches('>'))
+    );
+}
+
+/// A pid names the process, not an attempt: a restarted process keeps its pid.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, lives = 2, timeout.loop = "30s")]
+struct CrashOnce;
+
+impl Lifecycle for CrashOnce {
+    type Output = (Pid, u32);
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        if cx.attempt() == 1 {
+            std::process::abort();
+        }
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(Pid, u32), BoxError> {
+        Ok((node::self_pid(), cx.attempt()))
+    }
+}
+
+#[test]
+fn a_pid_survives_a_restart() {
+    let _serial = serial();
+    let h = CrashOnce.start().unwrap();
+    assert_eq!(h.result().unwrap(), (h.id(), 2));
+    let other = CrashOnce.start().unwrap();
+    assert_ne!(other.id(), h.id());
+    other.result().unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// send and receive.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Ping(u64);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Pong(u64, Pid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Target(Pid);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Quit;
+
+/// Answers `count` pings, each to whoever sent it, then ends.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(timeout.loop = "30s")]
+struct Echoer {
+    count: u64,
+}
+
+impl Lifecycle for Echoer {
+    type Output = u64;
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        if self.count == 0 {
+            cx.stop();
+            return Ok(());
+        }
+        let (from, Ping(n)) = node::receive_from(LONG)?;
+        node::send(from, &Pong(n, node::self_pid()))?;
+        self.count -= 1;
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<u64, BoxError> {
+        Ok(self.count)
+    }
+}
+
+/// The root and a child, both ways, in order; the sender is known.
+#[test]
+fn send_and_receive_between_the_root_and_a_child() {
+    let _serial = serial();
+    let h = Echoer { count: 50 }.start().unwrap();
+    for n in 0..50 {
+        node::send(h.id(), &Ping(n)).unwrap();
+    }
+    for n in 0..50 {
+        let (from, pong) = node::receive_from::<Pong>(LONG).unwrap();
+        assert_eq!(from, h.id());
+        assert_eq!(pong, Pong(n, h.id()));
+    }
+    assert_eq!(h.result().unwrap(), 0);
+}
+
+/// Sends a ping to the pid the root gives it, and tells the root what came back.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Relay;
+
+impl Lifecycle for Relay {
+    type Output = Pong;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<Pong, BoxError> {
+        let Target(to) = node::receive(LONG)?;
+        node::send(to, &Ping(7))?;
+        let pong: Pong = node::receive(LONG)?;
+        node::send(Pid::ROOT, &pong)?;
+        Ok(pong)
+    }
+}
+
+/// Siblings talk through their parent: a pid travels in a message.
+#[test]
+fn siblings_talk_through_their_parent() {
+    let _serial = serial();
+    let echo = Echoer { count: 1 }.start().unwrap();
+    let relay = Relay.start().unwrap();
+    node::send(relay.id(), &Target(echo.id())).unwrap();
+    assert_eq!(relay.result().unwrap(), Pong(7, echo.id()));
+    let (from, pong) = node::receive_from::<Pong>(LONG).unwrap();
+    assert_eq!((from, pong), (relay.id(), Pong(7, echo.id())));
+    assert_eq!(echo.result().unwrap(), 0);
+}
+
+/// A process with a child of its own: pings it, and lets the root ping it too
+/// (through this process), until the root says it is done.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Middle;
+
+impl Lifecycle for Middle {
+    type Output = Pong;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<Pong, BoxError> {
+        let child = Echoer { count: 2 }.start()?;
+        node::send(child.id(), &Ping(1))?;
+        let pong: Pong = node::receive(LONG)?;
+        cx.tell(&Target(child.id()))?;
+        // The root pings the grandchild meanwhile: this process hands it on.
+        let Quit = cx.listen(LONG)?;
+        assert_eq!(child.result()?, 0);
+        Ok(pong)
+    }
+}
+
+/// A parent and its child at the next level, and the root with its grandchild, both
+/// ways: through the process between them.
+#[test]
+fn send_and_receive_at_any_depth() {
+    let _serial = serial();
+    let h = Middle.start().unwrap();
+    let Target(grandchild) = h.listen(LONG).unwrap();
+    assert_eq!(grandchild.parent(), Some(h.id()));
+    node::send(grandchild, &Ping(2)).unwrap();
+    let (from, pong) = node::receive_from::<Pong>(LONG).unwrap();
+    assert_eq!((from, pong), (grandchild, Pong(2, grandchild)));
+    h.tell(&Quit).unwrap();
+    assert_eq!(h.result().unwrap(), Pong(1, grandchild));
+}
+
+/// Receives nothing: its mailbox fills up.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, mailbox = 2, timeout.loop = "30s")]
+struct Deaf;
+
+impl Lifecycle for Deaf {
+    type Output = ();
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        let Quit = cx.listen(LONG)?;
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// A full mailbox refuses `try_send` and holds `send` back (the node's messages and the
+/// pair's share its bound); a process that has ended is `NoProc`, at once, and so is
+/// a pid nobody ever had.
+#[test]
+fn a_full_mailbox_and_a_process_that_ended() {
+    let _serial = serial();
+    let h = Deaf.start().unwrap();
+    node::try_send(h.id(), &Ping(1)).unwrap();
+    node::try_send(h.id(), &Ping(2)).unwrap();
+    assert_eq!(node::try_send(h.id(), &Ping(3)), Err(SendError::Full));
+    assert_eq!(h.try_tell(&Quit), Err(SendError::Full));
+    // `send` waits for room that never comes, until the process is killed.
+    let id = h.id();
+    let waiter = std::thread::spawn(move || node::send(id, &Ping(3)));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!waiter.is_finished());
+    h.kill();
+    assert_eq!(waiter.join().unwrap(), Err(SendError::NoProc));
+    assert!(h.result().is_err());
+    let start = Instant::now();
+    assert_eq!(node::send(h.id(), &Ping(4)), Err(SendError::NoProc));
+    assert_eq!(node::try_send(h.id(), &Ping(4)), Err(SendError::NoProc));
+    assert!(start.elapsed() < SECOND);
+    let never = Pid::ROOT.__child(u32::MAX - 1).unwrap();
+    assert_eq!(node::send(never, &Ping(5)), Err(SendError::NoProc));
+}
+
+/// What the root sends to itself comes back; selective receive leaves other types
+/// queued in order; a receive with nothing there times out.
+#[test]
+fn the_root_has_a_mailbox() {
+    let _serial = serial();
+    // Types of this test's own, so that no other test's messages are taken.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct First(u32);
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Second(u32);
+    let me = node::self_pid();
+    node::send(me, &First(1)).unwrap();
+    node::send(me, &Second(2)).unwrap();
+    node::send(me, &First(3)).unwrap();
+    assert_eq!(node::receive::<Second>(Duration::ZERO), Ok(Second(2)));
+    assert_eq!(node::receive_from::<First>(None), Ok((me, First(1))));
+    assert_eq!(node::receive::<First>(SECOND), Ok(First(3)));
+    let start = Instant::now();
+    assert_eq!(
+        node::receive::<First>(Duration::from_millis(50)),
+        Err(RecvError::Timeout)
+    );
+    assert!(start.elapsed() >= Duration::from_millis(50));
+}
+
+// ---------------------------------------------------------------------------------
+// The registry.
+
+/// Waits for `Quit` (from the root, with `node::send`), then ends normally; `fail`
+/// makes it end with an error instead.
+#[derive(Process, Serialize, Deserialize, Default, Clone)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Sleeper {
+    fail: bool,
+}
+
+impl Lifecycle for Sleeper {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        let Quit = node::receive(LONG)?;
+        if self.fail {
+            return Err("told to fail".into());
+        }
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// SIGKILL from outside the library, as `kill -9` would.
+fn kill_9(os_pid: u32) {
+    let pid = libc::pid_t::try_from(os_pid).unwrap();
+    // SAFETY: a plain system call on a process of ours.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+}
+
+/// register_SUITE's `otp_8099`: register a fresh process under one name, find it, kill
+/// it (here with SIGKILL from outside), over and over; the name is free again as soon
+/// as the process's end is known.
+#[test]
+fn otp_8099() {
+    let _serial = serial();
+    const NAME: &str = "otp_8099_reg_proc";
+    for _ in 0..20 {
+        let h = Sleeper::default().start().unwrap();
+        node::register(NAME, h.id()).unwrap();
+        assert_eq!(node::whereis(NAME), Some(h.id()));
+        assert!(node::registered().contains(&NAME.to_owned()));
+        kill_9(h.pid());
+        let e = h.result().unwrap_err();
+        assert!(matches!(e, ProcessError::Crashed { .. }), "{e}");
+        assert_eq!(node::whereis(NAME), None);
+        assert!(!node::is_alive(h.id()));
+    }
+}
+
+/// One name per process, one process per name, live processes only; `unregister`
+/// frees a name.
+#[test]
+fn register_refuses_what_erlang_refuses() {
+    let _serial = serial();
+    let a = Sleeper::default().start().unwrap();
+    let b = Sleeper::default().start().unwrap();
+    node::register("a", a.id()).unwrap();
+    assert_eq!(
+        node::register("a", b.id()),
+        Err(RegistryError::Taken {
+            name: "a".into(),
+            holder: a.id()
+        })
+    );
+    assert_eq!(
+        node::register("another", a.id()),
+        Err(RegistryError::AlreadyNamed {
+            pid: a.id(),
+            name: "a".into()
+        })
+    );
+    assert_eq!(node::register("", b.id()), Err(RegistryError::EmptyName));
+    assert_eq!(
+        node::unregister("nobody"),
+        Err(RegistryError::NotRegistered("nobody".into()))
+    );
+    node::unregister("a").unwrap();
+    assert_eq!(node::whereis("a"), None);
+    node::register("a", b.id()).unwrap();
+    node::register("root", Pid::ROOT).unwrap();
+    assert_eq!(node::whereis("root"), Some(Pid::ROOT));
+    for h in [&a, &b] {
+        node::send(h.id(), &Quit).unwrap();
+        h.result().unwrap();
+    }
+    assert_eq!(
+        node::register("late", a.id()),
+        Err(RegistryError::NoProc(a.id()))
+    );
+    assert_eq!(node::whereis("a"), None);
+    node::unregister("root").unwrap();
+    assert!(node::registered().is_empty(), "{:?}", node::registered());
+}
+
+/// Registers itself, looks a name up, and sends to what it found: the registry from a
+/// child.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Named;
+
+impl Lifecycle for Named {
+    type Output = (Option<Pid>, Vec<String>);
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(Option<Pid>, Vec<String>), BoxError> {
+        node::register("named", node::self_pid())?;
+        let taken = node::register("named", node::self_pid());
+        assert!(
+            matches!(taken, Err(RegistryError::Taken { .. })),
+            "{taken:?}"
+        );
+        let boss = node::whereis("boss");
+        if let Some(boss) = boss {
+            node::send(boss, &Ping(node::processes().len() as u64))?;
+        }
+        let Quit = node::receive(LONG)?;
+        Ok((boss, node::registered()))
+    }
+}
+
+#[test]
+fn the_registry_from_a_child() {
+    let _serial = serial();
+    node::register("boss", Pid::ROOT).unwrap();
+    let h = Named.start().unwrap();
+    let Ping(seen) = node::receive(LONG).unwrap();
+    assert!(seen >= 2, "the root and itself at least: {seen}");
+    assert_eq!(node::whereis("named"), Some(h.id()));
+    assert!(node::is_alive(h.id()));
+    node::send(h.id(), &Quit).unwrap();
+    let (boss, names) = h.result().unwrap();
+    assert_eq!(boss, Some(Pid::ROOT));
+    assert_eq!(names, ["boss", "named"]);
+    assert_eq!(node::whereis("named"), None);
+    node::unregister("boss").unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Monitors.
+
+/// The next `Down` of `mref`, skipping notices of other monitors.
+fn expect_down(mref: MonitorRef) -> Down {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let down: Down = node::receive(left).expect("a Down in time");
+        if down.monitor == mref {
+            return down;
+        }
+    }
+}
+
+/// No `Down` at all within a short while.
+fn expect_no_down() {
+    if let Ok(down) = node::receive::<Down>(Duration::from_millis(100)) {
+        panic!("an unexpected notice: {down:?}");
+    }
+}
+
+/// monitor_SUITE's `mon_1`: a normal end, an end with an error, a process already
+/// dead (`NoProc`, at once), and a registered process found by name.
+#[test]
+fn mon_1() {
+    let _serial = serial();
+    // Normal case.
+    let p2 = Sleeper::default().start().unwrap();
+    let r2 = node::monitor(p2.id());
+    assert_eq!(r2.owner(), Pid::ROOT);
+    node::send(p2.id(), &Quit).unwrap();
+    let down = expect_down(r2);
+    assert_eq!(down.pid, p2.id());
+    assert_eq!(down.reason, ExitReason::Normal);
+    // Its end is known to all by the time the Down comes.
+    assert!(!node::is_alive(p2.id()));
+    assert!(!node::processes().contains(&p2.id()));
+    assert!(p2.result_timeout(Duration::ZERO).is_some());
+
+    // 'DOWN' with other reason.
+    let p3 = Sleeper { fail: true }.start().unwrap();
+    let r3 = node::monitor(p3.id());
+    node::send(p3.id(), &Quit).unwrap();
+    let down = expect_down(r3);
+    let ExitReason::Error(e) = down.reason else {
+        panic!("{:?}", down.reason)
+    };
+    assert_eq!(e, p3.result().unwrap_err());
+    assert!(e.to_string().contains("told to fail"), "{e}");
+
+    // Monitor fails because process is dead.
+    let r4 = node::monitor(p3.id());
+    assert_ne!(r4, r3);
+    let down = expect_down(r4);
+    assert_eq!((down.pid, down.reason), (p3.id(), ExitReason::NoProc));
+    let never = Pid::ROOT.__child(u32::MAX - 1).unwrap();
+    assert_eq!(expect_down(node::monitor(never)).reason, ExitReason::NoProc);
+
+    // Normal case (named process).
+    let p5 = Sleeper::default().start().unwrap();
+    node::register("jeeves", p5.id()).unwrap();
+    let r5 = node::monitor(node::whereis("jeeves").unwrap());
+    node::send(p5.id(), &Quit).unwrap();
+    assert_eq!(expect_down(r5).reason, ExitReason::Normal);
+    assert_eq!(node::whereis("jeeves"), None);
+    expect_no_down();
+}
+
+/// monitor_SUITE's `demon_2`: a second demonitor is harmless, monitoring oneself (the
+/// root) brings nothing, and a demonitor before the end means no `Down`.
+#[test]
+fn demon_2() {
+    let _serial = serial();
+    let r1 = node::monitor(node::self_pid());
+    assert!(node::demonitor(r1));
+    assert!(!node::demonitor(r1));
+    expect_no_down();
+
+    let p4 = Sleeper::default().start().unwrap();
+    let r4 = node::monitor(p4.id());
+    assert!(node::demonitor(r4));
+    p4.kill();
+    assert_eq!(p4.result(), Err(ProcessError::Killed));
+    expect_no_down();
+}
+
+/// monitor_SUITE's `demonitor_flush`: four monitors of one process; one taken back
+/// before its end, one after its `Down` arrived (the `Down` is removed), one after: of
+/// the four, only the untouched ones bring a `Down`. Our `demonitor` always flushes,
+/// so `M4` here is taken back like `M3`.
+#[test]
+fn demonitor_flush() {
+    let _serial = serial();
+    let p = Sleeper::default().start().unwrap();
+    let m1 = node::monitor(p.id());
+    let m2 = node::monitor(p.id());
+    let m3 = node::monitor(p.id());
+    let m4 = node::monitor(p.id());
+    assert!(node::demonitor(m1));
+    p.kill();
+    let down = expect_down(m2);
+    assert_eq!(down.reason, ExitReason::Error(ProcessError::Killed));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!node::demonitor(m3), "its Down had arrived");
+    assert!(!node::demonitor(m4), "its Down had arrived");
+    expect_no_down();
+}
+
+/// Monitors stack, each with its own `Down`; a SIGKILL from outside is a crash with
+/// the signal, and the process's name is gone by the time the `Down` arrives.
+#[test]
+fn a_kill_9_from_outside_brings_one_down_per_monitor() {
+    let _serial = serial();
+    let p = Sleeper::default().start().unwrap();
+    node::register("victim", p.id()).unwrap();
+    let refs: Vec<MonitorRef> = (0..3).map(|_| node::monitor(p.id())).collect();
+    kill_9(p.pid());
+    for mref in refs {
+        let down = expect_down(mref);
+        assert_eq!(down.pid, p.id());
+        match down.reason {
+            ExitReason::Error(ProcessError::Crashed { exit, .. }) => {
+                assert_eq!(exit, ExitStatus::Signal(libc::SIGKILL));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(node::whereis("victim"), None);
+    }
+    expect_no_down();
+}
+
+/// Monitors the pid the root gives it and returns the `Down` it gets.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Watcher;
+
+impl Lifecycle for Watcher {
+    type Output = (MonitorRef, Down);
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(MonitorRef, Down), BoxError> {
+        let Target(pid) = node::receive(LONG)?;
+        let mref = node::monitor(pid);
+        cx.tell(&Quit)?;
+        let down: Down = node::receive(LONG)?;
+        Ok((mref, down))
+    }
+}
+
+/// A child monitors its sibling: the `Down` travels from the root to it.
+#[test]
+fn a_child_monitors_its_sibling() {
+    let _serial = serial();
+    let sibling = Sleeper::default().start().unwrap();
+    let watcher = Watcher.start().unwrap();
+    node::send(watcher.id(), &Target(sibling.id())).unwrap();
+    // The monitor is made once the watcher says so.
+    let Quit = watcher.listen(LONG).unwrap();
+    kill_9(sibling.pid());
+    let (mref, down) = watcher.result().unwrap();
+    assert_eq!(mref.owner(), watcher.id());
+    assert_eq!(down.monitor, mref);
+    assert_eq!(down.pid, sibling.id());
+    assert!(matches!(
+        down.reason,
+        ExitReason::Error(ProcessError::Crashed { .. })
+    ));
+    assert!(sibling.result().is_err());
+}
+
+/// The root monitors a process below one of its children: the end is told up the
+/// tree.
+#[test]
+fn the_root_monitors_a_grandchild() {
+    let _serial = serial();
+    let h = Middle.start().unwrap();
+    let Target(grandchild) = h.listen(LONG).unwrap();
+    let mref = node::monitor(grandchild);
+    assert!(node::is_alive(grandchild));
+    assert!(node::processes().contains(&grandchild));
+    node::send(grandchild, &Ping(3)).unwrap();
+    let _: Pong = node::receive(LONG).unwrap();
+    let down = expect_down(mref);
+    assert_eq!((down.pid, down.reason), (grandchild, ExitReason::Normal));
+    assert!(!node::is_alive(grandchild));
+    h.tell(&Quit).unwrap();
+    h.result().unwrap();
+}
+
+/// Starts one child and waits for its result, reading nothing meanwhile: what comes
+/// from the root for the child is handed on by this process's event loop.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct BusyParent {
+    /// Starts a `Named` instead of an `Echoer`.
+    named: bool,
+}
+
+impl Lifecycle for BusyParent {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(), BoxError> {
+        if self.named {
+            let h = Named.start()?;
+            cx.tell(&Target(h.id()))?;
+            h.result()?;
+        } else {
+            let h = Echoer { count: 1 }.start()?;
+            cx.tell(&Target(h.id()))?;
+            h.result()?;
+        }
+        Ok(())
+    }
+}
+
+/// The root's message to a grandchild, and the grandchild's answer, pass through a
+/// parent busy waiting for a result.
+#[test]
+fn a_busy_parent_hands_messages_on() {
+    let _serial = serial();
+    let h = BusyParent { named: false }.start().unwrap();
+    let Target(grandchild) = h.listen(LONG).unwrap();
+    node::send(grandchild, &Ping(9)).unwrap();
+    let (from, pong) = node::receive_from::<Pong>(LONG).unwrap();
+    assert_eq!((from, pong), (grandchild, Pong(9, grandchild)));
+    h.result().unwrap();
+}
+
+/// A grandchild uses the registry (the root's answers come down through its busy
+/// parent) and is found by name; its name goes with it.
+#[test]
+fn a_grandchild_uses_the_registry() {
+    let _serial = serial();
+    node::register("boss", Pid::ROOT).unwrap();
+    let h = BusyParent { named: true }.start().unwrap();
+    let Target(grandchild) = h.listen(LONG).unwrap();
+    let Ping(seen) = node::receive(LONG).unwrap();
+    assert!(seen >= 3, "the root, its child and its grandchild: {seen}");
+    assert_eq!(node::whereis("named"), Some(grandchild));
+    let mref = node::monitor(grandchild);
+    node::send(grandchild, &Quit).unwrap();
+    assert_eq!(expect_down(mref).reason, ExitReason::Normal);
+    assert_eq!(node::whereis("named"), None);
+    h.result().unwrap();
+    node::unregister("boss").unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Links and exit signals.
+
+/// Turns the root's `trap_exit` on for a test, and off again after it.
+struct Trapping;
+
+impl Trapping {
+    fn on() -> Self {
+        node::trap_exit(true);
+        Trapping
+    }
+}
+
+impl Drop for Trapping {
+    fn drop(&mut self) {
+        node::trap_exit(false);
+    }
+}
+
+/// The next `Exit` from `from`, skipping others.
+fn expect_exit(from: Pid) -> Exit {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let exit: Exit = node::receive(left).expect("an Exit in time");
+        if exit.from == from {
+            return exit;
+        }
+    }
+}
+
+/// process_SUITE's `t_exit_2_other`: `exit(Pid, Reason)` ends a linked process that
+/// does not trap exits, and the root, which traps them, gets its `Exit` with that
+/// reason.
+#[test]
+fn t_exit_2_other() {
+    let _serial = serial();
+    let _trapping = Trapping::on();
+    for _ in 0..3 {
+        let p = Sleeper::default().start().unwrap();
+        node::link(p.id()).unwrap();
+        node::exit(p.id(), ExitReason::Shutdown);
+        let exit = expect_exit(p.id());
+        assert_eq!(exit.reason, ExitReason::Shutdown);
+        assert_eq!(
+            p.result(),
+            Err(ProcessError::Exited {
+                from: Pid::ROOT,
+                reason: Box::new(ExitReason::Shutdown)
+            })
+        );
+    }
+}
+
+/// process_SUITE's `t_exit_2_other_normal`: `exit(Pid, normal)` does not end another
+/// process; its normal end later reaches a linked process that traps exits.
+#[test]
+fn t_exit_2_other_normal() {
+    let _serial = serial();
+    let _trapping = Trapping::on();
+    let p = Sleeper::default().start().unwrap();
+    node::link(p.id()).unwrap();
+    node::exit(p.id(), ExitReason::Normal);
+    if let Ok(exit) = node::receive::<Exit>(Duration::from_millis(300)) {
+        panic!("process died: {exit:?}");
+    }
+    assert!(node::is_alive(p.id()));
+    node::send(p.id(), &Quit).unwrap();
+    assert_eq!(expect_exit(p.id()).reason, ExitReason::Normal);
+    p.result().unwrap();
+}
+
+/// Links to the pid the root gives it (trapping exits when told to), says so, then
+/// waits: for the `Exit` when trapping, for ever otherwise.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Linker {
+    trap: bool,
+}
+
+impl Lifecycle for Linker {
+    type Output = Option<Exit>;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<Option<Exit>, BoxError> {
+        node::trap_exit(self.trap);
+        let Target(pid) = node::receive(LONG)?;
+        node::link(pid)?;
+        cx.tell(&Quit)?;
+        if self.trap {
+            return Ok(Some(node::receive::<Exit>(LONG)?));
+        }
+        let Quit = node::receive(LONG)?;
+        Ok(None)
+    }
+}
+
+/// Links die together: a SIGKILL from outside ends a process, and the process linked to
+/// it ends at once with `Linked`, which its monitors see.
+#[test]
+fn a_link_ends_the_partner_of_a_process_killed_from_outside() {
+    let _serial = serial();
+    let victim = Sleeper::default().start().unwrap();
+    let partner = Linker { trap: false }.start().unwrap();
+    let watch = node::monitor(partner.id());
+    node::send(partner.id(), &Target(victim.id())).unwrap();
+    let Quit = partner.listen(LONG).unwrap();
+    kill_9(victim.pid());
+    let crash = victim.result().unwrap_err();
+    let e = partner.result().unwrap_err();
+    let ProcessError::Linked { from, reason } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(*from, victim.id());
+    assert_eq!(**reason, ExitReason::Error(crash));
+    assert_eq!(expect_down(watch).reason, ExitReason::Error(e.clone()));
+    assert!(e.to_string().starts_with("the linked process <0."), "{e}");
+}
+
+/// A child that traps exits gets an `Exit` when its linked sibling fails, and lives on.
+#[test]
+fn a_child_traps_the_exit_of_its_sibling() {
+    let _serial = serial();
+    let failing = Sleeper { fail: true }.start().unwrap();
+    let trapper = Linker { trap: true }.start().unwrap();
+    node::send(trapper.id(), &Target(failing.id())).unwrap();
+    let Quit = trapper.listen(LONG).unwrap();
+    node::send(failing.id(), &Quit).unwrap();
+    let e = failing.result().unwrap_err();
+    let exit = trapper.result().unwrap().expect("an Exit");
+    assert_eq!(
+        exit,
+        Exit {
+            from: failing.id(),
+            reason: ExitReason::Error(e)
+        }
+    );
+}
+
+/// Linking to a process that has ended fails with `NoProc`; a process that traps exits
+/// also gets the `Exit` at once. A normal end does not end a linked process that does
+/// not trap exits.
+#[test]
+fn link_to_a_process_that_ended() {
+    let _serial = serial();
+    let p = Sleeper::default().start().unwrap();
+    let partner = Linker { trap: false }.start().unwrap();
+    node::send(partner.id(), &Target(p.id())).unwrap();
+    let Quit = partner.listen(LONG).unwrap();
+    node::send(p.id(), &Quit).unwrap();
+    p.result().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(node::is_alive(partner.id()), "a normal end signals nobody");
+    assert_eq!(node::link(p.id()), Err(SendError::NoProc));
+    let _trapping = Trapping::on();
+    assert_eq!(node::link(p.id()), Err(SendError::NoProc));
+    assert_eq!(expect_exit(p.id()).reason, ExitReason::NoProc);
+    node::send(partner.id(), &Quit).unwrap();
+    assert_eq!(partner.result().unwrap(), None);
+}
+
+/// An exit signal is a failure like any other: a process with lives left is restarted
+/// (and starts with no links), keeping its pid.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, lives = 2, timeout.loop = "30s")]
+struct Phoenix;
+
+impl Lifecycle for Phoenix {
+    type Output = u32;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<u32, BoxError> {
+        cx.tell(&Quit)?;
+        let Quit = node::receive(LONG)?;
+        Ok(cx.attempt())
+    }
+}
+
+#[test]
+fn an_exit_signal_costs_a_life() {
+    let _serial = serial();
+    let p = Phoenix.start().unwrap();
+    let Quit = p.listen(LONG).unwrap();
+    node::exit(p.id(), ExitReason::Shutdown);
+    let Quit = p.listen(LONG).unwrap();
+    assert!(node::is_alive(p.id()));
+    node::send(p.id(), &Quit).unwrap();
+    assert_eq!(p.result().unwrap(), 2);
+}
+
+/// A SIGKILL from outside to a process in the middle of the tree: what was below it
+/// dies with it, and the root cleans up the whole subtree (names, monitors) at once.
+#[test]
+fn a_kill_9_in_the_middle_of_the_tree_cleans_up_the_subtree() {
+    let _serial = serial();
+    node::register("boss", Pid::ROOT).unwrap();
+    let h = BusyParent { named: true }.start().unwrap();
+    let Target(grandchild) = h.listen(LONG).unwrap();
+    let Ping(_) = node::receive(LONG).unwrap();
+    assert_eq!(node::whereis("named"), Some(grandchild));
+    let below = node::monitor(grandchild);
+    let middle = node::monitor(h.id());
+    kill_9(h.pid());
+    let mut downs: Vec<Down> = (0..2).map(|_| node::receive(LONG).unwrap()).collect();
+    downs.sort_by_key(|d| d.monitor != middle);
+    assert_eq!(downs[0].monitor, middle);
+    assert!(matches!(
+        downs[0].reason,
+        ExitReason::Error(ProcessError::Crashed { .. })
+    ));
+    assert_eq!(downs[1].monitor, below);
+    assert_eq!(downs[1].reason, ExitReason::Error(ProcessError::Killed));
+    assert_eq!(node::whereis("named"), None);
+    assert!(!node::is_alive(grandchild));
+    assert_eq!(node::send(grandchild, &Quit), Err(SendError::NoProc));
+    assert!(h.result().is_err());
+    node::unregister("boss").unwrap();
+}
