@@ -1072,3 +1072,124 @@ fn many_children_register_at_once() {
     assert_eq!(leaders, [leader]);
     assert!(node::registered().is_empty());
 }
+
+/// Sends itself an exit signal: trapping, it gets its own `Exit`; not trapping, it
+/// ends with it.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Suicide {
+    trap: bool,
+}
+
+impl Lifecycle for Suicide {
+    type Output = Exit;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<Exit, BoxError> {
+        node::trap_exit(self.trap);
+        node::exit(node::self_pid(), ExitReason::Shutdown);
+        // Not trapping: this waits for the end.
+        Ok(node::receive::<Exit>(LONG)?)
+    }
+}
+
+/// process_SUITE's `self_exit`: an exit signal a process sends itself, trapped.
+#[test]
+fn self_exit() {
+    let _serial = serial();
+    let h = Suicide { trap: true }.start().unwrap();
+    assert_eq!(
+        h.result().unwrap(),
+        Exit {
+            from: h.id(),
+            reason: ExitReason::Shutdown
+        }
+    );
+    // And in the root.
+    let _trapping = Trapping::on();
+    node::exit(Pid::ROOT, ExitReason::Shutdown);
+    assert_eq!(expect_exit(Pid::ROOT).reason, ExitReason::Shutdown);
+}
+
+/// process_SUITE's `abnormal_suicide_exit`: not trapping, the signal ends the process,
+/// with the reason it gave.
+#[test]
+fn abnormal_suicide_exit() {
+    let _serial = serial();
+    let h = Suicide { trap: false }.start().unwrap();
+    let m = node::monitor(h.id());
+    assert_eq!(
+        h.result(),
+        Err(ProcessError::Exited {
+            from: h.id(),
+            reason: Box::new(ExitReason::Shutdown)
+        })
+    );
+    assert_eq!(expect_down(m).reason, ExitReason::Shutdown);
+}
+
+/// Monitors the root, hands the reference to the root, and waits.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct RootWatcher;
+
+impl Lifecycle for RootWatcher {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(), BoxError> {
+        cx.tell(&node::monitor(Pid::ROOT))?;
+        let Quit = node::receive(LONG)?;
+        Ok(())
+    }
+}
+
+/// monitor_SUITE's `demon_e_1`: a reference made by another process cannot be taken
+/// back here.
+#[test]
+fn demon_e_1() {
+    let _serial = serial();
+    let h = RootWatcher.start().unwrap();
+    let theirs: MonitorRef = h.listen(LONG).unwrap();
+    assert_eq!(theirs.owner(), h.id());
+    assert!(!node::demonitor(theirs));
+    node::send(h.id(), &Quit).unwrap();
+    h.result().unwrap();
+    expect_no_down();
+}
+
+/// Fails with a large error.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct LargeExit;
+
+impl Lifecycle for LargeExit {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        let Quit = node::receive(LONG)?;
+        Err("x".repeat(256 * 1024).into())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// monitor_SUITE's `large_exit`: a large reason reaches the monitor whole, also a
+/// monitor in another child (its `Down` travels down to it).
+#[test]
+fn large_exit() {
+    let _serial = serial();
+    let p = LargeExit.start().unwrap();
+    let watcher = Watcher.start().unwrap();
+    node::send(watcher.id(), &Target(p.id())).unwrap();
+    let Quit = watcher.listen(LONG).unwrap();
+    let m = node::monitor(p.id());
+    node::send(p.id(), &Quit).unwrap();
+    let e = p.result().unwrap_err();
+    assert!(e.to_string().len() > 256 * 1024);
+    assert_eq!(expect_down(m).reason, ExitReason::Error(e.clone()));
+    let (_, down) = watcher.result().unwrap();
+    assert_eq!(down.reason, ExitReason::Error(e));
+}
