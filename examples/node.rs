@@ -26,7 +26,7 @@ struct Add {
 #[derive(Debug, Serialize, Deserialize)]
 struct Total(u64);
 
-/// The root says the counter is ready.
+/// The counter says it is ready; the root says the clients may go.
 #[derive(Debug, Serialize, Deserialize)]
 struct Ready;
 
@@ -76,6 +76,9 @@ impl Lifecycle for Client {
         Ok(())
     }
     fn result(&mut self, _cx: &mut Context) -> Result<Vec<u64>, BoxError> {
+        // Monitored before it starts (a process that ends before it is monitored
+        // brings a `Down` with `NoProc`).
+        let Ready = node::receive(WAIT)?;
         let counter = node::whereis("counter").ok_or("no counter registered")?;
         let me = node::self_pid();
         let mut totals = Vec::new();
@@ -113,6 +116,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let watched = [counter.id(), a.id(), b.id()];
     let monitors: Vec<_> = watched.iter().map(|&pid| node::monitor(pid)).collect();
     println!("processes: {:?}", node::processes());
+    for client in [&a, &b] {
+        node::send(client.id(), &Ready)?;
+    }
     println!("client {} got {:?}", a.id(), a.result()?);
     println!("client {} got {:?}", b.id(), b.result()?);
     println!("counter total: {}", counter.result()?);

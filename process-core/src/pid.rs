@@ -34,11 +34,38 @@ pub const MAX_DEPTH: usize = 7;
 /// attempts: it stays the same across restarts (lives). Processes nest at most
 /// [`MAX_DEPTH`] levels below the root.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "RawPid")]
 pub struct Pid {
     /// How many numbers of `path` are used: 0 for the root.
     depth: u8,
     /// The child numbers from the root down; unused entries are 0.
     path: [u32; MAX_DEPTH],
+}
+
+/// A pid as it travels, checked before it becomes one: a pid may arrive inside any
+/// message, and one the runtime could not have made must not get in.
+#[derive(Deserialize)]
+struct RawPid {
+    depth: u8,
+    path: [u32; MAX_DEPTH],
+}
+
+impl TryFrom<RawPid> for Pid {
+    type Error = String;
+    fn try_from(raw: RawPid) -> Result<Self, String> {
+        let pid = Pid {
+            depth: raw.depth,
+            path: raw.path,
+        };
+        if pid.__is_valid() {
+            Ok(pid)
+        } else {
+            Err(format!(
+                "not a pid: depth {} with path {:?}",
+                raw.depth, raw.path
+            ))
+        }
+    }
 }
 
 /// How the runtime finds the OS process id of a pid (see [`Pid::os_pid`]).
@@ -219,5 +246,13 @@ mod tests {
             path: [1, 1, 0, 0, 0, 0, 0],
         };
         assert!(!forged.__is_valid());
+        let bytes = postcard::to_allocvec(&forged).unwrap();
+        assert!(postcard::from_bytes::<Pid>(&bytes).is_err());
+        let too_deep = Pid {
+            depth: MAX_DEPTH as u8 + 2,
+            path: [1; MAX_DEPTH],
+        };
+        let bytes = postcard::to_allocvec(&too_deep).unwrap();
+        assert!(postcard::from_bytes::<Pid>(&bytes).is_err());
     }
 }

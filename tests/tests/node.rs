@@ -948,3 +948,248 @@ fn a_kill_9_in_the_middle_of_the_tree_cleans_up_the_subtree() {
     assert!(h.result().is_err());
     node::unregister("boss").unwrap();
 }
+
+/// Streams `n` numbers to the pid the root gives it, as fast as it can.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Streamer {
+    n: u64,
+}
+
+impl Lifecycle for Streamer {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        let Target(to) = node::receive(LONG)?;
+        for i in 0..self.n {
+            node::send(to, &Ping(i))?;
+        }
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Takes `n` numbers, slowly at first, from whoever sends them; returns them with
+/// their senders. Its mailbox is small: the stream waits in the parent's router.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, mailbox = 4, timeout.loop = "30s")]
+struct Sink {
+    n: u64,
+}
+
+impl Lifecycle for Sink {
+    type Output = Vec<(Pid, u64)>;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<Vec<(Pid, u64)>, BoxError> {
+        std::thread::sleep(Duration::from_millis(200));
+        let mut got = Vec::new();
+        for _ in 0..self.n {
+            let (from, Ping(i)) = node::receive_from(LONG)?;
+            got.push((from, i));
+        }
+        Ok(got)
+    }
+}
+
+/// Between two siblings, through their parent and a mailbox of 4 that is full most of
+/// the time: every message arrives, once, in order.
+#[test]
+fn siblings_stream_in_order_through_a_full_mailbox() {
+    let _serial = serial();
+    const N: u64 = 500;
+    let sink = Sink { n: N }.start().unwrap();
+    let streamers: Vec<_> = (0..2)
+        .map(|_| Streamer { n: N / 2 }.start().unwrap())
+        .collect();
+    for s in &streamers {
+        node::send(s.id(), &Target(sink.id())).unwrap();
+    }
+    let got = sink.result().unwrap();
+    assert_eq!(got.len() as u64, N);
+    for s in &streamers {
+        let from_s: Vec<u64> = got
+            .iter()
+            .filter(|(from, _)| *from == s.id())
+            .map(|(_, i)| *i)
+            .collect();
+        assert_eq!(from_s, (0..N / 2).collect::<Vec<_>>());
+        s.result().unwrap();
+    }
+}
+
+/// Tries for a name all of them want, and registers under its own name if it lost.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Candidate {
+    i: u32,
+}
+
+impl Lifecycle for Candidate {
+    type Output = bool;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<bool, BoxError> {
+        let leader = match node::register("leader", node::self_pid()) {
+            Ok(()) => true,
+            Err(RegistryError::Taken { .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !leader {
+            node::register(&format!("w{}", self.i), node::self_pid())?;
+        }
+        cx.tell(&Quit)?;
+        let Quit = node::receive(LONG)?;
+        Ok(leader)
+    }
+}
+
+/// Many children use the registry at once: exactly one gets the name they all want,
+/// every other its own. Every name goes with its process.
+#[test]
+fn many_children_register_at_once() {
+    let _serial = serial();
+    let hs: Vec<_> = (0..20).map(|i| Candidate { i }.start().unwrap()).collect();
+    for h in &hs {
+        let Quit = h.listen(LONG).unwrap();
+    }
+    let names = node::registered();
+    assert_eq!(names.len(), 20, "{names:?}");
+    let leader = node::whereis("leader").expect("a leader");
+    for (i, h) in hs.iter().enumerate() {
+        let own = node::whereis(&format!("w{i}"));
+        assert_eq!(own.is_none(), h.id() == leader, "{i}: {own:?}");
+        node::send(h.id(), &Quit).unwrap();
+    }
+    let leaders: Vec<Pid> = hs
+        .iter()
+        .filter(|h| h.result().unwrap())
+        .map(|h| h.id())
+        .collect();
+    assert_eq!(leaders, [leader]);
+    assert!(node::registered().is_empty());
+}
+
+/// Sends itself an exit signal: trapping, it gets its own `Exit`; not trapping, it
+/// ends with it.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Suicide {
+    trap: bool,
+}
+
+impl Lifecycle for Suicide {
+    type Output = Exit;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<Exit, BoxError> {
+        node::trap_exit(self.trap);
+        node::exit(node::self_pid(), ExitReason::Shutdown);
+        // Not trapping: this waits for the end.
+        Ok(node::receive::<Exit>(LONG)?)
+    }
+}
+
+/// process_SUITE's `self_exit`: an exit signal a process sends itself, trapped.
+#[test]
+fn self_exit() {
+    let _serial = serial();
+    let h = Suicide { trap: true }.start().unwrap();
+    assert_eq!(
+        h.result().unwrap(),
+        Exit {
+            from: h.id(),
+            reason: ExitReason::Shutdown
+        }
+    );
+    // And in the root.
+    let _trapping = Trapping::on();
+    node::exit(Pid::ROOT, ExitReason::Shutdown);
+    assert_eq!(expect_exit(Pid::ROOT).reason, ExitReason::Shutdown);
+}
+
+/// process_SUITE's `abnormal_suicide_exit`: not trapping, the signal ends the process,
+/// with the reason it gave.
+#[test]
+fn abnormal_suicide_exit() {
+    let _serial = serial();
+    let h = Suicide { trap: false }.start().unwrap();
+    let m = node::monitor(h.id());
+    assert_eq!(
+        h.result(),
+        Err(ProcessError::Exited {
+            from: h.id(),
+            reason: Box::new(ExitReason::Shutdown)
+        })
+    );
+    assert_eq!(expect_down(m).reason, ExitReason::Shutdown);
+}
+
+/// Monitors the root, hands the reference to the root, and waits.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct RootWatcher;
+
+impl Lifecycle for RootWatcher {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(), BoxError> {
+        cx.tell(&node::monitor(Pid::ROOT))?;
+        let Quit = node::receive(LONG)?;
+        Ok(())
+    }
+}
+
+/// monitor_SUITE's `demon_e_1`: a reference made by another process cannot be taken
+/// back here.
+#[test]
+fn demon_e_1() {
+    let _serial = serial();
+    let h = RootWatcher.start().unwrap();
+    let theirs: MonitorRef = h.listen(LONG).unwrap();
+    assert_eq!(theirs.owner(), h.id());
+    assert!(!node::demonitor(theirs));
+    node::send(h.id(), &Quit).unwrap();
+    h.result().unwrap();
+    expect_no_down();
+}
+
+/// Fails with a large error.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct LargeExit;
+
+impl Lifecycle for LargeExit {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        let Quit = node::receive(LONG)?;
+        Err("x".repeat(256 * 1024).into())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// monitor_SUITE's `large_exit`: a large reason reaches the monitor whole, also a
+/// monitor in another child (its `Down` travels down to it).
+#[test]
+fn large_exit() {
+    let _serial = serial();
+    let p = LargeExit.start().unwrap();
+    let watcher = Watcher.start().unwrap();
+    node::send(watcher.id(), &Target(p.id())).unwrap();
+    let Quit = watcher.listen(LONG).unwrap();
+    let m = node::monitor(p.id());
+    node::send(p.id(), &Quit).unwrap();
+    let e = p.result().unwrap_err();
+    assert!(e.to_string().len() > 256 * 1024);
+    assert_eq!(expect_down(m).reason, ExitReason::Error(e.clone()));
+    let (_, down) = watcher.result().unwrap();
+    assert_eq!(down.reason, ExitReason::Error(e));
+}

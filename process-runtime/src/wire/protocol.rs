@@ -12,8 +12,9 @@
 //! configuration and state (at once when it is small, after the hello otherwise), and
 //! the child ends with one [`ToParent`] report. A stop request does not travel here: it
 //! is a flag in the page the two share. Both enums only ever grow at the end (postcard encodes the
-//! variant index), which is how messages, links and monitors will be added without
-//! breaking the handshake.
+//! variant index): the frames laid out by hand, messages and room notices of the pair
+//! and the node's messages, notices and requests (see [`kind`]), take the indices
+//! after them.
 
 use serde::{Deserialize, Serialize};
 
@@ -506,6 +507,47 @@ mod tests {
             assert_eq!(kind_of(&room[4..], dir).unwrap(), Kind::Room);
             assert!(kind_of(&[dir.room, 0], dir).is_err());
         }
+    }
+
+    #[test]
+    fn frames_of_the_node_carry_their_route_before_the_body() {
+        let tag = 0x0102_0304_0506_0708;
+        let a = Pid::ROOT.__child(3).unwrap();
+        let b = a.__child(1).unwrap();
+        let route = Route {
+            from: b,
+            to: Pid::ROOT,
+        };
+        // Up: kind, tag, route, body.
+        let mut up = routed_prefix(&TO_PARENT, tag, route);
+        up.extend_from_slice(b"body");
+        let up = seal(up, "T").unwrap();
+        let payload = &up[4..];
+        assert_eq!(kind_of(payload, &TO_PARENT).unwrap(), Kind::Routed(tag));
+        let (got, body) = route_of(payload, &TO_PARENT).unwrap();
+        assert_eq!((got, &payload[body..]), (route, &b"body"[..]));
+        // Handed on down: kind, tag, no slot yet, the same route and body.
+        let down = reroute_down(payload);
+        let payload = &down[4..];
+        assert_eq!(
+            u32::from_le_bytes(down[..4].try_into().unwrap()) as usize,
+            payload.len()
+        );
+        assert_eq!(kind_of(payload, &TO_CHILD).unwrap(), Kind::Routed(tag));
+        assert_eq!(slot_of(payload), NO_SLOT);
+        let (got, body) = route_of(payload, &TO_CHILD).unwrap();
+        assert_eq!((got, &payload[body..]), (route, &b"body"[..]));
+        // A control frame up has a kind of its own; one down is a routed frame.
+        let ctl = control_up(tag, route, b"ctl");
+        assert_eq!(kind_of(&ctl[4..], &TO_PARENT).unwrap(), Kind::Control(tag));
+        assert_eq!(kind_of(&ctl[4..], &TO_CHILD).unwrap(), Kind::Other);
+        let note = control_down(tag, route, b"note");
+        assert_eq!(kind_of(&note[4..], &TO_CHILD).unwrap(), Kind::Routed(tag));
+        // A route that is cut short, or names a pid no process can have, is refused.
+        assert!(route_of(&payload[..TO_CHILD.body + 1], &TO_CHILD).is_err());
+        let mut forged = up[4..].to_vec();
+        forged[TO_PARENT.body] = 9; // a depth beyond the deepest
+        assert!(route_of(&forged, &TO_PARENT).is_err());
     }
 
     #[test]
