@@ -187,8 +187,11 @@ impl Attempt {
                     continue;
                 }
                 let (child, conn, beacon, secret) = warm.into_parts();
+                // Its handshake was checked already; a large start frame goes out as
+                // the child reads it, and the mailbox is attached once it is out.
                 let late = (!early).then_some((start, 0));
-                return Ok(Self::begin(
+                prepare(shared, &conn, &beacon, early);
+                return Ok(Self::finish(
                     shared,
                     new_life,
                     child,
@@ -230,23 +233,6 @@ impl Attempt {
         Ok(Self::finish(
             shared, new_life, child, conn, beacon, secret, phase, None,
         ))
-    }
-
-    /// A warm child, its handshake checked already, given its start frame (written
-    /// already when small, `late` otherwise).
-    #[allow(clippy::too_many_arguments)]
-    fn begin(
-        shared: &Arc<Shared>,
-        new_life: bool,
-        child: Child,
-        conn: Conn,
-        beacon: Arc<Beacon>,
-        secret: [u8; SECRET_LEN],
-        phase: Phase,
-        late: Option<(Vec<u8>, usize)>,
-    ) -> Self {
-        prepare(shared, &conn, &beacon, late.is_none());
-        Self::finish(shared, new_life, child, conn, beacon, secret, phase, late)
     }
 
     /// Publishes the new child's pid and counts the attempt.
