@@ -29,6 +29,11 @@
 //! for the default mailbox of 100, 124 KiB for the largest, of a million; the pages of
 //! slots never used are never backed by memory.
 //!
+//! Before the results area sits an area as large, the tells area, where a child
+//! leaves the messages it tells its parent (the same ring, see `pool/ring.rs` and
+//! `child/port.rs`): a stream of messages costs a copy each, not a system call, and
+//! what was told is there for the parent even if the child dies at once after.
+//!
 //! The last [`RESULTS_LEN`] bytes of every mapping are the results area ([`Area`]),
 //! where a pool worker leaves its items' results (see `pool/ring.rs`): results written
 //! there survive the worker's death, however sudden. Every child has one, so that a
@@ -77,15 +82,15 @@ pub(crate) const RESULTS_LEN: usize = 128 * 1024;
 const _: () = assert!(RESULTS_LEN % PAGE == 0);
 
 /// Bytes of the shared mapping for a mailbox of `capacity`: the beacon's page, the
-/// timers, the taken bitmap and the results area, each in whole pages. Pages the child
-/// never writes are never backed by memory.
+/// timers, the taken bitmap, the tells area and the results area, each in whole pages.
+/// Pages the child never writes are never backed by memory.
 fn map_len(capacity: u32) -> usize {
     let words = (capacity as usize).div_ceil(64);
-    TAKEN_OFFSET + (words * size_of::<AtomicU64>()).next_multiple_of(PAGE) + RESULTS_LEN
+    TAKEN_OFFSET + (words * size_of::<AtomicU64>()).next_multiple_of(PAGE) + 2 * RESULTS_LEN
 }
 
-/// The results area of a mapping: [`RESULTS_LEN`] page-aligned bytes, zero-filled at
-/// first, that a pool worker writes and its parent reads (see `pool/ring.rs`, which
+/// The results area or the tells area of a mapping: [`RESULTS_LEN`] page-aligned bytes,
+/// zero-filled at first, that a child writes and its parent reads (see `pool/ring.rs`, which
 /// owns what is stored there and how it is accessed). It is valid while its mapping
 /// is: for ever in the child, as long as the [`Beacon`] it came from in the parent.
 #[derive(Debug, Clone, Copy)]
@@ -123,6 +128,24 @@ fn results_at(ptr: NonNull<u8>, len: usize) -> Area {
     Area {
         ptr: unsafe { ptr.add(len - RESULTS_LEN) },
     }
+}
+
+/// The start of the tells area, just before the results area, in a mapping of `len`
+/// bytes at `ptr`.
+fn tells_at(ptr: NonNull<u8>, len: usize) -> Area {
+    // SAFETY: as for `results_at`: `len` is at least `map_len(1)`, which holds both
+    // areas after the bitmap, and a multiple of the page.
+    Area {
+        ptr: unsafe { ptr.add(len - 2 * RESULTS_LEN) },
+    }
+}
+
+/// The child's tells area, once its page is mapped (see [`Beacon::leak`]).
+static CHILD_TELLS: OnceLock<Area> = OnceLock::new();
+
+/// This child's tells area; `None` in a process that is not a child.
+pub(crate) fn child_tells() -> Option<Area> {
+    CHILD_TELLS.get().copied()
 }
 
 /// The child's results area, once its page is mapped (see [`Beacon::leak`]).
@@ -185,6 +208,11 @@ pub(crate) struct MailCounters {
     pub(crate) parent_waits: AtomicU64,
     /// Set while the child waits for room in the parent's mailbox.
     pub(crate) child_waits: AtomicU64,
+    /// Messages of the pair that the parent took off the socket rather than the tells
+    /// ring (written by the parent, once it has drained the ring before each). The
+    /// child commits to the ring only while this equals what it sent on the socket,
+    /// which keeps the two ways in one order (see `child/port.rs`).
+    pub(crate) socket_messages_read: AtomicU64,
 }
 
 /// The taken bitmap: bit `s` (of word `s / 64`, from its least significant bit) stands
@@ -346,6 +374,11 @@ impl Beacon {
         results_at(self.mapping.as_ptr(), self.mapping.len())
     }
 
+    /// The tells area: valid while `self` is (hold the `Arc` as long as it is used).
+    pub(crate) fn tells(&self) -> Area {
+        tells_at(self.mapping.as_ptr(), self.mapping.len())
+    }
+
     /// Keeps the mapping for the rest of the process's life (the child's side: the
     /// engine holds `'static` references to the word and the stop flag, and the context
     /// one to the timers).
@@ -374,6 +407,7 @@ impl Beacon {
         let taken = unsafe { taken_at(ptr, len) };
         // A process maps one page as a child, once; a second (only in tests) keeps the first.
         let _ = CHILD_RESULTS.set(results_at(ptr, len));
+        let _ = CHILD_TELLS.set(tells_at(ptr, len));
         ChildPage {
             word,
             stop,
@@ -386,13 +420,13 @@ impl Beacon {
 }
 
 /// The taken bitmap of a mapping at `ptr`, `len` bytes long: its whole words from
-/// `TAKEN_OFFSET` to the results area.
+/// `TAKEN_OFFSET` to the tells area.
 ///
 /// # Safety
 /// `ptr` is the start of a page-aligned mapping of `len` bytes, `len` at least
-/// `TAKEN_OFFSET + RESULTS_LEN`, and it stays mapped for `'a`.
+/// `TAKEN_OFFSET + 2 * RESULTS_LEN`, and it stays mapped for `'a`.
 unsafe fn taken_at<'a>(ptr: NonNull<u8>, len: usize) -> Taken<'a> {
-    let words = (len - RESULTS_LEN - TAKEN_OFFSET) / size_of::<AtomicU64>();
+    let words = (len - 2 * RESULTS_LEN - TAKEN_OFFSET) / size_of::<AtomicU64>();
     // SAFETY: the range is inside the mapping, aligned (TAKEN_OFFSET is a multiple of
     // 8 in a page-aligned mapping) and valid for 'a, as the caller promises; atomics
     // have no invalid bit patterns, and are all either side accesses them as.

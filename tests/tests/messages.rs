@@ -682,6 +682,88 @@ fn messages_told_right_before_a_normal_end_are_there_after_result_then_ended() {
     }
 }
 
+/// Tells `count` numbered messages as fast as it can, every `large_every`th one
+/// larger than the tells ring takes, then aborts. Small messages go through the ring
+/// in the shared page, large ones and those that find the ring full through the
+/// socket: the two must come out as one sequence, and nothing may be lost to the abort.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, mailbox = 1000, timeout.loop = "20s")]
+struct Burst {
+    count: u64,
+    large_every: u64,
+}
+
+/// A numbered message whose bytes say its number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Sized(u64, #[serde(with = "serde_bytes")] Vec<u8>);
+
+impl Sized {
+    fn new(n: u64, large_every: u64) -> Self {
+        let len = if n % large_every == large_every - 1 {
+            40 << 10
+        } else {
+            1 << 10
+        };
+        Self(
+            n,
+            (0..len as u64)
+                .map(|i| u8::try_from((i * 7 + n * 13) % 251).expect("below 251"))
+                .collect(),
+        )
+    }
+}
+
+impl Lifecycle for Burst {
+    type Output = ();
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        for n in 0..self.count {
+            cx.tell(&Sized::new(n, self.large_every))?;
+        }
+        std::process::abort();
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_burst_mixing_small_and_large_messages_then_an_abort_arrives_whole_and_in_order() {
+    let _guard = shared();
+    // 600 messages of 1 KiB and 40 KiB: more than the ring holds, so that some small
+    // ones find it full, and within the mailbox, so that the child never waits.
+    let (count, large_every) = (600, 7);
+    let take_all = |h: &Handle<()>, what: &str| {
+        for n in 0..count {
+            let got: Sized = h.listen(Duration::from_secs(20)).unwrap_or_else(|e| {
+                panic!("{what}: message {n} of {count}: {e}");
+            });
+            assert_eq!(got.0, n, "{what}: out of order");
+            assert_eq!(
+                first_difference(&got.1, &Sized::new(n, large_every).1),
+                None,
+                "{what}: message {n}"
+            );
+        }
+        assert_eq!(
+            h.listen::<Sized>(Duration::from_secs(20)),
+            Err(RecvError::Ended),
+            "{what}"
+        );
+    };
+    // Read by the event loop while nobody listens, taken after the end.
+    let h = Burst { count, large_every }.start().unwrap();
+    assert!(
+        matches!(h.result(), Err(ProcessError::Crashed { .. })),
+        "{:?}",
+        h.result()
+    );
+    take_all(&h, "after the end");
+    // Taken as they come, by a caller that reads the socket and drains the ring itself.
+    let h = Burst { count, large_every }.start().unwrap();
+    take_all(&h, "while it runs");
+    assert!(matches!(h.result(), Err(ProcessError::Crashed { .. })));
+}
+
 /// Never listens until told to (a file in `dir`): on `go1` it takes two messages and
 /// tells `Took(2)`, on `go2` one more and tells `Took(1)`; then it takes everything
 /// until `Seq(u64::MAX)`. Its result is every `Seq` it took, in order.

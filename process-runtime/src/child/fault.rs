@@ -68,14 +68,18 @@ mod imp {
             HelloStep::Send
         }
 
-        /// The start frame was read; the lifecycle has not run.
-        pub(crate) fn after_start(&self, send: &Conn) {
+        /// The start frame was read; the lifecycle has not run. Returns the messages
+        /// of the pair it sent on the socket, for the port to count.
+        pub(crate) fn after_start(&self, send: &Conn) -> u64 {
             if self.0 == Some(Fault::RawFrameAfterStart) {
                 let len = u32::try_from(self.1.len()).expect("a test frame fits in u32");
                 let mut frame = len.to_le_bytes().to_vec();
                 frame.extend_from_slice(&self.1);
                 let _ = write_frame(send, &frame);
+                let message = crate::wire::protocol::kind::TO_PARENT_MESSAGE;
+                return u64::from(self.1.first() == Some(&message));
             }
+            0
         }
 
         pub(crate) fn on_report(&self, frame: &mut Vec<u8>) {
@@ -114,7 +118,9 @@ mod imp {
         }
 
         #[inline(always)]
-        pub(crate) fn after_start(&self, _: &Conn) {}
+        pub(crate) fn after_start(&self, _: &Conn) -> u64 {
+            0
+        }
 
         #[inline(always)]
         pub(crate) fn on_report(&self, _: &mut Vec<u8>) {}

@@ -24,6 +24,22 @@
 //! and a conversation that never fills a mailbox sends no notice at all.
 
 //!
+//! **The tells ring.** A message told to the parent is not written to the socket but
+//! committed to the tells area of the shared page (the ring of `pool/ring.rs`): a copy,
+//! no system call. The parent is told with a one-byte ready frame only when it waits
+//! for a message (it raises the ring's waiting flag first), so a stream of messages to
+//! a parent that is busy taking them costs no system call at all, and one to a parent
+//! that waits costs one, as a socket write would. A message committed is in memory the
+//! parent holds, so it outlives a child that dies at once after telling it.
+//!
+//! A message that does not fit (larger than a quarter of the ring, or no room now)
+//! goes on the socket instead. The two ways must not overtake each other, so the child
+//! commits to the ring only while the parent has read every message it sent on the
+//! socket (`MailCounters::socket_messages_read`), and the parent drains the ring before
+//! it takes each message from the socket: what is in the ring is always older than
+//! any message the socket still holds.
+
+//!
 //! The port is the process's one link to its parent, for the pair's messages and for
 //! the node's alike, so it lives in a static ([`port`]) that `node::send` and
 //! `node::receive` reach too, and the [`Context`](crate::Context) holds a
@@ -31,6 +47,7 @@
 //! each: a thread that waits in a read never keeps another from writing (the node's
 //! router forwards messages up through here while a section listens).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering::SeqCst;
@@ -41,16 +58,17 @@ use std::time::{Duration, Instant};
 use crate::beacon::{MailCounters, Taken};
 use crate::node::mailbox::Entry;
 use crate::node::{self, Credit};
+use crate::pool::ring::{Pushed, RingWriter};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
 use crate::wire::protocol::{self, kind, Kind, MAX_FRAME, NO_SLOT, TO_CHILD, TO_PARENT};
-use crate::{Pid, RecvError, SendError};
+use crate::{Pid, ProcessError, RecvError, SendError};
 use process_core::__Port;
 
 /// The child's port to its parent.
 pub(crate) struct ChildPort {
     read: Mutex<ReadSide>,
-    write: Mutex<Conn>,
+    write: Mutex<WriteSide>,
     /// Messages sent to the parent so far (under the writing side's lock).
     sent: AtomicU64,
     /// The parent closed its end.
@@ -94,6 +112,15 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
+/// What only the thread that writes may touch.
+struct WriteSide {
+    conn: Conn,
+    /// The tells ring; `None` where the page has none (tests of the port alone).
+    ring: Option<RingWriter>,
+    /// Messages of the pair sent on the socket rather than the ring.
+    socket_messages: u64,
+}
+
 /// What only the thread that reads may touch.
 struct ReadSide {
     reader: FrameReader<Conn>,
@@ -124,6 +151,7 @@ pub(crate) fn install(
     writer: Conn,
     mail: &'static MailCounters,
     taken: Taken<'static>,
+    socket_messages: u64,
 ) -> PairPort {
     let port = ChildPort {
         read: Mutex::new(ReadSide {
@@ -131,7 +159,11 @@ pub(crate) fn install(
             queue: VecDeque::new(),
             read_timeout: None,
         }),
-        write: Mutex::new(writer),
+        write: Mutex::new(WriteSide {
+            conn: writer,
+            ring: crate::beacon::child_tells().map(RingWriter::new),
+            socket_messages,
+        }),
         sent: AtomicU64::new(0),
         ended: AtomicBool::new(false),
         mail,
@@ -141,11 +173,20 @@ pub(crate) fn install(
     if PORT.set(port).is_err() {
         unreachable!("a child installs its port once");
     }
-    PairPort(())
+    PairPort {
+        spare: Cell::new(Vec::new()),
+    }
 }
 
 /// The [`Context`](crate::Context)'s way to the port: the pair's messages.
-pub(crate) struct PairPort(());
+pub(crate) struct PairPort {
+    /// The last message's frame, once sent: the next one is encoded into it, so that a
+    /// stream of messages allocates nothing for its frames.
+    spare: Cell<Vec<u8>>,
+}
+
+/// Frames up to this size are kept for the next message; larger ones are freed.
+const SPARE_MAX: usize = 64 * 1024;
 
 impl ChildPort {
     fn lock_read(&self) -> ReadGuard<'_> {
@@ -170,7 +211,7 @@ impl ChildPort {
     pub(crate) fn watch_from_loop(&'static self) {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
-            let conn = self.lock_write().clone();
+            let conn = self.lock_write().conn.clone();
             if let Some(key) = crate::parent::reactor::watch_port(sys::stream_fd(conn.stream())) {
                 let _ = self.loop_key.set(key);
             }
@@ -200,7 +241,7 @@ impl ChildPort {
         !self.ended.load(SeqCst)
     }
 
-    fn lock_write(&self) -> MutexGuard<'_, Conn> {
+    fn lock_write(&self) -> MutexGuard<'_, WriteSide> {
         self.write.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -262,7 +303,7 @@ impl ChildPort {
             Ok(Kind::Message(tag)) => (tag, None),
             Ok(Kind::Routed(tag)) => (tag, Some(())),
             Ok(Kind::Room) => return Ok(true),
-            Ok(Kind::Other | Kind::Control(_)) => {
+            Ok(Kind::Other | Kind::Control(_) | Kind::Ready) => {
                 return Err(RecvError::Protocol(
                     "the parent sent a frame that is not a message".into(),
                 ))
@@ -325,7 +366,7 @@ impl ChildPort {
         if self.mail.parent_waits.swap(0, SeqCst) != 0 {
             // A parent that is gone needs no notice.
             let writer = self.lock_write();
-            let _ = write_frame(&*writer, &protocol::room_frame(kind::TO_PARENT_ROOM));
+            let _ = write_frame(&writer.conn, &protocol::room_frame(kind::TO_PARENT_ROOM));
         }
     }
 
@@ -333,7 +374,7 @@ impl ChildPort {
     /// Returns whether it was written.
     pub(crate) fn send_control(&self, frame: &[u8]) -> bool {
         let writer = self.lock_write();
-        write_frame(&*writer, frame).is_ok()
+        write_frame(&writer.conn, frame).is_ok()
     }
 
     fn has_room(&self) -> bool {
@@ -347,18 +388,28 @@ impl ChildPort {
         frame: Vec<u8>,
         wait: bool,
     ) -> Result<(), (SendError, Vec<u8>)> {
+        self.send_frame_keeping(frame, wait).map(drop)
+    }
+
+    /// As [`send_frame`](Self::send_frame), handing the frame back once it is sent,
+    /// for the next message to be encoded into.
+    fn send_frame_keeping(
+        &self,
+        frame: Vec<u8>,
+        wait: bool,
+    ) -> Result<Vec<u8>, (SendError, Vec<u8>)> {
         loop {
             if self.ended.load(SeqCst) {
                 return Err((SendError::Ended, frame));
             }
             {
-                let writer = self.lock_write();
+                let mut writer = self.lock_write();
                 if self.has_room() {
-                    if write_frame(&*writer, &frame).is_err() {
+                    if self.write_message(&mut writer, &frame).is_err() {
                         return Err((SendError::Ended, frame));
                     }
                     self.sent.fetch_add(1, SeqCst);
-                    return Ok(());
+                    return Ok(frame);
                 }
             }
             if !wait {
@@ -382,6 +433,29 @@ impl ChildPort {
                 None => std::thread::sleep(Duration::from_millis(1)),
             }
         }
+    }
+
+    /// Sends one frame within the grant: a message of the pair to the tells ring when
+    /// it may go there (see the module's doc), anything else on the socket.
+    fn write_message(&self, writer: &mut WriteSide, frame: &[u8]) -> Result<(), ProcessError> {
+        let pair = frame.get(4) == Some(&TO_PARENT.message);
+        if pair && writer.socket_messages == self.mail.socket_messages_read.load(SeqCst) {
+            if let Some(ring) = writer.ring.as_mut() {
+                if let Pushed::Committed { wake } = ring.push(&frame[4..]) {
+                    if wake {
+                        // The parent may be gone; the message is in its page anyway.
+                        let _ =
+                            write_frame(&writer.conn, &protocol::room_frame(kind::TO_PARENT_READY));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        write_frame(&writer.conn, frame)?;
+        if pair {
+            writer.socket_messages += 1;
+        }
+        Ok(())
     }
 
     /// Takes the oldest message of the node tagged `tag`, waiting until `deadline`;
@@ -428,7 +502,7 @@ impl ChildPort {
 
 impl __Port for PairPort {
     fn frame_prefix(&self, tag: u64) -> Vec<u8> {
-        protocol::message_prefix(&TO_PARENT, tag)
+        protocol::message_prefix_in(&TO_PARENT, tag, self.spare.take())
     }
 
     fn send(
@@ -439,7 +513,11 @@ impl __Port for PairPort {
     ) -> Result<(), SendError> {
         let frame = protocol::seal(frame, type_name)?;
         let port = port().ok_or(SendError::Ended)?;
-        port.send_frame(frame, wait).map_err(|(e, _)| e)
+        let frame = port.send_frame_keeping(frame, wait).map_err(|(e, _)| e)?;
+        if frame.capacity() <= SPARE_MAX {
+            self.spare.set(frame);
+        }
+        Ok(())
     }
 
     fn recv(

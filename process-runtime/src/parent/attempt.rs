@@ -18,8 +18,10 @@ use super::mailbox;
 use super::reading::Reading;
 use super::shared::{Output, Shared};
 use super::spawn;
+use super::tells;
 use super::warm;
 use crate::beacon::{self, Beacon};
+use crate::pool::ring::RingReader;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ParentRead, ReadError};
 use crate::wire::handoff::{new_secret, SECRET_LEN};
 use crate::wire::protocol::{self, Kind, ReportTimers, ToParent};
@@ -97,6 +99,8 @@ pub(crate) enum Event {
     Broken(ReadError),
     /// Nothing arrived within a tick; time to check the deadlines.
     Tick,
+    /// The child broke the protocol elsewhere than in a frame (its tells ring).
+    Refused(ProcessError),
 }
 
 /// Where an attempt is.
@@ -145,6 +149,7 @@ fn prepare(shared: &Arc<Shared>, conn: &Conn, beacon: &Arc<Beacon>, attach: bool
                 conn: conn.clone(),
                 wait: false,
             })),
+            ring: Some(RingReader::tells(Arc::clone(beacon))),
             ..Reading::default()
         };
     }
@@ -298,6 +303,19 @@ impl Attempt {
         }
     }
 
+    /// Files what the child committed to its tells ring (see [`tells`]); `Some` when
+    /// the ring breaks the protocol, which ends the attempt.
+    pub(crate) fn drain_tells(
+        &mut self,
+        shared: &Arc<Shared>,
+        reading: &mut Reading,
+    ) -> Option<AttemptEnd> {
+        match tells::drain(shared, reading, None) {
+            Ok(_) => None,
+            Err(e) => Some(self.refuse(shared, e)),
+        }
+    }
+
     /// The socket, to watch for readiness.
     pub(crate) fn socket(&self) -> std::os::fd::BorrowedFd<'_> {
         sys::stream_fd(self.writer.stream())
@@ -354,6 +372,7 @@ impl Attempt {
                 Some(self.refuse(shared, e.into_process_error(what)))
             }
             Event::Tick => None,
+            Event::Refused(e) => Some(self.refuse(shared, e)),
         };
         // Deadlines are held on every event, so that a child that keeps sending cannot
         // starve the check.
@@ -417,7 +436,14 @@ impl Attempt {
             };
         }
         let delivered = match kind {
-            Ok(Kind::Message(tag)) => mailbox::on_message(&mut inner, tag, frame),
+            Ok(Kind::Message(tag)) => {
+                // The ring was drained before this frame was handled (see
+                // `drain_tells`): the child may use it again.
+                tells::read_from_socket(&inner);
+                mailbox::on_message(&mut inner, tag, frame)
+            }
+            // Drained already, before this frame was handled.
+            Ok(Kind::Ready) => Ok(()),
             Ok(_) => {
                 mailbox::on_room(&mut inner);
                 Ok(())

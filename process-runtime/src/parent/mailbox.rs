@@ -57,6 +57,7 @@ use std::time::{Duration, Instant};
 use super::reading::{self, Borrowed};
 use super::shared::{Inner, Shared};
 use super::slots::Slots;
+use super::tells;
 use super::wakers::Registration;
 use crate::beacon::Beacon;
 use crate::sys;
@@ -293,6 +294,9 @@ pub(crate) fn listen(
                 _ => return Err(RecvError::Timeout),
             },
         };
+        // The loop files what comes; what the child commits to its ring, it must be
+        // told of.
+        tells::before_waiting(shared, &inner);
         inner.inbox.waiters += 1;
         inner = match left {
             None => shared.wait(inner),
@@ -368,6 +372,8 @@ impl<'a> AsyncListener<'a> {
                 inner.inbox.waiters += 1;
                 self.counted = true;
             }
+            // As in `listen`: the child's next commit to its ring must be announced.
+            tells::before_waiting(shared, &inner);
             // Under the state's lock: a message filed after the look above wakes it.
             self.registration.set(waker);
             drop(inner);

@@ -33,6 +33,7 @@ pub(crate) mod slots;
 pub(crate) mod spawn;
 pub(crate) mod start;
 pub(crate) mod supervisor;
+pub(crate) mod tells;
 pub(crate) mod tree;
 pub(crate) mod wakers;
 pub(crate) mod warm;

@@ -22,9 +22,12 @@ use super::attempt::Event;
 use super::mailbox;
 use super::reactor;
 use super::shared::Shared;
+use super::tells;
+use crate::pool::ring::RingReader;
 use crate::sys;
 use crate::wire::channel::{Conn, Frame, FrameReader, ParentRead, ReadError};
 use crate::wire::protocol::{self, Kind, MAX_FRAME};
+use crate::ProcessError;
 
 /// The current attempt's reader, and what a borrower read for the loop.
 #[derive(Default)]
@@ -43,6 +46,8 @@ pub(crate) struct Reading {
     pub(crate) kick: bool,
     /// The loop's key for this process, to re-arm its interest after a borrow.
     pub(crate) key: usize,
+    /// The live attempt's tells ring (see [`tells`](super::tells)).
+    pub(crate) ring: Option<RingReader>,
 }
 
 impl std::fmt::Debug for Reading {
@@ -96,7 +101,12 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
     // interest: a stream of messages arrives many to a read.
     let mut outcome = match filed {
         Some(frame) => Some(Borrowed::Took(frame)),
-        None => read_until(shared, &mut reading, &conn, tag, deadline, false),
+        // Then the ring, older than anything on the socket.
+        None => match tells::drain(shared, &mut reading, Some(tag)) {
+            Ok(Some(frame)) => Some(Borrowed::Took(frame)),
+            Ok(None) => read_until(shared, &mut reading, &conn, tag, deadline, false),
+            Err(e) => Some(refuse(&mut reading, e)),
+        },
     };
     let disarmed = outcome.is_none();
     if disarmed {
@@ -109,7 +119,7 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
     shared.lock().inbox.lent = false;
     let retired = shared.retire_reader.load(SeqCst);
     if retired {
-        *reading = Reading::default();
+        retire(shared, &mut reading);
     }
     let handed_over = !reading.pending.is_empty();
     let key = reading.key;
@@ -127,6 +137,15 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
     drop(conn);
     shared.borrowers.fetch_sub(1, SeqCst);
     outcome
+}
+
+/// Lets go of an ended attempt's reader, after filing what its child committed to the
+/// tells ring: nothing it told is lost, however it ended.
+pub(crate) fn retire(shared: &Shared, reading: &mut Reading) {
+    // A ring that breaks the protocol now only loses what is after the break: the
+    // attempt has ended already.
+    let _ = tells::drain(shared, reading, None);
+    *reading = Reading::default();
 }
 
 /// Reads frames until the wanted message, the deadline, or something for the loop.
@@ -178,6 +197,15 @@ fn read_until(
             }
             reading.read_timeout = timeout;
         }
+        // The child announces its next commit to the ring on the socket; one that came
+        // meanwhile is drained instead of waited for.
+        if reading.ring.as_ref().is_some_and(|ring| !ring.wait_ready()) {
+            match tells::drain(shared, reading, Some(tag)) {
+                Ok(Some(frame)) => return Some(Borrowed::Took(frame)),
+                Ok(None) => continue,
+                Err(e) => return Some(refuse(reading, e)),
+            }
+        }
         let Some(reader) = reading.reader.as_mut() else {
             return Some(Borrowed::Wait);
         };
@@ -203,20 +231,30 @@ fn read_until(
 /// a malformed frame, a message beyond the grant) is left for the loop.
 fn file(shared: &Shared, reading: &mut Reading, frame: Frame, tag: u64) -> Option<Borrowed> {
     let what = protocol::kind_of(frame.payload(), &protocol::TO_PARENT);
+    // A message on the socket is newer than what the ring holds: the ring first.
+    let mut from_ring = None;
+    if matches!(what, Ok(Kind::Message(_) | Kind::Ready)) {
+        match tells::drain(shared, reading, Some(tag)) {
+            Ok(taken) => from_ring = taken,
+            Err(e) => return Some(refuse(reading, e)),
+        }
+    }
     let mut inner = shared.lock();
     match what {
         Ok(Kind::Message(t)) if mailbox::within_grant(&inner) => {
-            if t == tag {
+            tells::read_from_socket(&inner);
+            if t == tag && from_ring.is_none() {
                 mailbox::count_received(&mut inner).expect("within the grant");
                 return Some(Borrowed::Took(frame));
             }
             mailbox::on_message(&mut inner, t, frame).expect("within the grant");
         }
+        Ok(Kind::Ready) => {}
         Ok(Kind::Room) => mailbox::on_room(&mut inner),
         _ => {
             drop(inner);
             reading.pending.push_back(Event::Frame(frame));
-            return Some(Borrowed::Wait);
+            return Some(from_ring.map_or(Borrowed::Wait, Borrowed::Took));
         }
     }
     let wake = mailbox::has_waiters(&inner);
@@ -224,7 +262,13 @@ fn file(shared: &Shared, reading: &mut Reading, frame: Frame, tag: u64) -> Optio
     if wake {
         shared.notify();
     }
-    None
+    from_ring.map(Borrowed::Took)
+}
+
+/// The child broke the protocol in its tells ring: the loop's to handle.
+fn refuse(reading: &mut Reading, error: ProcessError) -> Borrowed {
+    reading.pending.push_back(Event::Refused(error));
+    Borrowed::Wait
 }
 
 /// An end-of-file or a broken read: the loop's to handle.

@@ -67,6 +67,9 @@ pub(crate) struct Shared {
     /// Set by the event loop when it found the reader lent and left its one-shot
     /// interest disarmed: the borrower re-arms it when it gives the reader back.
     pub(crate) rearm_owed: AtomicBool,
+    /// The event loop's key for this process, to ask it to look again (see
+    /// [`tells`](super::tells)).
+    pub(crate) loop_key: AtomicUsize,
 }
 
 /// The mutable part of [`Shared`].
@@ -140,6 +143,7 @@ impl Shared {
             retire_reader: AtomicBool::new(false),
             borrowers: AtomicUsize::new(0),
             rearm_owed: AtomicBool::new(false),
+            loop_key: AtomicUsize::new(usize::MAX),
         }
     }
 

@@ -22,7 +22,7 @@ use super::attempt::{Attempt, AttemptEnd, StartOptions};
 use super::deadline::Watch;
 use super::mailbox;
 use super::policy::{self, Circumstances, Decision, Ending};
-use super::reading::Reading;
+use super::reading::retire;
 use super::reap;
 use super::shared::{Output, Reaping, Shared};
 use crate::beacon::AttemptTimers;
@@ -147,6 +147,7 @@ impl Supervisor {
     /// by `key`.
     pub(crate) fn begin(&mut self, poller: &Poller, key: usize, now: Instant) {
         self.key = key;
+        self.shared.loop_key.store(key, Ordering::SeqCst);
         self.watch(poller);
         self.on_ready(poller, now);
     }
@@ -205,15 +206,26 @@ impl Supervisor {
                 reading.kick = false;
                 reading.key = self.key;
                 let mut ended = attempt.flush_start(&shared);
+                // A caller waiting without the reader may have asked for this.
+                if ended.is_none() {
+                    ended = attempt.drain_tells(&shared, &mut reading);
+                }
                 while ended.is_none() {
                     match attempt.poll_event(&mut reading) {
-                        Some(event) => ended = attempt.on_event(event, &shared),
+                        Some(event) => {
+                            // What the ring holds is older than anything on the socket:
+                            // filed before any message, and before the report or the
+                            // end decide the outcome.
+                            ended = attempt
+                                .drain_tells(&shared, &mut reading)
+                                .or_else(|| attempt.on_event(event, &shared));
+                        }
                         None => break,
                     }
                 }
                 match ended {
                     Some(end) => {
-                        *reading = Reading::default();
+                        retire(&shared, &mut reading);
                         drop(reading);
                         self.attempt_ended(poller, end, now);
                     }
@@ -243,7 +255,7 @@ impl Supervisor {
                         // The reader goes with the attempt; a caller that borrowed it
                         // is woken to give it back.
                         match self.shared.reading.try_lock() {
-                            Ok(mut reading) => *reading = Reading::default(),
+                            Ok(mut reading) => retire(&self.shared, &mut reading),
                             Err(_) => {
                                 self.shared.retire_reader.store(true, Ordering::SeqCst);
                                 attempt.shut_down();

@@ -16,7 +16,7 @@
 mod driver;
 mod feed;
 mod queue;
-mod ring;
+pub(crate) mod ring;
 mod worker;
 
 use std::fmt;

@@ -188,6 +188,13 @@ impl RingReader {
         Self::on(beacon, area)
     }
 
+    /// A reader of the tells area of `beacon` (see `child/port.rs`), the page of a
+    /// child that has told nothing yet.
+    pub(crate) fn tells(beacon: Arc<Beacon>) -> Self {
+        let area = beacon.tells();
+        Self::on(beacon, area)
+    }
+
     fn on(beacon: Arc<Beacon>, area: Area) -> Self {
         Self {
             _beacon: beacon,
@@ -208,8 +215,27 @@ impl RingReader {
         &mut self,
         mut each: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.drain_with(&mut |record: &mut Vec<u8>| each(record))
+    }
+
+    /// As [`drain`](Self::drain), handing each record over as a vector of its own,
+    /// copied once out of the ring.
+    ///
+    /// # Errors
+    /// As [`drain`](Self::drain).
+    pub(crate) fn drain_owned<E: From<String>>(
+        &mut self,
+        mut each: impl FnMut(Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.drain_with(&mut |record: &mut Vec<u8>| each(std::mem::take(record)))
+    }
+
+    fn drain_with<E: From<String>>(
+        &mut self,
+        each: &mut impl FnMut(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let committed = word(self.area, COMMITTED).load(Ordering::SeqCst);
-        let result = self.read_to(committed, &mut each);
+        let result = self.read_to(committed, each);
         word(self.area, CONSUMED).store(self.consumed, Ordering::Release);
         result
     }
@@ -217,11 +243,11 @@ impl RingReader {
     fn read_to<E: From<String>>(
         &mut self,
         committed: u64,
-        each: &mut impl FnMut(&[u8]) -> Result<(), E>,
+        each: &mut impl FnMut(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
         if committed < self.consumed || committed - self.consumed > CAPACITY as u64 {
             return Err(format!(
-                "the results ring says {committed} bytes were committed, with {} read",
+                "the ring says {committed} bytes were committed, with {} read",
                 self.consumed
             )
             .into());
@@ -259,7 +285,7 @@ impl RingReader {
             // they are decoded. Any bytes are valid u8s.
             unsafe { read_bytes(base, at + PREFIX, &mut self.record) };
             self.consumed += need as u64;
-            each(&self.record)?;
+            each(&mut self.record)?;
         }
         Ok(())
     }
@@ -277,11 +303,25 @@ impl RingReader {
         true
     }
 
+    /// Whether records were committed that this reader has not drained.
+    pub(crate) fn has_records(&self) -> bool {
+        word(self.area, COMMITTED).load(Ordering::SeqCst) != self.consumed
+    }
+
     /// Items the worker started, as it last said; read once it is gone, it tells
     /// whether it was running one.
     pub(crate) fn started(&self) -> u64 {
         word(self.area, STARTED).load(Ordering::Acquire)
     }
+}
+
+/// Raises the waiting flag of `area` for a parent that waits without draining the ring
+/// itself (it waits for whoever reads the child's socket to do it): the child's next
+/// commit tells the parent. Returns whether records wait already, committed and not
+/// yet consumed: then there is nothing to wait for, only a drain to ask for.
+pub(crate) fn raise_waiting(area: Area) -> bool {
+    word(area, WAITING).store(1, Ordering::SeqCst);
+    word(area, COMMITTED).load(Ordering::SeqCst) != word(area, CONSUMED).load(Ordering::SeqCst)
 }
 
 /// Copies bytes of the data at `base + at` into `out`.

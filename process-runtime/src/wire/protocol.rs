@@ -29,7 +29,7 @@ pub(crate) const POSTCARD_LIMITS: &str = "postcard, the wire format, does not su
 /// First bytes of every handshake: identifies the peer as this library.
 pub(crate) const MAGIC: [u8; 8] = *b"PRCSRT\r\n";
 /// Bumped whenever a frame's encoding changes.
-pub(crate) const PROTOCOL_VERSION: u32 = 3;
+pub(crate) const PROTOCOL_VERSION: u32 = 4;
 /// Largest handshake frame: it is read before the peer is authenticated.
 pub(crate) const MAX_HELLO_FRAME: usize = 1024;
 /// Largest frame after the handshake (states and outputs travel in one frame).
@@ -142,6 +142,11 @@ pub(crate) mod kind {
     /// counted against the child's grant (control never waits behind data). Notices
     /// and replies of the node to the child are `TO_CHILD_ROUTED` frames in no slot.
     pub(crate) const TO_PARENT_CONTROL: u8 = 5;
+    /// The child committed messages to its tells ring while the parent waited for one
+    /// (see `child/port.rs`): the parent drains the ring. The kind alone, like a room
+    /// notice, and counted against no grant (the messages are counted as they are
+    /// drained).
+    pub(crate) const TO_PARENT_READY: u8 = 6;
 }
 
 /// How message and room frames are laid out in one direction.
@@ -264,7 +269,13 @@ pub(crate) const NO_SLOT: u32 = u32::MAX;
 /// The start of a message frame in direction `dir` for `tag` (to the child, with no
 /// slot yet); the message's bytes are appended, then [`seal`] writes the length.
 pub(crate) fn message_prefix(dir: &Direction, tag: u64) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(64);
+    message_prefix_in(dir, tag, Vec::with_capacity(64))
+}
+
+/// As [`message_prefix`], in `frame`, whatever it held (emptied first): a sender that
+/// keeps one buffer for its messages allocates none for each.
+pub(crate) fn message_prefix_in(dir: &Direction, tag: u64, mut frame: Vec<u8>) -> Vec<u8> {
+    frame.clear();
     frame.extend_from_slice(&[0; 4]);
     frame.push(dir.message);
     frame.extend_from_slice(&tag.to_le_bytes());
@@ -323,6 +334,8 @@ pub(crate) enum Kind {
     Routed(u64),
     /// A control frame of the node (to the parent only), laid out as `Routed`.
     Control(u64),
+    /// The tells ring has messages for a parent that waits (to the parent only).
+    Ready,
     /// Something else: a start or a report, for postcard to decode.
     Other,
 }
@@ -353,12 +366,20 @@ pub(crate) fn kind_of(payload: &[u8], dir: &Direction) -> Result<Kind, ProcessEr
                 Kind::Control(tag)
             })
         }
-        Some(&k) if k == dir.room => {
+        Some(&k)
+            if k == dir.room
+                || (dir.routed == kind::TO_PARENT_ROUTED && k == kind::TO_PARENT_READY) =>
+        {
+            let what = if k == dir.room { "room" } else { "ready" };
             if payload.len() == 1 {
-                Ok(Kind::Room)
+                Ok(if k == dir.room {
+                    Kind::Room
+                } else {
+                    Kind::Ready
+                })
             } else {
                 Err(ProcessError::Protocol(format!(
-                    "malformed room frame: {} unexpected trailing bytes",
+                    "malformed {what} frame: {} unexpected trailing bytes",
                     payload.len() - 1
                 )))
             }
