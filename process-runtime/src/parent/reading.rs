@@ -108,12 +108,19 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
             Err(e) => Some(refuse(&mut reading, e)),
         },
     };
-    let disarmed = outcome.is_none();
-    if disarmed {
-        // Nothing there: wait on the socket here, with the loop's interest off, so
-        // that the reply wakes this thread only.
-        reactor::disarm(sys::stream_fd(conn.stream()), reading.key);
-        outcome = read_until(shared, &mut reading, &conn, tag, deadline, true);
+    let on_page = sys::SHARED_WAIT && reading.ring.is_some();
+    let disarmed = outcome.is_none() && !on_page;
+    if outcome.is_none() {
+        outcome = if on_page {
+            // Nothing there: wait on the shared page, where the reply comes, with the
+            // loop still watching the socket for anything else.
+            wait_on_page(shared, &mut reading, &conn, tag, deadline)
+        } else {
+            // Nothing there: wait on the socket here, with the loop's interest off, so
+            // that the reply wakes this thread only.
+            reactor::disarm(sys::stream_fd(conn.stream()), reading.key);
+            read_until(shared, &mut reading, &conn, tag, deadline, true)
+        };
     }
     let outcome = outcome.unwrap_or(Borrowed::Wait);
     shared.lock().inbox.lent = false;
@@ -146,6 +153,62 @@ pub(crate) fn retire(shared: &Shared, reading: &mut Reading) {
     // attempt has ended already.
     let _ = tells::drain(shared, reading, None);
     *reading = Reading::default();
+}
+
+/// Waits for the wanted message on the shared page: the child commits its messages to
+/// the tells ring and, seeing this thread wait, wakes it through the page, which costs
+/// both sides less than a frame on the socket and leaves the event loop's interest in
+/// the socket alone (two system calls fewer per wait). Whatever else the child sends
+/// comes on the socket: the loop, finding it ready while the reader is lent, says so in
+/// `rearm_owed` and wakes this thread, which reads it, then lets the loop watch again.
+fn wait_on_page(
+    shared: &Shared,
+    reading: &mut Reading,
+    conn: &Conn,
+    tag: u64,
+    deadline: Option<Instant>,
+) -> Option<Borrowed> {
+    loop {
+        if shared.retire_reader.load(SeqCst) {
+            return Some(Borrowed::Wait);
+        }
+        // Read before the last looks: a wake-up after them ends the wait at once.
+        let wakes = reading.ring.as_ref()?.wakes();
+        match tells::drain(shared, reading, Some(tag)) {
+            Ok(Some(frame)) => return Some(Borrowed::Took(frame)),
+            Ok(None) => {}
+            Err(e) => return Some(refuse(reading, e)),
+        }
+        if let Some(done) = read_until(shared, reading, conn, tag, deadline, false) {
+            return Some(done);
+        }
+        if shared.rearm_owed.swap(false, SeqCst) {
+            // The socket has something: read what has arrived (the reader does not
+            // wait, its `wait` is off), and once it has nothing more, arm the loop's
+            // interest again so that the next frame wakes this thread through it.
+            let reader = reading.reader.as_mut()?;
+            match reader.read_frame(MAX_FRAME) {
+                Ok(Some(frame)) => {
+                    shared.rearm_owed.store(true, SeqCst);
+                    match file(shared, reading, frame, tag) {
+                        Some(done) => return Some(done),
+                        None => continue,
+                    }
+                }
+                Ok(None) => reactor::rearm(sys::stream_fd(conn.stream()), reading.key),
+                Err(e) => return Some(hand_over_error(reading, e)),
+            }
+            continue;
+        }
+        let timeout = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if left >= Duration::from_micros(1) => Some(left),
+                _ => return Some(Borrowed::Timeout),
+            },
+        };
+        reading.ring.as_ref()?.wait_committed(wakes, timeout);
+    }
 }
 
 /// Reads frames until the wanted message, the deadline, or something for the loop.

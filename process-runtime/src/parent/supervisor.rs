@@ -25,6 +25,7 @@ use super::policy::{self, Circumstances, Decision, Ending};
 use super::reading::retire;
 use super::reap;
 use super::shared::{Output, Reaping, Shared};
+use super::tells;
 use crate::beacon::AttemptTimers;
 use crate::wire::protocol::{self, Mode, ReportTimers, ToChild};
 use crate::{sys, Exit, ProcessError};
@@ -199,7 +200,12 @@ impl Supervisor {
                 shared.rearm_owed.store(true, Ordering::SeqCst);
                 let mut reading = match shared.reading.try_lock() {
                     Ok(reading) => reading,
-                    Err(TryLockError::WouldBlock) => return,
+                    Err(TryLockError::WouldBlock) => {
+                        // A borrower that waits on the page rather than the socket
+                        // learns of it here.
+                        tells::wake_borrower(&shared);
+                        return;
+                    }
                     Err(TryLockError::Poisoned(p)) => p.into_inner(),
                 };
                 shared.rearm_owed.store(false, Ordering::SeqCst);
@@ -259,6 +265,7 @@ impl Supervisor {
                             Err(_) => {
                                 self.shared.retire_reader.store(true, Ordering::SeqCst);
                                 attempt.shut_down();
+                                tells::wake_borrower(&self.shared);
                             }
                         }
                         self.attempt_ended(poller, end, now);

@@ -98,6 +98,14 @@ pub(crate) fn read_from_socket(inner: &Inner) {
     }
 }
 
+/// Wakes a caller that borrowed the reader and waits on the page (see `reading`):
+/// the loop found the socket ready while the reader was lent, or the attempt ended.
+pub(crate) fn wake_borrower(shared: &Shared) {
+    if let Some(beacon) = &shared.lock().beacon {
+        ring::wake_waiter(beacon.tells());
+    }
+}
+
 /// For a caller about to wait for a message without the reader: raises the ring's
 /// waiting flag, so that the child's next commit is announced on the socket, which
 /// the loop watches; and when records wait already, asks the loop to drain them.

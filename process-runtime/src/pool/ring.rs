@@ -29,8 +29,9 @@
 //! garbles its own result.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::beacon::{Area, Beacon, RESULTS_LEN};
 
@@ -41,8 +42,18 @@ const STARTED: usize = 8;
 /// Bytes the parent consumed (written by the parent).
 const CONSUMED: usize = 64;
 /// Set by the parent when it is about to wait for results; cleared by the worker that
-/// sees it, which then wakes the parent.
+/// sees it, which then wakes the parent: with a frame on the socket for
+/// [`FRAME_WANTED`], through [`WAKE`] for [`WAKE_WANTED`].
 const WAITING: usize = 72;
+/// Counts the wake-ups through shared memory: a parent thread waits on this word
+/// (`sys::wait_on_word`) instead of the socket, and a commit that finds
+/// [`WAKE_WANTED`] raised moves it on and wakes it. A 32-bit word, as waits on shared
+/// memory take.
+const WAKE: usize = 80;
+/// In the waiting flag: tell the parent with a frame on the socket.
+const FRAME_WANTED: u64 = 1;
+/// In the waiting flag: a parent thread waits on [`WAKE`].
+const WAKE_WANTED: u64 = 2;
 /// Where the records start.
 const DATA: usize = 128;
 /// Bytes of records.
@@ -66,6 +77,12 @@ fn word(area: Area, offset: usize) -> &'static AtomicU64 {
     // a page-aligned area, and valid while the area is (its owner keeps it: for ever in
     // the child, the `Arc<Beacon>` in the reader). Atomics have no invalid values.
     unsafe { area.as_ptr().add(offset).cast::<AtomicU64>().as_ref() }
+}
+
+fn wake_word(area: Area) -> &'static AtomicU32 {
+    // SAFETY: as for `word`: WAKE is inside the header, 4-aligned; AtomicU32 has no
+    // invalid values.
+    unsafe { area.as_ptr().add(WAKE).cast::<AtomicU32>().as_ref() }
 }
 
 fn data(area: Area) -> NonNull<u8> {
@@ -146,8 +163,13 @@ impl RingWriter {
         // SeqCst with the flag below, against the parent's pair in `wait_ready`: either
         // the parent sees this commit before it waits, or this side sees that it waits.
         word(self.area, COMMITTED).store(self.committed, Ordering::SeqCst);
-        let wake = word(self.area, WAITING).swap(0, Ordering::SeqCst) != 0;
-        Pushed::Committed { wake }
+        let waiting = word(self.area, WAITING).swap(0, Ordering::SeqCst);
+        if waiting & WAKE_WANTED != 0 {
+            wake_waiter(self.area);
+        }
+        Pushed::Committed {
+            wake: waiting & FRAME_WANTED != 0,
+        }
     }
 
     fn offset(&self) -> usize {
@@ -295,12 +317,31 @@ impl RingReader {
     /// lowered, when results were committed meanwhile: drain them instead of waiting.
     pub(crate) fn wait_ready(&self) -> bool {
         let flag = word(self.area, WAITING);
-        flag.store(1, Ordering::SeqCst);
+        flag.fetch_or(FRAME_WANTED, Ordering::SeqCst);
         if word(self.area, COMMITTED).load(Ordering::SeqCst) != self.consumed {
-            flag.store(0, Ordering::Relaxed);
+            flag.fetch_and(!FRAME_WANTED, Ordering::Relaxed);
             return false;
         }
         true
+    }
+
+    /// The count of wake-ups through shared memory, read before a last look at what
+    /// to wait for: [`wait_committed`](Self::wait_committed) returns at once if it
+    /// moved since.
+    pub(crate) fn wakes(&self) -> u32 {
+        wake_word(self.area).load(Ordering::SeqCst)
+    }
+
+    /// Waits on this thread, up to `timeout`, until the worker commits a record or
+    /// anyone calls [`wake_waiter`], unless either happened since `wakes` was read
+    /// (see [`wakes`](Self::wakes)). Returns early for no reason now and then: callers
+    /// look again.
+    pub(crate) fn wait_committed(&self, wakes: u32, timeout: Option<Duration>) {
+        word(self.area, WAITING).fetch_or(WAKE_WANTED, Ordering::SeqCst);
+        if word(self.area, COMMITTED).load(Ordering::SeqCst) != self.consumed {
+            return;
+        }
+        crate::sys::wait_on_word(wake_word(self.area), wakes, timeout);
     }
 
     /// Whether records were committed that this reader has not drained.
@@ -320,8 +361,17 @@ impl RingReader {
 /// commit tells the parent. Returns whether records wait already, committed and not
 /// yet consumed: then there is nothing to wait for, only a drain to ask for.
 pub(crate) fn raise_waiting(area: Area) -> bool {
-    word(area, WAITING).store(1, Ordering::SeqCst);
+    word(area, WAITING).fetch_or(FRAME_WANTED, Ordering::SeqCst);
     word(area, COMMITTED).load(Ordering::SeqCst) != word(area, CONSUMED).load(Ordering::SeqCst)
+}
+
+/// Wakes a parent thread in [`RingReader::wait_committed`] on `area`, if there is one:
+/// the worker after a commit, or the parent's event loop when something else than a
+/// record arrived for the thread (on the socket).
+pub(crate) fn wake_waiter(area: Area) {
+    let word = wake_word(area);
+    word.fetch_add(1, Ordering::SeqCst);
+    crate::sys::wake_word(word);
 }
 
 /// Copies bytes of the data at `base + at` into `out`.

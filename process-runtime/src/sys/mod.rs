@@ -176,3 +176,23 @@ pub(crate) fn exit_code_after_signal(number: i32) -> i32 {
 pub(crate) fn wait_exited(pid: u32, timeout: Duration) -> io::Result<bool> {
     imp::wait_exited(pid, timeout)
 }
+
+/// Whether [`wait_on_word`] waits for [`wake_word`] across processes on this platform;
+/// where it does not, callers wait on a socket instead.
+pub(crate) const SHARED_WAIT: bool = imp::SHARED_WAIT;
+
+/// Waits while the 32-bit `word`, in memory shared with another process, still holds
+/// `expected`: until a [`wake_word`] on it, `timeout`, or a spurious wake-up. Callers
+/// look again at what they wait for in every case.
+pub(crate) fn wait_on_word(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: Option<Duration>,
+) {
+    imp::wait_on_word(word, expected, timeout);
+}
+
+/// Wakes every thread, of any process, waiting on `word` in [`wait_on_word`].
+pub(crate) fn wake_word(word: &std::sync::atomic::AtomicU32) {
+    imp::wake_word(word);
+}

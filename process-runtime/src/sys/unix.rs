@@ -418,3 +418,71 @@ fn shared_file() -> io::Result<OwnedFd> {
     std::fs::remove_file(&path)?;
     Ok(file.into())
 }
+
+/// Linux waits on a word of shared memory with `futex`.
+#[cfg(target_os = "linux")]
+pub(super) const SHARED_WAIT: bool = true;
+
+/// Other Unix systems have no waiting on a word across processes that we use.
+#[cfg(not(target_os = "linux"))]
+pub(super) const SHARED_WAIT: bool = false;
+
+#[cfg(target_os = "linux")]
+pub(super) fn wait_on_word(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: Option<Duration>,
+) {
+    let limit = timeout.map(|t| libc::timespec {
+        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Below a billion: fits a c_long of any width.
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let limit_ptr = limit.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+    // SAFETY: FUTEX_WAIT reads the aligned 32-bit word, valid for the call (the caller
+    // holds a reference), and takes a relative timeout or null. Not FUTEX_PRIVATE_FLAG:
+    // the word is in memory shared with another process, whose wake must reach this
+    // wait. Any outcome (woken, the value changed, timed out, interrupted) returns
+    // to a caller that looks again.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            limit_ptr,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn wait_on_word(_: &std::sync::atomic::AtomicU32, _: u32, timeout: Option<Duration>) {
+    // Never called where SHARED_WAIT is false; a short sleep is the safe answer.
+    std::thread::sleep(
+        timeout
+            .unwrap_or(Duration::from_millis(1))
+            .min(Duration::from_millis(1)),
+    );
+}
+
+#[cfg(target_os = "linux")]
+pub(super) fn wake_word(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the word's address as a key; it wakes every waiter
+    // (of any process: not private, see `wait_on_word`).
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn wake_word(_: &std::sync::atomic::AtomicU32) {}
