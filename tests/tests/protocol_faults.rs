@@ -41,7 +41,7 @@ fn a_broken_channel_is_a_clear_protocol_error_and_leaves_nothing_behind() {
         (Fault::HelloGarbage, "protocol error: malformed handshake frame"),
         (Fault::HelloOversized, "protocol error: a handshake frame announced 4294967295 bytes, more than the maximum of 1024 bytes"),
         (Fault::HelloBadSecret, "protocol error: handshake refused: the child did not present this parent's secret"),
-        (Fault::HelloBadVersion, "protocol error: handshake refused: the child speaks protocol version 4, this parent speaks 3"),
+        (Fault::HelloBadVersion, "protocol error: handshake refused: the child speaks protocol version 5, this parent speaks 4"),
         (Fault::HelloBadMagic, "protocol error: handshake refused: the peer is not a process-runtime child (bad magic)"),
         (Fault::HelloBadFingerprint, "protocol error: handshake refused: the child was built from different code than this parent (build fingerprint mismatch)"),
         (Fault::ReportGarbage, "protocol error: malformed report frame"),
