@@ -48,16 +48,16 @@ pub(crate) fn drain(
     if wake {
         shared.notify();
     }
-    drained.map_err(|e: Malformed| ProcessError::Protocol(e.0))?;
+    drained.map_err(|e: Malformed| e.0)?;
     Ok(taken)
 }
 
-/// What a record that breaks the protocol is, as text.
-struct Malformed(String);
+/// How a ring broke the protocol.
+struct Malformed(ProcessError);
 
 impl From<String> for Malformed {
     fn from(text: String) -> Self {
-        Self(text)
+        Self(ProcessError::Protocol(text))
     }
 }
 
@@ -77,15 +77,15 @@ fn file(
                 .to_owned()
                 .into())
         }
-        Err(e) => return Err(e.to_string().into()),
+        Err(e) => return Err(Malformed(e)),
     };
     let frame = Frame::owned(record);
     if taken.is_none() && want == Some(tag) {
-        mailbox::count_received(inner).map_err(|e| Malformed(e.to_string()))?;
+        mailbox::count_received(inner).map_err(Malformed)?;
         *taken = Some(frame);
         return Ok(());
     }
-    mailbox::on_message(inner, tag, frame).map_err(|e| Malformed(e.to_string()))?;
+    mailbox::on_message(inner, tag, frame).map_err(Malformed)?;
     *filed = true;
     Ok(())
 }
