@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::driver::Core;
-use super::queue::{Batch, Chunk, Job};
+use super::queue::{Batch, Chunk, Job, ProcessRules};
 use super::worker::Items;
 use crate::call::encode_arg_into;
 use crate::ProcessError;
@@ -146,7 +146,8 @@ where
     A: Serialize,
 {
     /// A call of the function whose trampoline is at `call` on every item of `input`,
-    /// whose results `decode` reads.
+    /// whose results `decode` reads; `process` when the items are processes to run
+    /// (`Pool::run`).
     pub(crate) fn new(
         core: &'p Core,
         call: i64,
@@ -154,6 +155,7 @@ where
         decode: Decode<R>,
         in_order: bool,
         windowed: bool,
+        process: Option<ProcessRules>,
     ) -> Self {
         let (sink, results) = mpsc::channel();
         let remaining = match input.size_hint() {
@@ -167,7 +169,7 @@ where
             remaining,
             windowed,
             call,
-            job: Arc::new(Job::new(sink)),
+            job: Arc::new(Job::new(sink, process)),
             results,
             decode,
             read: 0,

@@ -15,6 +15,7 @@
 
 mod driver;
 mod feed;
+mod lifecycle;
 mod queue;
 mod ring;
 mod worker;
@@ -29,12 +30,13 @@ use serde::Serialize;
 
 use self::driver::{Core, Driver, Settings, Slot};
 use self::feed::Feed;
-use self::queue::Queue;
+use self::queue::{ProcessRules, Queue};
 use crate::wire::protocol::POSTCARD_LIMITS;
-use crate::{ProcessConfig, ProcessError};
+use crate::{Process, ProcessConfig, ProcessError};
 
-/// Worker processes, started once and kept warm, that run a function over many items:
-/// [`Pool::map`], [`Pool::imap`], [`Pool::imap_unordered`] and [`Pool::apply`].
+/// Worker processes, started once and kept warm, that run a function over many items
+/// ([`Pool::map`], [`Pool::imap`], [`Pool::imap_unordered`] and [`Pool::apply`]), or
+/// many processes with their whole lifecycle ([`Pool::run`]).
 ///
 /// ```
 /// use process_runtime::prelude::*;
@@ -268,10 +270,89 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         let items: Vec<A> = items.into_iter().collect();
+        let call = crate::call::offset_of::<A, R, F>(&f);
+        self.collect(call, items, None)
+    }
+
+    /// Runs each process of `states`, a process type's states, on the workers, with
+    /// its whole lifecycle, and returns their outcomes in input order once all are
+    /// done: what [`Handle::result`](crate::Handle::result) of the process started
+    /// with [`start`](crate::Process::start) would return, without a process started
+    /// for each. The input is read whole first.
+    ///
+    /// ```
+    /// use process_runtime::prelude::*;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Process, Serialize, Deserialize)]
+    /// #[process(num_loops = 3, lives = 2, timeout.loop = "10s")]
+    /// struct Count { n: u32 }
+    ///
+    /// impl Lifecycle for Count {
+    ///     type Output = u32;
+    ///     fn main_loop(&mut self, _cx: &mut Context) -> Outcome { self.n += 1; Ok(()) }
+    ///     fn result(&mut self, _cx: &mut Context) -> Result<u32, BoxError> { Ok(self.n) }
+    /// }
+    ///
+    /// # #[process_runtime::main]
+    /// # fn main() -> Result<(), ProcessError> {
+    /// let pool = Pool::new(2)?;
+    /// let outcomes = pool.run((0..10).map(|n| Count { n }));
+    /// assert_eq!(outcomes[4], Ok(7));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Everything in the type's `#[process(...)]` holds as for a started process:
+    /// `num_loops`, `join_in`, `cx.stop()`, the wrapping of errors by section, `lives`
+    /// (each attempt starts from the original state, the one read from `states`) and
+    /// `error` once they are spent, and each section's limit. The pool's own
+    /// `item_timeout` and `item_lives` are for functions and do not apply.
+    ///
+    /// A process that panics or returns an error costs no worker: the worker runs its
+    /// next attempt at once. One that aborts, segfaults, exits or is killed from
+    /// outside ([`ProcessError::Crashed`], naming the process's section), or runs past
+    /// a section's limit ([`ProcessError::Timeout`], and its worker is killed), costs
+    /// its worker and a life: its next attempt (or its `error`) runs on another
+    /// worker, a fresh worker takes the dead one's place, and the other processes keep
+    /// their own outcomes.
+    ///
+    /// The processes run inside the workers: [`Context::pid`](crate::Context::pid) and
+    /// [`Context::id`](crate::Context::id) are the worker's, and there is no handle to
+    /// talk to, so [`Context::tell`](crate::Context::tell) and
+    /// [`Context::listen`](crate::Context::listen) return `Ended`.
+    pub fn run<P, I>(&self, states: I) -> Vec<Result<P::Output, ProcessError>>
+    where
+        P: Process,
+        I: IntoIterator<Item = P>,
+    {
+        let config = P::config();
+        let rules = ProcessRules {
+            timeouts: config.timeouts,
+            lives: config.lives,
+        };
+        let items: Vec<_> = states.into_iter().map(lifecycle::Staged::first).collect();
+        self.collect(lifecycle::offset_of::<P>(), items, Some(rules))
+    }
+
+    /// Runs the function whose trampoline is at `call` on every item, and returns the
+    /// results in input order.
+    fn collect<A: Serialize, R: DeserializeOwned>(
+        &self,
+        call: i64,
+        items: Vec<A>,
+        process: Option<ProcessRules>,
+    ) -> Vec<Result<R, ProcessError>> {
         let mut results: Vec<Option<Result<R, ProcessError>>> =
             std::iter::repeat_with(|| None).take(items.len()).collect();
-        let call = crate::call::offset_of::<A, R, F>(&f);
-        let mut feed = Feed::new(&self.core, call, items.into_iter(), decode, false, false);
+        let mut feed = Feed::new(
+            &self.core,
+            call,
+            items.into_iter(),
+            decode,
+            false,
+            false,
+            process,
+        );
         while let Some((index, result)) = feed.next_result() {
             results[index as usize] = Some(result);
         }
@@ -300,7 +381,15 @@ impl Pool {
     {
         let call = crate::call::offset_of::<A, R, F>(&f);
         Imap {
-            feed: Feed::new(&self.core, call, items.into_iter(), decode, true, true),
+            feed: Feed::new(
+                &self.core,
+                call,
+                items.into_iter(),
+                decode,
+                true,
+                true,
+                None,
+            ),
         }
     }
 
@@ -315,7 +404,15 @@ impl Pool {
     {
         let call = crate::call::offset_of::<A, R, F>(&f);
         ImapUnordered {
-            feed: Feed::new(&self.core, call, items.into_iter(), decode, false, true),
+            feed: Feed::new(
+                &self.core,
+                call,
+                items.into_iter(),
+                decode,
+                false,
+                true,
+                None,
+            ),
         }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::worker::Items;
-use crate::ProcessError;
+use crate::{ProcessError, Timeouts};
 
 /// Results of items, handed to the caller together: each item's index and its result,
 /// the postcard bytes of what the function returned (end to end in one buffer, so that
@@ -52,10 +52,21 @@ impl Batch {
     }
 }
 
+/// The rules of the process type a `Pool::run` call runs (see `lifecycle.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProcessRules {
+    /// Its own section limits, which the driver holds.
+    pub(crate) timeouts: Timeouts,
+    /// Its attempts before `error` runs.
+    pub(crate) lives: u32,
+}
+
 /// One call on the pool, as the drivers see it: where its results go.
 #[derive(Debug)]
 pub(crate) struct Job {
     sink: Sender<Batch>,
+    /// For a call of `Pool::run`: the items are processes, with these rules.
+    pub(crate) process: Option<ProcessRules>,
     cancelled: AtomicBool,
     /// Items finished and the nanoseconds their chunks took, for the chunk size.
     finished: AtomicU64,
@@ -63,9 +74,10 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(sink: Sender<Batch>) -> Self {
+    pub(crate) fn new(sink: Sender<Batch>, process: Option<ProcessRules>) -> Self {
         Self {
             sink,
+            process,
             cancelled: AtomicBool::new(false),
             finished: AtomicU64::new(0),
             nanos: AtomicU64::new(0),
@@ -351,7 +363,7 @@ mod tests {
     #[test]
     fn a_dropped_chunk_gives_each_item_without_a_result_an_error() {
         let (tx, rx) = mpsc::channel();
-        let job = Arc::new(Job::new(tx));
+        let job = Arc::new(Job::new(tx, None));
         let mut chunk = Chunk::new(Arc::clone(&job), 0, items(0..4));
         chunk.settle(Ok(&[]));
         assert!(rx.try_recv().is_err(), "held until flushed");
@@ -379,8 +391,8 @@ mod tests {
     fn retries_come_first_and_cancelled_calls_are_skipped() {
         let queue = Queue::default();
         let (tx, _rx) = mpsc::channel();
-        let a = Arc::new(Job::new(tx.clone()));
-        let b = Arc::new(Job::new(tx));
+        let a = Arc::new(Job::new(tx.clone(), None));
+        let b = Arc::new(Job::new(tx, None));
         queue.push_back(Chunk::new(Arc::clone(&a), 0, items(0..2)));
         queue.push_back(Chunk::new(Arc::clone(&b), 0, items(0..2)));
         queue.push_front(Chunk::new(Arc::clone(&b), 0, items(7..8)));
