@@ -134,7 +134,8 @@ impl PoolBuilder {
     /// The limit of one item: a `Duration`, or `None` to let items run for ever. An
     /// item past it is killed with its worker, its result is
     /// [`ProcessError::Timeout`], and a fresh worker goes on with the rest. By default
-    /// 300 s, the limit of a process's `main_loop`.
+    /// 300 s, the limit of a process's `main_loop`. For functions: the processes of
+    /// [`Pool::run`] are held to their own section limits.
     pub fn item_timeout(mut self, limit: impl Into<Option<Duration>>) -> Self {
         self.item_timeout = limit.into();
         self
@@ -142,7 +143,8 @@ impl PoolBuilder {
 
     /// Attempts of each item before its failure is its result: with `item_lives(3)`, an
     /// item that panics, crashes its worker or runs past its limit is run again, up to
-    /// three times in all. At least 1 (the default).
+    /// three times in all. At least 1 (the default). For functions: the processes of
+    /// [`Pool::run`] have their own `lives`.
     pub fn item_lives(mut self, lives: u32) -> Self {
         self.item_lives = lives;
         self
