@@ -88,6 +88,12 @@ pub mod __testing {
         (shared.wakers.len(), listeners)
     }
 
+    /// The `node::receive_async` futures registered with this process's mailbox.
+    #[must_use]
+    pub fn node_async_waiters() -> usize {
+        crate::node::mailbox::async_waiters()
+    }
+
     /// The type tag a message of type `T` carries on the wire.
     #[must_use]
     pub fn tag_of<T: ?Sized + 'static>() -> u64 {
