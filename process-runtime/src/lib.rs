@@ -103,7 +103,7 @@ pub mod __testing {
 
 pub use handle::Handle;
 pub use many::{as_completed, wait_any, AsCompleted, AsProcess};
-pub use pool::{Imap, ImapUnordered, Pool, PoolBuilder};
+pub use pool::{Imap, ImapStream, ImapUnordered, Pool, PoolBuilder};
 pub use process::Process;
 pub use process_core::{
     BoxError, Context, Exit, Lifecycle, Outcome, Pid, ProcessConfig, ProcessError, ProcessTimers,

@@ -1727,3 +1727,101 @@ fn run_test_error_at_task_unpickle() {
     );
     assert_eq!(pool.run([Tally::fine(1)]).len(), 1);
 }
+
+// --- imap as a Stream ----------------------------------------------------------------
+
+/// Collects `imap` and `imap_unordered` as streams, on the executor that runs it.
+async fn imap_streams(pool: &Pool) {
+    use futures::StreamExt;
+    let squares: Vec<_> = pool.imap(sqr, 0..300u64).into_stream().collect().await;
+    assert_eq!(squares, (0..300u64).map(|x| Ok(x * x)).collect::<Vec<_>>());
+    // As they finish: the slow first item comes last.
+    let naps: Vec<_> = pool
+        .imap_unordered(nap, [400, 1, 2, 3])
+        .into_stream()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(naps.last(), Some(&400), "{naps:?}");
+    // A failed item is its own result here too.
+    let mut results = pool
+        .imap(|x: u64| if x == 1 { abort() } else { x }, 0..3u64)
+        .into_stream();
+    assert_eq!(results.next().await, Some(Ok(0)));
+    assert_eq!(
+        results.next().await,
+        Some(Err(crashed(Exit::Signal(libc::SIGABRT))))
+    );
+    assert_eq!(results.next().await, Some(Ok(2)));
+    assert_eq!(results.next().await, None);
+}
+
+#[test]
+fn imap_as_a_stream_on_tokio_multi_thread() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap()
+        .block_on(imap_streams(&pool));
+}
+
+#[test]
+fn imap_as_a_stream_on_tokio_current_thread() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(imap_streams(&pool));
+}
+
+#[test]
+fn imap_as_a_stream_on_futures_block_on() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    futures::executor::block_on(imap_streams(&pool));
+}
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct WakeCount(AtomicU64);
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_pending_imap_stream_is_woken_by_its_results_not_by_a_timer() {
+    use futures::Stream;
+    let _g = shared();
+    let pool = pool(1);
+    let count = Arc::new(WakeCount::default());
+    let waker = std::task::Waker::from(Arc::clone(&count));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut stream = pool.imap(nap, [600u64]).into_stream();
+    // Pending at once: the poll does not wait for the item.
+    let polled = Instant::now();
+    assert!(std::pin::Pin::new(&mut stream)
+        .poll_next(&mut cx)
+        .is_pending());
+    assert!(polled.elapsed() < Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count.0.load(Ordering::SeqCst), 0, "woken with no result");
+    let started = Instant::now();
+    while count.0.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never woken");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(matches!(
+        std::pin::Pin::new(&mut stream).poll_next(&mut cx),
+        std::task::Poll::Ready(Some(Ok(600)))
+    ));
+    assert!(matches!(
+        std::pin::Pin::new(&mut stream).poll_next(&mut cx),
+        std::task::Poll::Ready(None)
+    ));
+}

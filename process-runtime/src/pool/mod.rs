@@ -459,6 +459,15 @@ pub struct Imap<'p, I, R> {
     feed: Feed<'p, I, R>,
 }
 
+impl<'p, I, R> Imap<'p, I, R> {
+    /// The same results as a [`Stream`](futures_core::Stream), for async code (see
+    /// [`ImapStream`]).
+    #[must_use]
+    pub fn into_stream(self) -> ImapStream<'p, I, R> {
+        ImapStream { feed: self.feed }
+    }
+}
+
 impl<I, R, A> Iterator for Imap<'_, I, R>
 where
     I: Iterator<Item = A>,
@@ -487,6 +496,15 @@ pub struct ImapUnordered<'p, I, R> {
     feed: Feed<'p, I, R>,
 }
 
+impl<'p, I, R> ImapUnordered<'p, I, R> {
+    /// The same results as a [`Stream`](futures_core::Stream), for async code (see
+    /// [`ImapStream`]).
+    #[must_use]
+    pub fn into_stream(self) -> ImapStream<'p, I, R> {
+        ImapStream { feed: self.feed }
+    }
+}
+
 impl<I, R, A> Iterator for ImapUnordered<'_, I, R>
 where
     I: Iterator<Item = A>,
@@ -507,5 +525,50 @@ where
 impl<I, R> fmt::Debug for ImapUnordered<'_, I, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ImapUnordered").finish_non_exhaustive()
+    }
+}
+
+/// The results of [`Pool::imap`] or [`Pool::imap_unordered`] as a
+/// [`Stream`](futures_core::Stream), in the order of the call it came from:
+/// `pool.imap(f, items).into_stream()`.
+///
+/// A task that polls it is woken by the pool's threads when results come, never by a
+/// timer, and no thread is blocked or started for it: it works on any executor. The
+/// input is read when the stream is polled, on the polling task's thread, a window
+/// ahead as for the iterator (an input that blocks blocks that task). Dropping the
+/// stream cancels the call, as dropping the iterator does.
+pub struct ImapStream<'p, I, R> {
+    feed: Feed<'p, I, R>,
+}
+
+// Nothing in it is pinned structurally: results are only moved out of it.
+impl<I: Unpin, R> Unpin for ImapStream<'_, I, R> {}
+
+impl<I, R, A> futures_core::Stream for ImapStream<'_, I, R>
+where
+    I: Iterator<Item = A> + Unpin,
+    A: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, ProcessError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.get_mut()
+            .feed
+            .poll_next_result(cx)
+            .map(|next| next.map(|(_, result)| result))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.feed.size_hint()
+    }
+}
+
+impl<I, R> fmt::Debug for ImapStream<'_, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImapStream").finish_non_exhaustive()
     }
 }

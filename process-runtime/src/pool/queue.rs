@@ -14,6 +14,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 use std::time::Duration;
 
 use super::worker::Items;
@@ -65,6 +66,11 @@ pub(crate) struct ProcessRules {
 #[derive(Debug)]
 pub(crate) struct Job {
     sink: Sender<Batch>,
+    /// The task of an `imap` polled as a `Stream`, woken when results are delivered
+    /// (see `feed.rs`).
+    waker: Mutex<Option<Waker>>,
+    /// Whether `waker` holds one: a delivery to a caller that blocks costs one load.
+    has_waker: AtomicBool,
     /// For a call of `Pool::run`: the items are processes, with these rules.
     pub(crate) process: Option<ProcessRules>,
     cancelled: AtomicBool,
@@ -77,6 +83,8 @@ impl Job {
     pub(crate) fn new(sink: Sender<Batch>, process: Option<ProcessRules>) -> Self {
         Self {
             sink,
+            waker: Mutex::new(None),
+            has_waker: AtomicBool::new(false),
             process,
             cancelled: AtomicBool::new(false),
             finished: AtomicU64::new(0),
@@ -84,9 +92,35 @@ impl Job {
         }
     }
 
-    /// Hands results to the caller (a caller that is gone ignores them).
+    /// Hands results to the caller (a caller that is gone ignores them), and wakes its
+    /// task when it polls for them.
     pub(crate) fn deliver(&self, batch: Batch) {
         let _ = self.sink.send(batch);
+        // SeqCst with the caller's pair in `set_waker`: either it sees this batch when
+        // it looks again after registering, or this side sees its waker.
+        if self.has_waker.load(Ordering::SeqCst) {
+            let waker = {
+                // The flag changes under the lock only, so it never says "none" while
+                // one is registered.
+                let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+                self.has_waker.store(false, Ordering::SeqCst);
+                slot.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Wakes `waker` at the next delivery. The caller looks for results once more
+    /// afterwards, so that one delivered meanwhile is not waited for.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *slot {
+            Some(old) if old.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+        self.has_waker.store(true, Ordering::SeqCst);
     }
 
     /// The caller is gone: its chunks need not run.
