@@ -19,8 +19,12 @@
 //!   beacon ([`ItemWords`], in the results area the driver reads), and the driver
 //!   holds the type's own `#[process(timeout...)]` limits on it (see `driver.rs`).
 //! - **The context** has no parent to talk to: `cx.tell` and `cx.listen` return
-//!   `Ended`, since the worker's channel carries the pool's own messages. Its stop flag
-//!   is the item's own, so that `cx.stop()` ends the process, not the worker.
+//!   `Ended`, since the worker's channel carries the pool's own messages.
+//! - **Stops.** The process checks the worker's own stop flag ([`ItemStop`]), so that a
+//!   stop from above (a graceful shutdown) stops it as it stops a started process:
+//!   the current section finishes, then `on_finish` and `result`, and no life is
+//!   spent after it. A stop the process asked for itself (`cx.stop()`) is cleared
+//!   once it is over, so that it ends that process, not the worker.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -86,8 +90,36 @@ pub(crate) fn offset_of<P: Process>() -> i64 {
     call::offset_of_trampoline(run)
 }
 
-/// The stop flag of the process item a worker runs (one at a time).
-static ITEM_STOP: AtomicBool = AtomicBool::new(false);
+/// The stop flag of the process item a worker runs (one at a time): the worker's own,
+/// which its parent sets to stop it.
+struct ItemStop {
+    stop: &'static AtomicBool,
+    /// Set with `stop` when the stop came from the worker's parent.
+    from_parent: &'static AtomicBool,
+}
+
+impl ItemStop {
+    fn of_this_worker() -> Self {
+        static STOP: AtomicBool = AtomicBool::new(false);
+        static FROM_PARENT: AtomicBool = AtomicBool::new(false);
+        let (stop, from_parent) =
+            crate::shutdown::child_stop_flags().unwrap_or((&STOP, &FROM_PARENT));
+        Self { stop, from_parent }
+    }
+
+    /// Whether the worker's parent asked it to stop.
+    fn asked_by_parent(&self) -> bool {
+        self.from_parent.load(Ordering::Acquire)
+    }
+
+    /// Clears a stop the process asked for itself: it ended that process (or
+    /// attempt) only. One from the parent stays, for the worker.
+    fn clear_own(&self) {
+        if !self.asked_by_parent() {
+            self.stop.store(false, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Runs the lifecycle of the `P` whose header and state are `arg`, in the worker, and
 /// appends its output's bytes to `out`; its failure, once its lives are spent and
@@ -99,11 +131,12 @@ fn run_item<P: Process>(arg: &[u8], out: &mut Vec<u8>) -> Result<(), CallError> 
     let config = P::config();
     let me = crate::node::local::self_pid();
     let parent_pid = crate::sys::parent_pid();
+    let stop = ItemStop::of_this_worker();
     let mut attempt = header.attempt.max(1);
     let mut last_error = header.error;
     let outcome = loop {
         words.begin_attempt(attempt);
-        ITEM_STOP.store(false, Ordering::Relaxed);
+        stop.clear_own();
         let mut obj: P = postcard::from_bytes(state).map_err(|e| {
             CallError::Argument(format!(
                 "the worker cannot decode the state, a `{}` ({e}); {POSTCARD_LIMITS}",
@@ -112,7 +145,7 @@ fn run_item<P: Process>(arg: &[u8], out: &mut Vec<u8>) -> Result<(), CallError> 
         })?;
         let mut cx = Context::__new(
             config.clone(),
-            &ITEM_STOP,
+            stop.stop,
             std::process::id(),
             parent_pid,
             attempt,
@@ -123,13 +156,15 @@ fn run_item<P: Process>(arg: &[u8], out: &mut Vec<u8>) -> Result<(), CallError> 
         }
         match engine::run(&mut obj, &mut cx, words.beacon, || {}) {
             Ok(output) => break Ok(output),
-            // The last attempt's own error, as a started process's `error` gets it.
-            Err(error) if attempt >= config.lives => {
+            // The last attempt's own error, as a started process's `error` gets it; a
+            // process stopped from above is not restarted.
+            Err(error) if attempt >= config.lives || stop.asked_by_parent() => {
                 break engine::handle_error(&mut obj, &mut cx, error, words.beacon)
             }
             Err(_) => attempt += 1,
         }
     };
+    stop.clear_own();
     let output = outcome.map_err(CallError::Failed)?;
     call::encode_into(&output, out).map_err(|e| {
         CallError::Output(format!(
