@@ -1825,3 +1825,62 @@ fn a_pending_imap_stream_is_woken_by_its_results_not_by_a_timer() {
         std::task::Poll::Ready(None)
     ));
 }
+
+/// Its output encodes in the worker and does not decode in the parent.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1)]
+struct UndecodableOutput;
+
+impl Lifecycle for UndecodableOutput {
+    type Output = Undecodable;
+
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    fn result(&mut self, _cx: &mut Context) -> Result<Undecodable, BoxError> {
+        Ok(Undecodable)
+    }
+}
+
+#[test]
+fn run_test_error_during_result_unpickle_in_result_handler() {
+    let _g = shared();
+    let pool = pool(1);
+    let outcomes = pool.run([UndecodableOutput, UndecodableOutput]);
+    for outcome in &outcomes {
+        assert!(
+            matches!(outcome, Err(ProcessError::Output(m))
+                if m.contains("the parent cannot decode `pool::Undecodable`")),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(pool.apply(sqr, 6), Ok(36));
+}
+
+#[test]
+fn run_and_map_share_one_pool_from_several_threads() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(3).build().unwrap();
+    std::thread::scope(|s| {
+        let runs = s.spawn(|| {
+            for _ in 0..5 {
+                let outcomes = pool.run((0..30).map(|n| {
+                    if n == 7 {
+                        Tally::faulty(n, Fault::Abort, "main_loop", 2)
+                    } else {
+                        Tally::fine(n)
+                    }
+                }));
+                for (n, r) in (0..30u64).zip(&outcomes) {
+                    assert_eq!(tally_value(r), Ok(n + TALLY_CLEAN));
+                }
+            }
+        });
+        for _ in 0..5 {
+            let squares = pool.map(sqr, 0..200);
+            assert!(squares.iter().zip(0..200u64).all(|(r, x)| *r == Ok(x * x)));
+        }
+        runs.join().unwrap();
+    });
+}
