@@ -257,6 +257,8 @@ impl ChildPort {
             Ok(None) => return Ok(false),
             Err(ReadError::Closed { .. }) => {
                 self.ended.store(true, SeqCst);
+                // Whoever read it, the receives waiting on the node's mailbox learn it.
+                node::mailbox::ended();
                 return Ok(true);
             }
             Err(ReadError::TooLarge { len, max }) => {
