@@ -52,6 +52,26 @@ impl Lifecycle for Download {
     }
 }
 
+/// Sends its parent a greeting through the node, from anywhere in the tree.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "10s")]
+struct Greeter {
+    name: String,
+}
+
+impl Lifecycle for Greeter {
+    type Output = ();
+
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        process_runtime::node::send(cx.parent_id(), &format!("hello from {}", self.name))?;
+        Ok(())
+    }
+
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
 // `tokio::main` above `process_runtime::main`: a re-executed child is taken over before
 // the runtime starts. One thread: if anything blocked it, nothing below would finish.
 #[tokio::main(flavor = "current_thread")]
@@ -89,5 +109,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{} still runs after 100 ms", h.name());
     }
     println!("5 squared is {}", h.result_async().await?);
+
+    // This process's own mailbox (`node::send` from any process), awaited.
+    let greeters: Vec<_> = ["ada", "grace"]
+        .into_iter()
+        .map(|name| Greeter { name: name.into() }.start())
+        .collect::<Result<_, _>>()?;
+    for _ in &greeters {
+        let (from, greeting) =
+            process_runtime::node::receive_from_async::<String>(Duration::from_secs(5)).await?;
+        println!("{from}: {greeting}");
+    }
+    for h in &greeters {
+        h.wait_async().await;
+    }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! Functions and pools: `spawn` runs one function as a child process; a `Pool` keeps
-//! worker processes warm and runs a function over many items, whatever an item does.
+//! worker processes warm and runs a function over many items, whatever an item does,
+//! or many processes of a type with their whole lifecycle (`pool.run`).
 //!
 //! `cargo run --example pool`
 
 use process_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// Steps of the Collatz sequence from `n` down to 1.
 fn collatz_steps(mut n: u64) -> u32 {
@@ -20,6 +22,42 @@ fn parse(line: String) -> u64 {
     match line.trim() {
         "exit" => std::process::exit(3), // a worker that dies: also that line only
         text => text.parse().expect("a number"),
+    }
+}
+
+/// Walks the Collatz sequence from `n`, one step a lap, for at most 200 laps; its
+/// lives and limits are its own, on a pool as when started.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 200, lives = 2, timeout.loop = "1s")]
+struct Walk {
+    n: u64,
+}
+
+impl Lifecycle for Walk {
+    type Output = (u64, u64);
+
+    fn preloop(&mut self, _cx: &mut Context) -> Outcome {
+        if self.n == 0 {
+            // A crash costs this walk a life, then its `error`; the others go on.
+            std::process::abort();
+        }
+        Ok(())
+    }
+
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        self.n = if self.n % 2 == 0 {
+            self.n / 2
+        } else {
+            3 * self.n + 1
+        };
+        if self.n == 1 {
+            cx.stop();
+        }
+        Ok(())
+    }
+
+    fn result(&mut self, cx: &mut Context) -> Result<(u64, u64), BoxError> {
+        Ok((cx.lap() + 1, self.n))
     }
 }
 
@@ -53,5 +91,15 @@ fn main() -> Result<(), ProcessError> {
         .collect::<Result<_, _>>()?;
     squares.sort_unstable();
     println!("squares, as they finished then sorted: {squares:?}");
+
+    // Processes, not functions: each runs its whole lifecycle on a warm worker, and
+    // the outcomes come back in input order, as `result()` of each would return them.
+    let walks = pool.run([27, 0, 97].map(|n| Walk { n }));
+    for (n, walk) in [27, 0, 97].iter().zip(walks) {
+        match walk {
+            Ok((laps, at)) => println!("walk from {n:>2}: {laps} laps, at {at}"),
+            Err(e) => println!("walk from {n:>2}: {e}"),
+        }
+    }
     Ok(())
 }

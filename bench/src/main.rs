@@ -1,6 +1,6 @@
 //! process-runtime's figures, each measured next to its physical floor in one run.
 //!
-//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|pool|warm]`
+//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|pool|poolrun|warm]`
 //!
 //! Every figure and its floor are measured in alternating rounds (floor, measured,
 //! measured, floor, ...), so that whatever the machine does meanwhile hits both sides.
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 mod messages;
 mod pool;
+mod pool_run;
 mod warm;
 
 /// Set in the environment of the floor's child: `main` exits at once when it sees it.
@@ -336,6 +337,17 @@ impl Stats {
             ms(self.median),
             ms(self.p10),
             ms(self.p90),
+            self.n
+        )
+    }
+
+    /// `median (p10 p90)` in microseconds.
+    fn us(&self) -> String {
+        format!(
+            "{:.1} us (p10 {:.1}, p90 {:.1}, n={})",
+            us(self.median),
+            us(self.p10),
+            us(self.p90),
             self.n
         )
     }
@@ -924,7 +936,7 @@ fn restart_rows() -> Vec<Row> {
 }
 
 /// Which figures to measure: all, or the one named by
-/// `--only <start|laps|stop|restart|timers|messages|pool|warm>`.
+/// `--only <start|laps|stop|restart|timers|messages|pool|poolrun|warm>`.
 fn wanted(args: &[String], figure: &str) -> bool {
     match args.iter().position(|a| a == "--only") {
         Some(i) => args.get(i + 1).is_some_and(|f| f == figure),
@@ -969,6 +981,9 @@ fn main() {
     }
     if wanted(&args, "pool") {
         rows.extend(pool::rows());
+    }
+    if wanted(&args, "poolrun") {
+        rows.extend(pool_run::rows());
     }
     // Last: it starts warm children, which the other figures must not use.
     if wanted(&args, "warm") {

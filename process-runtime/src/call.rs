@@ -35,6 +35,9 @@ pub(crate) enum CallError {
     Argument(String),
     /// The result does not encode.
     Output(String),
+    /// The call ran and failed with this error, which is its result as it is (a
+    /// process's lifecycle run by a pool, whose lives are spent).
+    Failed(ProcessError),
 }
 
 impl From<CallError> for ProcessError {
@@ -42,6 +45,7 @@ impl From<CallError> for ProcessError {
         match e {
             CallError::Argument(why) => ProcessError::State(why),
             CallError::Output(why) => ProcessError::Output(why),
+            CallError::Failed(error) => error,
         }
     }
 }
@@ -118,7 +122,13 @@ where
              pass what it needs in the argument"
         );
     }
-    let call: Trampoline = trampoline::<A, R, F>;
+    offset_of_trampoline(trampoline::<A, R, F>)
+}
+
+/// The offset of a function of the runtime's own with a trampoline's signature (the
+/// lifecycle of a process type run by a pool, see `pool/lifecycle.rs`), for
+/// [`trampoline_at`].
+pub(crate) fn offset_of_trampoline(call: Trampoline) -> i64 {
     // Two's complement: the difference fits an i64 whichever of the two comes first.
     (call as usize).wrapping_sub(anchor()) as i64
 }
@@ -126,11 +136,12 @@ where
 /// The trampoline at `offset` from the anchor.
 ///
 /// # Safety
-/// `offset` must be a value [`offset_of`] returned in a process running the same
-/// executable file as this one. Then `anchor() + offset` is the address of a
-/// [`trampoline`] instance in this process too: both addresses are in the one image
-/// that file was loaded as (the runtime's crates are linked statically into it, and so
-/// is every instance of `trampoline`, which is generic over the user's types), and the
+/// `offset` must be a value [`offset_of`] (or [`offset_of_trampoline`]) returned in a
+/// process running the same executable file as this one. Then `anchor() + offset` is
+/// the address of a function of type `Trampoline` in this process too: both addresses
+/// are in the one image that file was loaded as (the runtime's crates are linked
+/// statically into it, and so is every instance of `trampoline` or of a pool's
+/// lifecycle runner, which are generic over the user's types), and the
 /// loader moves a whole image by one amount, so the difference between two of its
 /// addresses is the same in every process that runs it.
 ///

@@ -88,6 +88,12 @@ pub mod __testing {
         (shared.wakers.len(), listeners)
     }
 
+    /// The `node::receive_async` futures registered with this process's mailbox.
+    #[must_use]
+    pub fn node_async_waiters() -> usize {
+        crate::node::mailbox::async_waiters()
+    }
+
     /// The type tag a message of type `T` carries on the wire.
     #[must_use]
     pub fn tag_of<T: ?Sized + 'static>() -> u64 {
@@ -97,7 +103,7 @@ pub mod __testing {
 
 pub use handle::Handle;
 pub use many::{as_completed, wait_any, AsCompleted, AsProcess};
-pub use pool::{Imap, ImapUnordered, Pool, PoolBuilder};
+pub use pool::{Imap, ImapStream, ImapUnordered, Pool, PoolBuilder};
 pub use process::Process;
 pub use process_core::{
     BoxError, Context, Exit, Lifecycle, Outcome, Pid, ProcessConfig, ProcessError, ProcessTimers,

@@ -250,6 +250,14 @@ pub(crate) fn set_parent_stop(stop: &'static AtomicBool, parent_stop: &'static A
     let _ = PARENT_STOP.set(ParentStop { stop, parent_stop });
 }
 
+/// In a child: its stop flag, and the flag that says its parent set it (a pool worker
+/// lends them to the process it runs, see `pool/lifecycle.rs`).
+pub(crate) fn child_stop_flags() -> Option<(&'static AtomicBool, &'static AtomicBool)> {
+    PARENT_STOP
+        .get()
+        .map(|flags| (flags.stop, flags.parent_stop))
+}
+
 /// Whether this process is a child whose parent asked it to stop.
 fn stopped_by_parent() -> bool {
     PARENT_STOP.get().is_some_and(|flags| {

@@ -14,7 +14,9 @@
 //! future that blocked its thread would deadlock. Then, polled by hand: pending futures
 //! are woken by events only, never by a timer; and the futures are `Send`. Then
 //! `wait_any` and `as_completed` over processes of different durations, of different
-//! output types, and dropped midway.
+//! output types, and dropped midway. Last, `node::receive_async` in the root (on the
+//! three executors; woken by messages only; a drop loses nothing) and in a child
+//! without children, each executor run inside the child.
 //!
 //! Every process here has a section timeout, so that a test that fails by waiting for
 //! ever ends as a failure instead of a hang.
@@ -698,4 +700,240 @@ fn as_completed_over_a_hundred() {
         assert_eq!(h.result().unwrap(), 2 * n);
         assert_eq!(async_waiters(h), (0, 0));
     }
+}
+
+// ---------------------------------------------------------------------------------
+// `node::receive_async`, in the root and in a child.
+//
+// The root's mailbox is one for the whole test binary: the tests that receive from it
+// take [`root_mailbox`], so that none takes another's messages.
+
+static ROOT_MAILBOX: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn root_mailbox() -> std::sync::MutexGuard<'static, ()> {
+    ROOT_MAILBOX
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A note sent with `node::send`.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Note(u64);
+
+/// A message nobody sends.
+#[derive(Debug, Serialize, Deserialize)]
+struct Never;
+
+/// Sends `count` notes to its parent with `node::send`, `gap_ms` apart.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "60s")]
+struct SendsNotes {
+    count: u64,
+    gap_ms: u64,
+}
+
+impl Lifecycle for SendsNotes {
+    type Output = ();
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        for n in 0..self.count {
+            std::thread::sleep(Duration::from_millis(self.gap_ms));
+            process_runtime::node::send(cx.parent_id(), &Note(n))?;
+        }
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+async fn receive_async_in_the_root() {
+    // Notes that arrive while the future waits, and one filed before it is polled.
+    let h = SendsNotes {
+        count: 3,
+        gap_ms: 50,
+    }
+    .start()
+    .unwrap();
+    let first: Note = process_runtime::node::receive_async(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(first, Note(0));
+    let (from, second) = process_runtime::node::receive_from_async::<Note>(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!((from, second), (h.id(), Note(1)));
+    h.wait();
+    let third: Note = process_runtime::node::receive_async(None).await.unwrap();
+    assert_eq!(third, Note(2));
+    assert_eq!(process_runtime::__testing::node_async_waiters(), 0);
+}
+
+async fn receive_async_time_limits() {
+    let started = Instant::now();
+    assert!(matches!(
+        process_runtime::node::receive_async::<Never>(Duration::ZERO).await,
+        Err(RecvError::Timeout)
+    ));
+    let limit = Duration::from_millis(150);
+    let started_wait = Instant::now();
+    assert!(matches!(
+        process_runtime::node::receive_async::<Never>(limit).await,
+        Err(RecvError::Timeout)
+    ));
+    assert!(started_wait.elapsed() >= limit);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(process_runtime::__testing::node_async_waiters(), 0);
+}
+
+/// [`on_every_executor`], each test holding [`root_mailbox`].
+macro_rules! on_every_executor_with_the_root_mailbox {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[test]
+            fn tokio_multi_thread() {
+                let _g = super::root_mailbox();
+                super::tokio_multi_thread(super::$scenario());
+            }
+            #[test]
+            fn tokio_current_thread() {
+                let _g = super::root_mailbox();
+                super::tokio_current_thread(super::$scenario());
+            }
+            #[test]
+            fn futures_block_on() {
+                let _g = super::root_mailbox();
+                futures::executor::block_on(super::$scenario());
+            }
+        }
+    )*};
+}
+
+on_every_executor_with_the_root_mailbox!(receive_async_in_the_root, receive_async_time_limits);
+
+/// A pending `receive_async` is woken by a message, and by nothing else; dropped, it
+/// leaves the message for the next receive.
+#[test]
+fn receive_async_is_woken_by_messages_not_by_a_timer_and_a_drop_loses_nothing() {
+    let _g = root_mailbox();
+    let (woken, waker) = counting_waker();
+    let mut cx = TaskContext::from_waker(&waker);
+    let h = {
+        let mut receiving = pin!(process_runtime::node::receive_async::<Note>(None));
+        assert!(receiving.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(process_runtime::__testing::node_async_waiters(), 1);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(woken.0.load(SeqCst), 0, "woken with nothing filed");
+        let h = SendsNotes {
+            count: 1,
+            gap_ms: 0,
+        }
+        .start()
+        .unwrap();
+        let started = Instant::now();
+        while woken.0.load(SeqCst) == 0 {
+            assert!(started.elapsed() < Duration::from_secs(30), "never woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Dropped after its wake-up, before the poll that would take the note.
+        h
+    };
+    assert_eq!(process_runtime::__testing::node_async_waiters(), 0);
+    assert_eq!(
+        process_runtime::node::receive::<Note>(Duration::from_secs(30)),
+        Ok(Note(0))
+    );
+    h.wait();
+}
+
+/// How a child runs its async receives.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Executor {
+    TokioMultiThread,
+    TokioCurrentThread,
+    FuturesBlockOn,
+}
+
+/// Awaits `node::receive_async` in a child without children: a note the parent sent
+/// before the first poll, one sent while it waits, then a time limit that passes. Its
+/// output is the notes and whether the limit passed as `Timeout`.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "60s")]
+struct ReceivesAsync {
+    executor: Executor,
+}
+
+impl ReceivesAsync {
+    async fn receive_all(cx_parent: process_runtime::node::Pid) -> (Vec<u64>, bool) {
+        use process_runtime::node;
+        let first: Note = node::receive_async(Duration::from_secs(30)).await.unwrap();
+        // Asks for the second only now: it arrives while the future waits.
+        node::send(cx_parent, &Note(100)).unwrap();
+        let (from, second) = node::receive_from_async::<Note>(Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(from, cx_parent);
+        let limited = node::receive_async::<Never>(Duration::from_millis(100)).await;
+        (
+            vec![first.0, second.0],
+            matches!(limited, Err(RecvError::Timeout)),
+        )
+    }
+}
+
+impl Lifecycle for ReceivesAsync {
+    type Output = (Vec<u64>, bool);
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(Vec<u64>, bool), BoxError> {
+        // The first note is sent before this receives: let it arrive first.
+        std::thread::sleep(Duration::from_millis(100));
+        let parent = cx.parent_id();
+        Ok(match self.executor {
+            Executor::TokioMultiThread => tokio_multi_thread(Self::receive_all(parent)),
+            Executor::TokioCurrentThread => tokio_current_thread(Self::receive_all(parent)),
+            Executor::FuturesBlockOn => futures::executor::block_on(Self::receive_all(parent)),
+        })
+    }
+}
+
+fn receive_async_in_a_child(executor: Executor) {
+    let _g = root_mailbox();
+    let h = ReceivesAsync { executor }.start().unwrap();
+    process_runtime::node::send(h.id(), &Note(1)).unwrap();
+    // The child asks for the second note by sending one.
+    assert_eq!(
+        process_runtime::node::receive::<Note>(Duration::from_secs(30)),
+        Ok(Note(100))
+    );
+    process_runtime::node::send(h.id(), &Note(2)).unwrap();
+    assert_eq!(h.result().unwrap(), (vec![1, 2], true));
+}
+
+#[test]
+fn receive_async_in_a_child_on_tokio_multi_thread() {
+    receive_async_in_a_child(Executor::TokioMultiThread);
+}
+
+#[test]
+fn receive_async_in_a_child_on_tokio_current_thread() {
+    receive_async_in_a_child(Executor::TokioCurrentThread);
+}
+
+#[test]
+fn receive_async_in_a_child_on_futures_block_on() {
+    receive_async_in_a_child(Executor::FuturesBlockOn);
+}
+
+#[test]
+fn receive_async_is_send_and_static() {
+    fn send_static<F: Future + Send + 'static>(future: F) -> F {
+        future
+    }
+    drop(send_static(process_runtime::node::receive_async::<Note>(
+        None,
+    )));
+    drop(send_static(
+        process_runtime::node::receive_from_async::<Note>(None),
+    ));
 }

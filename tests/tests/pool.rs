@@ -7,8 +7,9 @@
 //! where a worker that dies breaks the whole executor. Here it must not: each of those
 //! deaths costs its own item, and the same pool serves the next call.
 //!
-//! This file has no `#[derive(Process)]`: the runtime's own entry constructor is what
-//! takes the re-executed workers over.
+//! `Pool::run` runs process types on the workers: the same cases again with a
+//! process's lifecycle, lives and section limits in place of a function. The runtime's
+//! own entry constructor is what takes the re-executed workers over.
 //!
 //! Most tests run in parallel; the one that counts this process's children and
 //! descriptors takes [`exclusive`], every other test [`shared`].
@@ -1195,4 +1196,691 @@ fn dropping_a_pool_leaves_no_process_zombie_or_descriptor() {
         "a descriptor leaked; open now: {}",
         describe_descriptors()
     );
+}
+
+// --- run: processes with their whole lifecycle, on the pool's workers -------------------
+
+/// What a pooled process does wrong, in which section, on which attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+enum Fault {
+    Panic,
+    Fail,
+    Abort,
+    Segfault,
+    Exit,
+    Hang,
+}
+
+impl Fault {
+    fn strike(self, section: &str) -> Outcome {
+        match self {
+            Fault::Panic => panic!("{section} gave up"),
+            Fault::Fail => Err(format!("{section} failed").into()),
+            Fault::Abort => abort(),
+            Fault::Segfault => segfault(),
+            Fault::Exit => std::process::exit(7),
+            Fault::Hang => sleep_forever(),
+        }
+    }
+}
+
+/// Counts its sections over three laps; `fault` strikes in the section named `at` on
+/// the attempts before `until` (every attempt when `until` is 0). Its output is its
+/// count, the attempt that produced it, and the worker's pid.
+#[derive(Process, Serialize, Deserialize, Clone)]
+#[process(num_loops = 3, lives = 3, name = "tally", timeout.postloop = "400ms")]
+struct Tally {
+    n: u64,
+    fault: Option<(Fault, String, u32)>,
+    /// Attempts seen by this copy of the state: a retry must start from the original.
+    seen: Vec<u32>,
+}
+
+impl Tally {
+    fn fine(n: u64) -> Self {
+        Tally {
+            n,
+            fault: None,
+            seen: Vec::new(),
+        }
+    }
+
+    fn faulty(n: u64, fault: Fault, at: &str, until: u32) -> Self {
+        Tally {
+            fault: Some((fault, at.to_owned(), until)),
+            ..Tally::fine(n)
+        }
+    }
+
+    fn visit(&mut self, section: &str, cx: &Context) -> Outcome {
+        self.n += 1;
+        match &self.fault {
+            Some((fault, at, until)) if at == section && (*until == 0 || cx.attempt() < *until) => {
+                fault.strike(section)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Lifecycle for Tally {
+    type Output = (u64, u32, Vec<u32>, u32);
+
+    fn preloop(&mut self, cx: &mut Context) -> Outcome {
+        if cx.lap() == 0 {
+            self.seen.push(cx.attempt());
+        }
+        self.visit("preloop", cx)
+    }
+
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        self.visit("main_loop", cx)
+    }
+
+    fn postloop(&mut self, cx: &mut Context) -> Outcome {
+        self.visit("postloop", cx)
+    }
+
+    fn on_finish(&mut self, cx: &mut Context) -> Outcome {
+        self.visit("on_finish", cx)
+    }
+
+    fn result(&mut self, cx: &mut Context) -> Result<Self::Output, BoxError> {
+        Ok((self.n, cx.attempt(), self.seen.clone(), std::process::id()))
+    }
+}
+
+/// A clean run of three laps: three sections a lap and `on_finish`.
+const TALLY_CLEAN: u64 = 10;
+
+fn tally_value(r: &Result<(u64, u32, Vec<u32>, u32), ProcessError>) -> Result<u64, ProcessError> {
+    r.as_ref().map(|(n, ..)| *n).map_err(Clone::clone)
+}
+
+#[test]
+fn run_test_map() {
+    let _g = shared();
+    // `_TestPool.test_map`, with processes: outcomes in input order, on warm workers.
+    let pool = pool(2);
+    let workers = worker_pids(&pool);
+    let outcomes = pool.run((0..40).map(Tally::fine));
+    assert_eq!(outcomes.len(), 40);
+    let mut pids = std::collections::BTreeSet::new();
+    for (n, r) in (0..40u64).zip(&outcomes) {
+        let (count, attempt, seen, pid) = r.as_ref().unwrap();
+        assert_eq!(*count, n + TALLY_CLEAN);
+        assert_eq!((*attempt, seen.as_slice()), (1, &[1][..]));
+        pids.insert(*pid);
+    }
+    assert!(
+        pids.is_subset(&workers),
+        "{pids:?} ran on the pool's workers {workers:?}"
+    );
+    assert_eq!(worker_pids(&pool), workers, "no worker was replaced");
+}
+
+#[test]
+fn run_test_empty_iterable() {
+    let _g = shared();
+    let pool = pool(1);
+    assert_eq!(pool.run(std::iter::empty::<Tally>()), []);
+}
+
+#[test]
+fn run_test_traceback() {
+    let _g = shared();
+    // The error names the section, what it raised, and where; each attempt failed the
+    // same way, and the last one's error is the outcome, as for a started process.
+    let pool = pool(1);
+    let outcomes = pool.run([
+        Tally::faulty(0, Fault::Panic, "main_loop", 0),
+        Tally::faulty(0, Fault::Fail, "on_finish", 0),
+    ]);
+    let e = outcomes[0].as_ref().unwrap_err();
+    assert_eq!(e.to_string(), "MainLoopError: panic: main_loop gave up");
+    assert!(e
+        .remote()
+        .unwrap()
+        .panic_location()
+        .unwrap()
+        .contains("pool.rs"));
+    assert_eq!(
+        outcomes[1].as_ref().unwrap_err().to_string(),
+        "OnFinishError: on_finish failed"
+    );
+    // A panic or an error costs no worker.
+    let pids = pool.map(|_: u8| std::process::id(), [0, 1]);
+    assert_eq!(pids[0], pids[1]);
+}
+
+#[test]
+fn run_test_map_no_failfast() {
+    let _g = shared();
+    // A failing process does not stop the others, before or after it.
+    let pool = Pool::builder().workers(2).chunk_size(4).build().unwrap();
+    let states = (0..12).map(|n| {
+        if n == 5 {
+            Tally::faulty(n, Fault::Abort, "postloop", 0)
+        } else {
+            Tally::fine(n)
+        }
+    });
+    let outcomes = pool.run(states);
+    for (n, r) in (0..12u64).zip(&outcomes) {
+        if n == 5 {
+            assert_eq!(
+                r.as_ref().unwrap_err(),
+                &ProcessError::Crashed {
+                    section: Some(Section::Postloop),
+                    exit: Exit::Signal(libc::SIGABRT)
+                }
+            );
+        } else {
+            assert_eq!(tally_value(r), Ok(n + TALLY_CLEAN));
+        }
+    }
+}
+
+#[test]
+fn run_a_death_in_any_section_costs_only_that_process_named_after_its_section() {
+    let _g = shared();
+    // `_TestPoolWorkerErrors.test_{crash,abort,exit}_during_func_exec_on_worker`, with
+    // the death in each section of a process whose lives are all spent.
+    let pool = Pool::builder().workers(2).chunk_size(3).build().unwrap();
+    let cases = [
+        (
+            "preloop",
+            Fault::Abort,
+            Exit::Signal(libc::SIGABRT),
+            Section::Preloop,
+        ),
+        (
+            "main_loop",
+            Fault::Segfault,
+            Exit::Signal(libc::SIGSEGV),
+            Section::MainLoop,
+        ),
+        ("postloop", Fault::Exit, Exit::Code(7), Section::Postloop),
+        (
+            "on_finish",
+            Fault::Abort,
+            Exit::Signal(libc::SIGABRT),
+            Section::OnFinish,
+        ),
+    ];
+    for _ in 0..2 {
+        let mut states = Vec::new();
+        for (at, fault, ..) in cases {
+            states.push(Tally::fine(1));
+            states.push(Tally::faulty(2, fault, at, 0));
+        }
+        states.push(Tally::fine(3));
+        let outcomes = pool.run(states);
+        for (i, (_, _, exit, section)) in cases.into_iter().enumerate() {
+            assert_eq!(tally_value(&outcomes[2 * i]), Ok(1 + TALLY_CLEAN));
+            assert_eq!(
+                outcomes[2 * i + 1],
+                Err(ProcessError::Crashed {
+                    section: Some(section),
+                    exit
+                })
+            );
+        }
+        assert_eq!(tally_value(&outcomes[8]), Ok(3 + TALLY_CLEAN));
+    }
+    // The same pool keeps serving functions too.
+    assert_eq!(pool.apply(sqr, 9), Ok(81));
+}
+
+#[test]
+fn run_lives_restart_a_process_from_its_original_state() {
+    let _g = shared();
+    // Lives are the type's (3): each failure, a panic caught in the worker or a crash
+    // that kills it, costs one, and each retry starts from the original state.
+    let pool = Pool::builder().workers(2).chunk_size(2).build().unwrap();
+    let outcomes = pool.run([
+        Tally::faulty(0, Fault::Abort, "main_loop", 2),
+        Tally::faulty(0, Fault::Panic, "postloop", 3),
+        Tally::faulty(0, Fault::Segfault, "preloop", 3),
+        Tally::faulty(0, Fault::Fail, "on_finish", 2),
+        Tally::fine(0),
+    ]);
+    let attempts: Vec<_> = outcomes
+        .iter()
+        .map(|r| {
+            let (n, attempt, seen, _) = r.as_ref().unwrap();
+            assert_eq!(*n, TALLY_CLEAN, "a clean run from the original state");
+            assert_eq!(seen, &[*attempt], "nothing of an earlier attempt");
+            *attempt
+        })
+        .collect();
+    assert_eq!(attempts, [2, 3, 3, 2, 1]);
+}
+
+/// Fails in `main_loop` every time: its last attempt's error reaches `error`, which
+/// turns it into an output when asked to.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, lives = 2)]
+struct Recovers {
+    fault: Fault,
+    recover: bool,
+}
+
+impl Lifecycle for Recovers {
+    type Output = String;
+
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        self.fault.strike("main_loop")
+    }
+
+    fn result(&mut self, _cx: &mut Context) -> Result<String, BoxError> {
+        Ok("finished".into())
+    }
+
+    fn error(&mut self, error: ProcessError, cx: &mut Context) -> Result<String, ProcessError> {
+        if self.recover {
+            Ok(format!("attempt {}: recovered from {error}", cx.attempt()))
+        } else {
+            Err(error)
+        }
+    }
+}
+
+#[test]
+fn run_error_gets_the_last_attempts_own_error_and_may_recover() {
+    let _g = shared();
+    let pool = pool(2);
+    let outcomes = pool.run([
+        Recovers {
+            fault: Fault::Abort,
+            recover: true,
+        },
+        Recovers {
+            fault: Fault::Fail,
+            recover: true,
+        },
+        Recovers {
+            fault: Fault::Abort,
+            recover: false,
+        },
+    ]);
+    let crash = ProcessError::Crashed {
+        section: Some(Section::MainLoop),
+        exit: Exit::Signal(libc::SIGABRT),
+    };
+    assert_eq!(
+        outcomes[0],
+        Ok(format!("attempt 2: recovered from {crash}"))
+    );
+    assert_eq!(
+        outcomes[1],
+        Ok("attempt 2: recovered from MainLoopError: main_loop failed".to_owned())
+    );
+    assert_eq!(outcomes[2], Err(crash));
+}
+
+#[test]
+fn run_a_section_past_its_own_limit_is_killed_and_costs_a_life() {
+    let _g = shared();
+    // `timeout.postloop = "400ms"` is Tally's; the pool's item_timeout is for functions.
+    let limit = Duration::from_millis(400);
+    let pool = Pool::builder()
+        .workers(2)
+        .item_timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let outcomes = pool.run([
+        Tally::faulty(0, Fault::Hang, "postloop", 2),
+        Tally::faulty(0, Fault::Hang, "postloop", 0),
+        Tally::fine(5),
+    ]);
+    assert_eq!(outcomes[0].as_ref().map(|(_, attempt, ..)| *attempt), Ok(2));
+    assert_eq!(
+        outcomes[1],
+        Err(ProcessError::Timeout {
+            section: Section::Postloop,
+            limit
+        })
+    );
+    assert_eq!(tally_value(&outcomes[2]), Ok(5 + TALLY_CLEAN));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Sleeps `ms` in each of its `main_loop`s, well within its limit.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 4, timeout.loop = "5s")]
+struct Slow {
+    ms: u64,
+}
+
+impl Lifecycle for Slow {
+    type Output = u64;
+
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        std::thread::sleep(Duration::from_millis(self.ms));
+        Ok(())
+    }
+
+    fn result(&mut self, cx: &mut Context) -> Result<u64, BoxError> {
+        Ok(cx.lap())
+    }
+}
+
+#[test]
+fn run_holds_the_limit_of_each_section_not_of_the_whole_process() {
+    let _g = shared();
+    // Four laps of 150 ms each: past the pool's item_timeout as a whole, each section
+    // well within its own limit.
+    let pool = Pool::builder()
+        .workers(1)
+        .item_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert_eq!(pool.run([Slow { ms: 150 }]), [Ok(4)]);
+    // The pool's limit still holds for functions.
+    assert_eq!(
+        pool.apply(nap, 5000),
+        Err(ProcessError::Timeout {
+            section: Section::MainLoop,
+            limit: Duration::from_millis(300)
+        })
+    );
+}
+
+/// Leaves its worker's pid in `path` in its first `main_loop`, then waits to be
+/// killed; runs clean when `path` is empty.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 2)]
+struct WaitsForKill {
+    path: String,
+}
+
+impl Lifecycle for WaitsForKill {
+    type Output = u64;
+
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        if !self.path.is_empty() {
+            write_atomically(&self.path, &std::process::id().to_string())?;
+            sleep_forever();
+        }
+        Ok(())
+    }
+
+    fn result(&mut self, cx: &mut Context) -> Result<u64, BoxError> {
+        Ok(cx.lap())
+    }
+}
+
+#[test]
+fn run_test_killed_child() {
+    let _g = shared();
+    // A worker killed from outside while it runs a process costs that process only.
+    let dir = Scratch::new("run-killed-child");
+    let file = dir.file("pid");
+    let path = file.to_string_lossy().into_owned();
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    let killer = std::thread::spawn(move || {
+        let pid: i32 = wait_for_file(&file, Duration::from_secs(20))
+            .unwrap()
+            .parse()
+            .unwrap();
+        // SAFETY: kill only sends a signal, to a worker of ours.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    });
+    let outcomes = pool.run([
+        WaitsForKill {
+            path: String::new(),
+        },
+        WaitsForKill { path },
+        WaitsForKill {
+            path: String::new(),
+        },
+    ]);
+    killer.join().unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            Ok(2),
+            Err(ProcessError::Crashed {
+                section: Some(Section::MainLoop),
+                exit: Exit::Signal(libc::SIGKILL)
+            }),
+            Ok(2)
+        ]
+    );
+    assert_eq!(
+        pool.run([WaitsForKill {
+            path: String::new()
+        }]),
+        [Ok(2)]
+    );
+}
+
+/// Stops itself at lap `at`, and says whether it could tell anyone.
+#[derive(Process, Serialize, Deserialize)]
+struct StopsItself {
+    at: u64,
+}
+
+impl Lifecycle for StopsItself {
+    type Output = (u64, bool);
+
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        if cx.lap() + 1 == self.at {
+            cx.stop();
+        }
+        Ok(())
+    }
+
+    fn result(&mut self, cx: &mut Context) -> Result<(u64, bool), BoxError> {
+        let told = cx.tell(&1u8);
+        Ok((cx.lap(), matches!(told, Err(SendError::Ended))))
+    }
+}
+
+#[test]
+fn run_cx_stop_ends_the_process_not_its_worker_and_there_is_nobody_to_tell() {
+    let _g = shared();
+    let pool = pool(1);
+    let before = worker_pids(&pool);
+    // The stop lets the lap's `main_loop` finish, then ends: `postloop` is skipped.
+    assert_eq!(
+        pool.run([StopsItself { at: 3 }, StopsItself { at: 1 }]),
+        [Ok((2, true)), Ok((0, true))]
+    );
+    assert_eq!(worker_pids(&pool), before);
+}
+
+/// A state that encodes here and does not decode in the worker.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1)]
+struct UndecodableState {
+    field: Undecodable,
+}
+
+impl Lifecycle for UndecodableState {
+    type Output = ();
+
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn run_test_error_at_task_unpickle() {
+    let _g = shared();
+    let pool = pool(1);
+    let outcomes = pool.run([UndecodableState { field: Undecodable }]);
+    assert!(
+        matches!(&outcomes[0], Err(ProcessError::State(m))
+            if m.contains("the worker cannot decode the state, a `pool::UndecodableState`")),
+        "{outcomes:?}"
+    );
+    assert_eq!(pool.run([Tally::fine(1)]).len(), 1);
+}
+
+// --- imap as a Stream ----------------------------------------------------------------
+
+/// Collects `imap` and `imap_unordered` as streams, on the executor that runs it.
+async fn imap_streams(pool: &Pool) {
+    use futures::StreamExt;
+    let squares: Vec<_> = pool.imap(sqr, 0..300u64).into_stream().collect().await;
+    assert_eq!(squares, (0..300u64).map(|x| Ok(x * x)).collect::<Vec<_>>());
+    // As they finish: the slow first item comes last.
+    let naps: Vec<_> = pool
+        .imap_unordered(nap, [400, 1, 2, 3])
+        .into_stream()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(naps.last(), Some(&400), "{naps:?}");
+    // A failed item is its own result here too.
+    let mut results = pool
+        .imap(|x: u64| if x == 1 { abort() } else { x }, 0..3u64)
+        .into_stream();
+    assert_eq!(results.next().await, Some(Ok(0)));
+    assert_eq!(
+        results.next().await,
+        Some(Err(crashed(Exit::Signal(libc::SIGABRT))))
+    );
+    assert_eq!(results.next().await, Some(Ok(2)));
+    assert_eq!(results.next().await, None);
+}
+
+#[test]
+fn imap_as_a_stream_on_tokio_multi_thread() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap()
+        .block_on(imap_streams(&pool));
+}
+
+#[test]
+fn imap_as_a_stream_on_tokio_current_thread() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(imap_streams(&pool));
+}
+
+#[test]
+fn imap_as_a_stream_on_futures_block_on() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(1).build().unwrap();
+    futures::executor::block_on(imap_streams(&pool));
+}
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct WakeCount(AtomicU64);
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_pending_imap_stream_is_woken_by_its_results_not_by_a_timer() {
+    use futures::Stream;
+    let _g = shared();
+    let pool = pool(1);
+    let count = Arc::new(WakeCount::default());
+    let waker = std::task::Waker::from(Arc::clone(&count));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut stream = pool.imap(nap, [600u64]).into_stream();
+    // Pending at once: the poll does not wait for the item.
+    let polled = Instant::now();
+    assert!(std::pin::Pin::new(&mut stream)
+        .poll_next(&mut cx)
+        .is_pending());
+    assert!(polled.elapsed() < Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(count.0.load(Ordering::SeqCst), 0, "woken with no result");
+    let started = Instant::now();
+    while count.0.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never woken");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(matches!(
+        std::pin::Pin::new(&mut stream).poll_next(&mut cx),
+        std::task::Poll::Ready(Some(Ok(600)))
+    ));
+    assert!(matches!(
+        std::pin::Pin::new(&mut stream).poll_next(&mut cx),
+        std::task::Poll::Ready(None)
+    ));
+}
+
+/// Its output encodes in the worker and does not decode in the parent.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1)]
+struct UndecodableOutput;
+
+impl Lifecycle for UndecodableOutput {
+    type Output = Undecodable;
+
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    fn result(&mut self, _cx: &mut Context) -> Result<Undecodable, BoxError> {
+        Ok(Undecodable)
+    }
+}
+
+#[test]
+fn run_test_error_during_result_unpickle_in_result_handler() {
+    let _g = shared();
+    let pool = pool(1);
+    let outcomes = pool.run([UndecodableOutput, UndecodableOutput]);
+    for outcome in &outcomes {
+        assert!(
+            matches!(outcome, Err(ProcessError::Output(m))
+                if m.contains("the parent cannot decode `pool::Undecodable`")),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(pool.apply(sqr, 6), Ok(36));
+}
+
+#[test]
+fn run_and_map_share_one_pool_from_several_threads() {
+    let _g = shared();
+    let pool = Pool::builder().workers(2).chunk_size(3).build().unwrap();
+    std::thread::scope(|s| {
+        let runs = s.spawn(|| {
+            for _ in 0..5 {
+                let outcomes = pool.run((0..30).map(|n| {
+                    if n == 7 {
+                        Tally::faulty(n, Fault::Abort, "main_loop", 2)
+                    } else {
+                        Tally::fine(n)
+                    }
+                }));
+                for (n, r) in (0..30u64).zip(&outcomes) {
+                    assert_eq!(tally_value(r), Ok(n + TALLY_CLEAN));
+                }
+            }
+        });
+        for _ in 0..5 {
+            let squares = pool.map(sqr, 0..200);
+            assert!(squares.iter().zip(0..200u64).all(|(r, x)| *r == Ok(x * x)));
+        }
+        runs.join().unwrap();
+    });
 }

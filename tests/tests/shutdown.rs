@@ -220,6 +220,20 @@ fn shutdown_runs_the_graceful_phase_on_demand_and_returns() {
     program.assert_none_left(&TREE_PROCESSES);
 }
 
+#[test]
+fn a_process_run_by_a_pool_is_stopped_gracefully_with_its_worker() {
+    // The process runs inside the pool's worker: the worker's stop reaches it, its
+    // current section finishes, then its `on_finish` and `result`, and the pool's
+    // caller gets its output.
+    let mut program = Program::ready(TREE, "pool-run");
+    let worker = program.pid("pooled");
+    let status = program.exit_within(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(program.has("pooled.finished"), "its on_finish ran");
+    assert_eq!(program.read("results"), "[Ok(\"pooled\")]\n");
+    assert!(gone_within(worker, Duration::from_secs(5)));
+}
+
 /// A program that asked to be told: the same graceful phase, then its calls return as
 /// for stopped processes, and `main` finishes its own work and returns.
 fn told(mode: &str) {

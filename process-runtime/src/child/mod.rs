@@ -1,7 +1,7 @@
 //! The child side: entered before any user code when the binary was re-executed by a
 //! parent; it authenticates, receives the state, runs the engine and reports.
 
-mod engine;
+pub(crate) mod engine;
 pub(crate) mod entry;
 mod fault;
 pub(crate) mod port;

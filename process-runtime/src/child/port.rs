@@ -238,7 +238,17 @@ impl ChildPort {
                 }
             }
         }
-        !self.ended.load(SeqCst)
+        let open = !self.ended.load(SeqCst);
+        if !open {
+            // A receiver waiting on the node's mailbox learns that nothing more comes.
+            node::mailbox::ended();
+        }
+        open
+    }
+
+    /// Whether the parent has closed its end: nothing more comes from it.
+    pub(crate) fn parent_gone(&self) -> bool {
+        self.ended.load(SeqCst)
     }
 
     fn lock_write(&self) -> MutexGuard<'_, WriteSide> {
@@ -288,6 +298,8 @@ impl ChildPort {
             Ok(None) => return Ok(false),
             Err(ReadError::Closed { .. }) => {
                 self.ended.store(true, SeqCst);
+                // Whoever read it, the receives waiting on the node's mailbox learn it.
+                node::mailbox::ended();
                 return Ok(true);
             }
             Err(ReadError::TooLarge { len, max }) => {

@@ -11,7 +11,9 @@
 //! is held back by the bound of the parent's mailbox, not let grow it.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 use std::time::Instant;
 
 use super::control;
@@ -53,11 +55,15 @@ struct Mailbox {
     entries: VecDeque<Entry>,
     /// Threads waiting in [`wait`]: only then does filing wake anyone.
     waiters: u32,
+    /// The wakers of `node::receive_async` futures waiting (see [`AsyncWait`]), by
+    /// their ids.
+    wakers: Vec<(u64, Waker)>,
 }
 
 static MAILBOX: Mutex<Mailbox> = Mutex::new(Mailbox {
     entries: VecDeque::new(),
     waiters: 0,
+    wakers: Vec::new(),
 });
 static FILED: Condvar = Condvar::new();
 
@@ -117,9 +123,89 @@ pub(crate) fn file(entry: Entry) {
     }
     let mut mailbox = lock();
     mailbox.entries.push_back(entry);
-    if mailbox.waiters > 0 {
-        drop(mailbox);
+    wake_waiting(mailbox);
+}
+
+/// Nothing more can be filed (a child's parent has gone): the receivers that wait look
+/// again, and find out.
+pub(crate) fn ended() {
+    wake_waiting(lock());
+}
+
+/// Wakes the threads and the futures that wait, once the lock is released (a waker may
+/// run its executor's code).
+fn wake_waiting(mailbox: MutexGuard<'_, Mailbox>) {
+    let threads = mailbox.waiters > 0;
+    let wakers: Vec<Waker> = mailbox.wakers.iter().map(|(_, w)| w.clone()).collect();
+    drop(mailbox);
+    if threads {
         FILED.notify_all();
+    }
+    for waker in wakers {
+        waker.wake();
+    }
+}
+
+/// How many `node::receive_async` futures are registered (for the tests).
+#[cfg(feature = "fault-injection")]
+pub(crate) fn async_waiters() -> usize {
+    lock().wakers.len()
+}
+
+/// A `node::receive_async` future's place among the wakers of the mailbox; removed
+/// when dropped. Registered under the mailbox's lock right after a look found nothing,
+/// so that a message filed after the look wakes it (filing takes the same lock).
+#[derive(Debug)]
+pub(crate) struct AsyncWait {
+    id: u64,
+    registered: bool,
+}
+
+impl AsyncWait {
+    pub(crate) fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            registered: false,
+        }
+    }
+
+    /// Takes the oldest message tagged `tag`; when there is none, registers `waker` to
+    /// be woken when one may have come.
+    pub(crate) fn take_or_register(&mut self, tag: u64, waker: &Waker) -> Option<Entry> {
+        let mut mailbox = lock();
+        if let Some(entry) = take_from(&mut mailbox, tag) {
+            drop(mailbox);
+            self.clear();
+            return Some(entry);
+        }
+        match mailbox.wakers.iter_mut().find(|(id, _)| *id == self.id) {
+            Some((_, old)) => {
+                if !old.will_wake(waker) {
+                    old.clone_from(waker);
+                }
+            }
+            None => mailbox.wakers.push((self.id, waker.clone())),
+        }
+        self.registered = true;
+        None
+    }
+
+    /// Removes the registration, if there is one.
+    pub(crate) fn clear(&mut self) {
+        if !std::mem::take(&mut self.registered) {
+            return;
+        }
+        let mut mailbox = lock();
+        if let Some(i) = mailbox.wakers.iter().position(|(id, _)| *id == self.id) {
+            mailbox.wakers.swap_remove(i);
+        }
+    }
+}
+
+impl Drop for AsyncWait {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 

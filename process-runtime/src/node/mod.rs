@@ -23,10 +23,12 @@
 pub(crate) mod control;
 pub(crate) mod local;
 pub(crate) mod mailbox;
+mod receive_future;
 pub(crate) mod route;
 pub(crate) mod router;
 mod types;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -283,6 +285,45 @@ pub fn receive<M: DeserializeOwned + 'static>(
     timeout: impl Into<Option<Duration>>,
 ) -> Result<M, RecvError> {
     receive_from(timeout).map(|(_, msg)| msg)
+}
+
+/// Like [`receive`], without blocking a thread: a future for any executor (tokio,
+/// smol, `futures::executor`) that resolves to the oldest message of type `M` in this
+/// process's mailbox, in the root as in a child. It is woken by the runtime's event
+/// loop when a message is filed, and at the time limit by an alarm of that loop, never
+/// by polling on a timer. Dropping it cancels only the wait: a message is taken only
+/// by the poll that returns it. The future is `Send` and `'static`.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), process_runtime::RecvError> {
+/// use std::time::Duration;
+/// use process_runtime::node;
+///
+/// let n: u64 = node::receive_async(Duration::from_secs(1)).await?;
+/// # let _ = n; Ok(()) }
+/// ```
+///
+/// In a child with no children of its own, the first poll has the event loop read the
+/// parent's socket from then on, as it does once the child starts children.
+///
+/// # Errors
+/// As [`receive`].
+pub fn receive_async<M: DeserializeOwned + 'static>(
+    timeout: impl Into<Option<Duration>>,
+) -> impl Future<Output = Result<M, RecvError>> + Send + 'static {
+    let received = receive_from_async::<M>(timeout);
+    async move { received.await.map(|(_, msg)| msg) }
+}
+
+/// Like [`receive_async`], and tells who sent the message.
+///
+/// # Errors
+/// As [`receive`].
+pub fn receive_from_async<M: DeserializeOwned + 'static>(
+    timeout: impl Into<Option<Duration>>,
+) -> impl Future<Output = Result<(Pid, M), RecvError>> + Send + 'static {
+    let deadline = process_core::__deadline(timeout.into());
+    receive_future::Receive::<M>::new(process_core::__tag_of::<M>(), deadline)
 }
 
 /// Like [`receive`], and tells who sent the message.

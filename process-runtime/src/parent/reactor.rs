@@ -82,6 +82,13 @@ pub(crate) fn adopt_warm(warm: WarmEntry) -> Result<(), ProcessError> {
     }
 }
 
+/// Starts the loop if it is not running yet, for a waiter that needs it before any
+/// process was started (`node::receive_async`: its alarm, a child's socket watched);
+/// `false` when it cannot run.
+pub(crate) fn ensure_running() -> bool {
+    REACTOR.get_or_init(start).is_ok()
+}
+
 /// A warm child was taken: its socket is no longer the loop's to watch, and its entry
 /// goes.
 pub(crate) fn forget_warm(socket: BorrowedFd<'_>, key: usize) {

@@ -32,11 +32,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::queue::{Chunk, Marks, Queue};
+use super::lifecycle::{self, ItemHeader};
+use super::queue::{Chunk, Job, Marks, Queue};
 use super::ring::RingReader;
-use super::worker::{Answer, Done, DoneIn, Work, Worker};
+use super::worker::{Answer, Done, DoneIn, Items, Work, Worker};
 use crate::parent::attempt::StartOptions;
-use crate::{Handle, ProcessConfig, ProcessError, RecvError, Section, SendError};
+use crate::parent::deadline::{Overdue, Watch};
+use crate::{beacon, Handle, ProcessConfig, ProcessError, RecvError, Section, SendError, Timeouts};
 
 /// How a pool runs its items; set by `PoolBuilder`.
 #[derive(Debug, Clone)]
@@ -103,11 +105,13 @@ impl Slot {
     }
 }
 
-/// Starts one worker process.
+/// Starts one worker process. Its sections have no limits of their own: an item's
+/// limit is held by its driver ([`ItemClock`]), since an item may be a function with
+/// the pool's limit or a process with its own.
 pub(crate) fn start_worker(settings: &Settings) -> Result<Handle<()>, ProcessError> {
     let config = ProcessConfig::new(settings.name.clone())
         .with_timeout(Section::Preloop, None)
-        .with_timeout(Section::MainLoop, settings.item_timeout)
+        .with_timeout(Section::MainLoop, None)
         .with_timeout(Section::Postloop, None)
         .with_mailbox(WORKER_MAILBOX);
     let options = StartOptions::default().with_default_error();
@@ -171,6 +175,86 @@ impl Live {
     }
 }
 
+/// The limit of the item a worker runs, held by its driver from what the worker
+/// writes to its ring: for a function, the pool's `item_timeout` on the count of items
+/// started (a new count is a new item); for a process (`Pool::run`), the type's own
+/// section limits on the item's beacon word (see `lifecycle.rs`), with the clock
+/// started again for each item and attempt. Sampled, as a started process's beacon is
+/// (`parent/deadline.rs`): a limit is noticed within two ticks of it.
+struct ItemClock {
+    limits: Timeouts,
+    process: bool,
+    watch: Watch,
+    /// The item and attempt the watch is timing.
+    timing: Option<(u64, u32)>,
+}
+
+impl ItemClock {
+    fn for_job(job: &Job, settings: &Settings) -> Self {
+        let (limits, process) = match job.process {
+            Some(rules) => (rules.timeouts, true),
+            None => (function_limits(settings.item_timeout), false),
+        };
+        Self {
+            limits,
+            process,
+            watch: Watch::new(limits),
+            timing: None,
+        }
+    }
+
+    /// How long the driver may wait before it samples again.
+    fn tick(&self) -> Duration {
+        Watch::tick(&self.limits).min(CANCEL_CHECK)
+    }
+
+    /// The item's timeout, once the item the worker runs is past its limit;
+    /// `answered` is what the driver read of it.
+    fn overdue(&mut self, ring: &RingReader, answered: u64) -> Option<ProcessError> {
+        let started = ring.started();
+        if started <= answered {
+            // Nothing runs: the worker waits for work or for room to tell.
+            self.timing = None;
+            return None;
+        }
+        let (word, attempt) = if self.process {
+            ring.item()
+        } else {
+            (beacon::encode(started, Section::MainLoop), 0)
+        };
+        if self.timing != Some((started, attempt)) {
+            self.timing = Some((started, attempt));
+            self.watch = Watch::new(self.limits);
+        }
+        match self.watch.check(word, Instant::now()) {
+            Overdue::Section(section, limit) => Some(ProcessError::Timeout { section, limit }),
+            // Decoding a state has no limit but the worker's life.
+            Overdue::Startup(_) | Overdue::No => None,
+        }
+    }
+}
+
+/// The limits of a function item: `item_timeout` on the call, which is the worker's
+/// `main_loop`.
+fn function_limits(item_timeout: Option<Duration>) -> Timeouts {
+    let mut limits = ProcessConfig::new("pool item").timeouts;
+    for section in [Section::Preloop, Section::Postloop, Section::OnFinish] {
+        limits.set(section, None);
+    }
+    limits.set(Section::MainLoop, item_timeout);
+    limits
+}
+
+/// How a worker was lost.
+enum Loss {
+    /// It ended by itself (or was killed from outside).
+    Ended,
+    /// It broke the protocol and was killed.
+    Broke(ProcessError),
+    /// Its driver killed it: the item it ran was past its limit.
+    Overdue(ProcessError),
+}
+
 /// One worker and the thread that drives it.
 pub(crate) struct Driver {
     core: Arc<Core>,
@@ -226,9 +310,10 @@ impl Driver {
         }
         // A worker that ended before it read the chunk answers nothing: the listen
         // below finds it ended.
+        let mut clock = ItemClock::for_job(&chunk.job, &self.core.settings);
         loop {
             if let Err(why) = self.drain(&mut chunk, None) {
-                return self.lose_worker(chunk, Some(ProcessError::Protocol(why)));
+                return self.lose_worker(chunk, Loss::Broke(ProcessError::Protocol(why)));
             }
             if chunk.settled == count {
                 break;
@@ -238,19 +323,22 @@ impl Driver {
             if !self.ready_to_wait() {
                 continue;
             }
-            match worker.listen::<Answer>(CANCEL_CHECK) {
+            if let Some(timeout) = self.overdue(&mut clock) {
+                return self.kill_overdue(&worker, chunk, timeout);
+            }
+            match worker.listen::<Answer>(clock.tick()) {
                 Ok(Answer::Ready) => {}
                 Ok(Answer::Done(done)) => {
                     if let Err(why) = self.drain(&mut chunk, Some(done)) {
-                        return self.lose_worker(chunk, Some(ProcessError::Protocol(why)));
+                        return self.lose_worker(chunk, Loss::Broke(ProcessError::Protocol(why)));
                     }
                 }
                 Err(RecvError::Ended) => {
                     // Whatever it committed before it died is in the ring.
                     if let Err(why) = self.drain(&mut chunk, None) {
-                        return self.lose_worker(chunk, Some(ProcessError::Protocol(why)));
+                        return self.lose_worker(chunk, Loss::Broke(ProcessError::Protocol(why)));
                     }
-                    return self.lose_worker(chunk, None);
+                    return self.lose_worker(chunk, Loss::Ended);
                 }
                 Err(RecvError::Timeout) => {
                     if chunk.job.is_cancelled() {
@@ -263,12 +351,29 @@ impl Driver {
                 }
                 Err(e) => {
                     let why = format!("reading a pool worker's answer: {e}");
-                    return self.lose_worker(chunk, Some(ProcessError::Protocol(why)));
+                    return self.lose_worker(chunk, Loss::Broke(ProcessError::Protocol(why)));
                 }
             }
         }
         chunk.flush();
         chunk.job.record(count, started.elapsed());
+    }
+
+    /// The timeout of the item the worker runs, when it is past its limit.
+    fn overdue(&self, clock: &mut ItemClock) -> Option<ProcessError> {
+        let live = self.worker.as_ref()?;
+        clock.overdue(live.ring.as_ref()?, live.answered)
+    }
+
+    /// Kills the worker whose item is past its limit; the results it committed before
+    /// keep their place, and the item is blamed if it was still running.
+    fn kill_overdue(&mut self, worker: &Handle<()>, mut chunk: Chunk, timeout: ProcessError) {
+        worker.kill();
+        worker.wait();
+        if let Err(why) = self.drain(&mut chunk, None) {
+            return self.lose_worker(chunk, Loss::Broke(ProcessError::Protocol(why)));
+        }
+        self.lose_worker(chunk, Loss::Overdue(timeout));
     }
 
     /// Settles the results the worker committed to its ring, in order, and `told`, a
@@ -309,19 +414,20 @@ impl Driver {
             .is_none_or(RingReader::wait_ready)
     }
 
-    /// The worker is gone (or broke the protocol: `broke`, and it is killed). Its error
-    /// is the result of the item it was running, if it was running one; the rest of
-    /// the chunk goes back to the queue.
-    fn lose_worker(&mut self, mut chunk: Chunk, broke: Option<ProcessError>) {
-        if broke.is_some() {
+    /// The worker is gone (or broke the protocol, and it is killed). Its error is the
+    /// result of the item it was running, if it was running one; the rest of the chunk
+    /// goes back to the queue.
+    fn lose_worker(&mut self, mut chunk: Chunk, loss: Loss) {
+        if matches!(loss, Loss::Broke(_)) {
             if let Some(w) = &self.worker {
                 w.handle.kill();
             }
         }
-        let (started, answered) = self.worker.as_ref().map_or((0, 0), |live| {
+        let (started, answered, item) = self.worker.as_ref().map_or((0, 0, None), |live| {
             (
                 live.ring.as_ref().map_or(0, RingReader::started),
                 live.answered,
+                live.ring.as_ref().map(RingReader::item),
             )
         });
         let ended = self.bury();
@@ -329,13 +435,15 @@ impl Driver {
             // The pool is being dropped (and killed the worker): nobody waits.
             return;
         }
-        let (error, blamed) = match (broke, ended) {
-            (Some(e), _) => (e, false),
-            (None, Some(Err(e))) => {
+        let running = started == answered + 1;
+        let (error, blamed) = match (loss, ended) {
+            (Loss::Broke(e), _) => (e, false),
+            (Loss::Overdue(e), _) => (e, running),
+            (Loss::Ended, Some(Err(e))) => {
                 let blamed = blames_item(&e, started, answered);
                 (e, blamed)
             }
-            (None, _) => (
+            (Loss::Ended, _) => (
                 ProcessError::Protocol("a pool worker ended while it had work".into()),
                 false,
             ),
@@ -344,7 +452,12 @@ impl Driver {
         let due = chunk.settled;
         if due < chunk.items.len() {
             if blamed {
-                failed(&self.core, &mut chunk, error);
+                match (chunk.job.process, item) {
+                    (Some(rules), Some(item)) => {
+                        process_died(&self.core, &mut chunk, error, item, rules.lives)
+                    }
+                    _ => failed(&self.core, &mut chunk, error),
+                }
             } else {
                 // It stays first in the rest of the chunk, unless it was lost too often.
                 match after_failure(chunk.marks[due], false, self.core.settings.item_lives) {
@@ -457,6 +570,8 @@ fn settle_due(
     }
     match outcome {
         Ok(bytes) => chunk.settle(Ok(bytes)),
+        // A process's lives were spent in the worker, and `error` ran there.
+        Err(error) if chunk.job.process.is_some() => chunk.settle(Err(error)),
         Err(error) => failed(core, chunk, error),
     }
     Ok(())
@@ -475,6 +590,55 @@ fn failed(core: &Core, chunk: &mut Chunk, error: ProcessError) {
         }
         Fate::Fail => chunk.settle(Err(error)),
     }
+}
+
+/// The worker died while it ran the process item due (`item`: its beacon word and
+/// attempt as the worker last said), of `death` (a crash in the worker's `main_loop`,
+/// where items run, or the item's timeout): the failure is named after the item's own
+/// section, and the item runs again from its original state, or only its `error`, on
+/// another worker, or has the failure as its result (see `lifecycle.rs`).
+fn process_died(core: &Core, chunk: &mut Chunk, death: ProcessError, item: (u64, u32), lives: u32) {
+    let i = chunk.settled;
+    let (word, attempt) = item;
+    let section = beacon::section_of(word);
+    let failure = match death {
+        ProcessError::Crashed { exit, .. } => ProcessError::Crashed { section, exit },
+        other => other,
+    };
+    let arg = chunk.items.arg(i);
+    let Ok((header, state)) = lifecycle::split(arg) else {
+        return chunk.settle(Err(failure));
+    };
+    let attempt = if attempt == 0 {
+        header.attempt
+    } else {
+        attempt
+    };
+    let handling_error = header.error.is_some() || section == Some(Section::Error);
+    let next: ItemHeader = match lifecycle::after_death(failure, attempt, lives, handling_error) {
+        Ok(next) => next,
+        Err(failure) => return chunk.settle(Err(failure)),
+    };
+    let Some(index) = chunk.items.index(i) else {
+        return;
+    };
+    let mut again = Items::with_capacity(1);
+    let staged = again.push_with(index, |args| {
+        if lifecycle::restage(&next, state, args) {
+            Ok(())
+        } else {
+            Err(())
+        }
+    });
+    if staged.is_err() {
+        return chunk.settle(Err(ProcessError::State(
+            "the pool cannot encode a process item's next attempt".into(),
+        )));
+    }
+    let marks = chunk.marks[i];
+    chunk.settled += 1;
+    let retry = Chunk::with_marks(Arc::clone(&chunk.job), chunk.call, again, vec![marks]);
+    core.queue.push_front(retry);
 }
 
 #[cfg(test)]

@@ -24,14 +24,15 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::driver::Core;
-use super::queue::{Batch, Chunk, Job};
+use super::queue::{Batch, Chunk, Job, ProcessRules};
 use super::worker::Items;
 use crate::call::encode_arg_into;
 use crate::ProcessError;
@@ -146,7 +147,8 @@ where
     A: Serialize,
 {
     /// A call of the function whose trampoline is at `call` on every item of `input`,
-    /// whose results `decode` reads.
+    /// whose results `decode` reads; `process` when the items are processes to run
+    /// (`Pool::run`).
     pub(crate) fn new(
         core: &'p Core,
         call: i64,
@@ -154,6 +156,7 @@ where
         decode: Decode<R>,
         in_order: bool,
         windowed: bool,
+        process: Option<ProcessRules>,
     ) -> Self {
         let (sink, results) = mpsc::channel();
         let remaining = match input.size_hint() {
@@ -167,7 +170,7 @@ where
             remaining,
             windowed,
             call,
-            job: Arc::new(Job::new(sink)),
+            job: Arc::new(Job::new(sink, process)),
             results,
             decode,
             read: 0,
@@ -191,39 +194,80 @@ where
     /// item of the input has had its result.
     pub(crate) fn next_result(&mut self) -> Option<(u64, ItemResult<R>)> {
         loop {
-            self.top_up();
-            self.raise_input_panic_if_due();
-            let found = match &mut self.order {
-                Order::Input { next, held } => held.take_first().map(|r| {
-                    let index = *next;
-                    *next += 1;
-                    (index, r)
-                }),
-                Order::Finished { ready } => ready.pop_front(),
-            };
-            if let Some(found) = found {
-                self.pending -= 1;
-                return Some(found);
-            }
-            if self.pending == 0 {
-                return None;
+            if let Some(next) = self.next_in_hand() {
+                return next;
             }
             let batch = self
                 .results
                 .recv()
                 .expect("the feed holds its job, and with it the sender");
-            let decode = self.decode;
-            match &mut self.order {
-                Order::Input { next, held } => batch.for_each(|index, result| {
-                    // Each item has one result: none comes after its turn.
-                    if let Some(ahead) = index.checked_sub(*next) {
-                        held.insert(ahead, result.and_then(decode));
-                    }
-                }),
-                Order::Finished { ready } => batch.for_each(|index, result| {
-                    ready.push_back((index, result.and_then(decode)));
-                }),
+            self.place(batch);
+        }
+    }
+
+    /// [`Feed::next_result`] without blocking: `Pending` when the next result has not
+    /// come, and the task of `cx` is woken by the driver that delivers it (see
+    /// `Job::deliver`). The input is still read on the caller's thread, here.
+    pub(crate) fn poll_next_result(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<(u64, ItemResult<R>)>> {
+        loop {
+            if let Some(next) = self.next_in_hand() {
+                return Poll::Ready(next);
             }
+            let batch = match self.results.try_recv() {
+                Ok(batch) => batch,
+                Err(TryRecvError::Empty) => {
+                    self.job.set_waker(cx.waker());
+                    // A batch delivered before the waker was set did not wake it.
+                    match self.results.try_recv() {
+                        Ok(batch) => batch,
+                        Err(_) => return Poll::Pending,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => {
+                    unreachable!("the feed holds its job, and with it the sender")
+                }
+            };
+            self.place(batch);
+        }
+    }
+
+    /// The next result if it is in hand (`Some(None)` when every item has had its
+    /// result), after reading the input up to the window; `None` when it must be
+    /// waited for.
+    fn next_in_hand(&mut self) -> Option<Option<(u64, ItemResult<R>)>> {
+        self.top_up();
+        self.raise_input_panic_if_due();
+        let found = match &mut self.order {
+            Order::Input { next, held } => held.take_first().map(|r| {
+                let index = *next;
+                *next += 1;
+                (index, r)
+            }),
+            Order::Finished { ready } => ready.pop_front(),
+        };
+        if let Some(found) = found {
+            self.pending -= 1;
+            return Some(Some(found));
+        }
+        (self.pending == 0).then_some(None)
+    }
+
+    /// Puts the results of `batch` where they wait for their turn.
+    fn place(&mut self, batch: Batch) {
+        let decode = self.decode;
+        match &mut self.order {
+            Order::Input { next, held } => batch.for_each(|index, result| {
+                // Each item has one result: none comes after its turn.
+                if let Some(ahead) = index.checked_sub(*next) {
+                    held.insert(ahead, result.and_then(decode));
+                }
+            }),
+            Order::Finished { ready } => batch.for_each(|index, result| {
+                ready.push_back((index, result.and_then(decode)));
+            }),
         }
     }
 

@@ -15,6 +15,7 @@
 
 mod driver;
 mod feed;
+mod lifecycle;
 mod queue;
 pub(crate) mod ring;
 mod worker;
@@ -29,12 +30,13 @@ use serde::Serialize;
 
 use self::driver::{Core, Driver, Settings, Slot};
 use self::feed::Feed;
-use self::queue::Queue;
+use self::queue::{ProcessRules, Queue};
 use crate::wire::protocol::POSTCARD_LIMITS;
-use crate::{ProcessConfig, ProcessError};
+use crate::{Process, ProcessConfig, ProcessError};
 
-/// Worker processes, started once and kept warm, that run a function over many items:
-/// [`Pool::map`], [`Pool::imap`], [`Pool::imap_unordered`] and [`Pool::apply`].
+/// Worker processes, started once and kept warm, that run a function over many items
+/// ([`Pool::map`], [`Pool::imap`], [`Pool::imap_unordered`] and [`Pool::apply`]), or
+/// many processes with their whole lifecycle ([`Pool::run`]).
 ///
 /// ```
 /// use process_runtime::prelude::*;
@@ -132,7 +134,8 @@ impl PoolBuilder {
     /// The limit of one item: a `Duration`, or `None` to let items run for ever. An
     /// item past it is killed with its worker, its result is
     /// [`ProcessError::Timeout`], and a fresh worker goes on with the rest. By default
-    /// 300 s, the limit of a process's `main_loop`.
+    /// 300 s, the limit of a process's `main_loop`. For functions: the processes of
+    /// [`Pool::run`] are held to their own section limits.
     pub fn item_timeout(mut self, limit: impl Into<Option<Duration>>) -> Self {
         self.item_timeout = limit.into();
         self
@@ -140,7 +143,8 @@ impl PoolBuilder {
 
     /// Attempts of each item before its failure is its result: with `item_lives(3)`, an
     /// item that panics, crashes its worker or runs past its limit is run again, up to
-    /// three times in all. At least 1 (the default).
+    /// three times in all. At least 1 (the default). For functions: the processes of
+    /// [`Pool::run`] have their own `lives`.
     pub fn item_lives(mut self, lives: u32) -> Self {
         self.item_lives = lives;
         self
@@ -268,10 +272,89 @@ impl Pool {
         I: IntoIterator<Item = A>,
     {
         let items: Vec<A> = items.into_iter().collect();
+        let call = crate::call::offset_of::<A, R, F>(&f);
+        self.collect(call, items, None)
+    }
+
+    /// Runs each process of `states`, a process type's states, on the workers, with
+    /// its whole lifecycle, and returns their outcomes in input order once all are
+    /// done: what [`Handle::result`](crate::Handle::result) of the process started
+    /// with [`start`](crate::Process::start) would return, without a process started
+    /// for each. The input is read whole first.
+    ///
+    /// ```
+    /// use process_runtime::prelude::*;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Process, Serialize, Deserialize)]
+    /// #[process(num_loops = 3, lives = 2, timeout.loop = "10s")]
+    /// struct Count { n: u32 }
+    ///
+    /// impl Lifecycle for Count {
+    ///     type Output = u32;
+    ///     fn main_loop(&mut self, _cx: &mut Context) -> Outcome { self.n += 1; Ok(()) }
+    ///     fn result(&mut self, _cx: &mut Context) -> Result<u32, BoxError> { Ok(self.n) }
+    /// }
+    ///
+    /// # #[process_runtime::main]
+    /// # fn main() -> Result<(), ProcessError> {
+    /// let pool = Pool::new(2)?;
+    /// let outcomes = pool.run((0..10).map(|n| Count { n }));
+    /// assert_eq!(outcomes[4], Ok(7));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Everything in the type's `#[process(...)]` holds as for a started process:
+    /// `num_loops`, `join_in`, `cx.stop()`, the wrapping of errors by section, `lives`
+    /// (each attempt starts from the original state, the one read from `states`) and
+    /// `error` once they are spent, and each section's limit. The pool's own
+    /// `item_timeout` and `item_lives` are for functions and do not apply.
+    ///
+    /// A process that panics or returns an error costs no worker: the worker runs its
+    /// next attempt at once. One that aborts, segfaults, exits or is killed from
+    /// outside ([`ProcessError::Crashed`], naming the process's section), or runs past
+    /// a section's limit ([`ProcessError::Timeout`], and its worker is killed), costs
+    /// its worker and a life: its next attempt (or its `error`) runs on another
+    /// worker, a fresh worker takes the dead one's place, and the other processes keep
+    /// their own outcomes.
+    ///
+    /// The processes run inside the workers: [`Context::pid`](crate::Context::pid) and
+    /// [`Context::id`](crate::Context::id) are the worker's, and there is no handle to
+    /// talk to, so [`Context::tell`](crate::Context::tell) and
+    /// [`Context::listen`](crate::Context::listen) return `Ended`.
+    pub fn run<P, I>(&self, states: I) -> Vec<Result<P::Output, ProcessError>>
+    where
+        P: Process,
+        I: IntoIterator<Item = P>,
+    {
+        let config = P::config();
+        let rules = ProcessRules {
+            timeouts: config.timeouts,
+            lives: config.lives,
+        };
+        let items: Vec<_> = states.into_iter().map(lifecycle::Staged::first).collect();
+        self.collect(lifecycle::offset_of::<P>(), items, Some(rules))
+    }
+
+    /// Runs the function whose trampoline is at `call` on every item, and returns the
+    /// results in input order.
+    fn collect<A: Serialize, R: DeserializeOwned>(
+        &self,
+        call: i64,
+        items: Vec<A>,
+        process: Option<ProcessRules>,
+    ) -> Vec<Result<R, ProcessError>> {
         let mut results: Vec<Option<Result<R, ProcessError>>> =
             std::iter::repeat_with(|| None).take(items.len()).collect();
-        let call = crate::call::offset_of::<A, R, F>(&f);
-        let mut feed = Feed::new(&self.core, call, items.into_iter(), decode, false, false);
+        let mut feed = Feed::new(
+            &self.core,
+            call,
+            items.into_iter(),
+            decode,
+            false,
+            false,
+            process,
+        );
         while let Some((index, result)) = feed.next_result() {
             results[index as usize] = Some(result);
         }
@@ -300,7 +383,15 @@ impl Pool {
     {
         let call = crate::call::offset_of::<A, R, F>(&f);
         Imap {
-            feed: Feed::new(&self.core, call, items.into_iter(), decode, true, true),
+            feed: Feed::new(
+                &self.core,
+                call,
+                items.into_iter(),
+                decode,
+                true,
+                true,
+                None,
+            ),
         }
     }
 
@@ -315,7 +406,15 @@ impl Pool {
     {
         let call = crate::call::offset_of::<A, R, F>(&f);
         ImapUnordered {
-            feed: Feed::new(&self.core, call, items.into_iter(), decode, false, true),
+            feed: Feed::new(
+                &self.core,
+                call,
+                items.into_iter(),
+                decode,
+                false,
+                true,
+                None,
+            ),
         }
     }
 }
@@ -360,6 +459,15 @@ pub struct Imap<'p, I, R> {
     feed: Feed<'p, I, R>,
 }
 
+impl<'p, I, R> Imap<'p, I, R> {
+    /// The same results as a [`Stream`](futures_core::Stream), for async code (see
+    /// [`ImapStream`]).
+    #[must_use]
+    pub fn into_stream(self) -> ImapStream<'p, I, R> {
+        ImapStream { feed: self.feed }
+    }
+}
+
 impl<I, R, A> Iterator for Imap<'_, I, R>
 where
     I: Iterator<Item = A>,
@@ -388,6 +496,15 @@ pub struct ImapUnordered<'p, I, R> {
     feed: Feed<'p, I, R>,
 }
 
+impl<'p, I, R> ImapUnordered<'p, I, R> {
+    /// The same results as a [`Stream`](futures_core::Stream), for async code (see
+    /// [`ImapStream`]).
+    #[must_use]
+    pub fn into_stream(self) -> ImapStream<'p, I, R> {
+        ImapStream { feed: self.feed }
+    }
+}
+
 impl<I, R, A> Iterator for ImapUnordered<'_, I, R>
 where
     I: Iterator<Item = A>,
@@ -408,5 +525,50 @@ where
 impl<I, R> fmt::Debug for ImapUnordered<'_, I, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ImapUnordered").finish_non_exhaustive()
+    }
+}
+
+/// The results of [`Pool::imap`] or [`Pool::imap_unordered`] as a
+/// [`Stream`](futures_core::Stream), in the order of the call it came from:
+/// `pool.imap(f, items).into_stream()`.
+///
+/// A task that polls it is woken by the pool's threads when results come, never by a
+/// timer, and no thread is blocked or started for it: it works on any executor. The
+/// input is read when the stream is polled, on the polling task's thread, a window
+/// ahead as for the iterator (an input that blocks blocks that task). Dropping the
+/// stream cancels the call, as dropping the iterator does.
+pub struct ImapStream<'p, I, R> {
+    feed: Feed<'p, I, R>,
+}
+
+// Nothing in it is pinned structurally: results are only moved out of it.
+impl<I: Unpin, R> Unpin for ImapStream<'_, I, R> {}
+
+impl<I, R, A> futures_core::Stream for ImapStream<'_, I, R>
+where
+    I: Iterator<Item = A> + Unpin,
+    A: Serialize,
+    R: DeserializeOwned,
+{
+    type Item = Result<R, ProcessError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.get_mut()
+            .feed
+            .poll_next_result(cx)
+            .map(|next| next.map(|(_, result)| result))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.feed.size_hint()
+    }
+}
+
+impl<I, R> fmt::Debug for ImapStream<'_, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImapStream").finish_non_exhaustive()
     }
 }

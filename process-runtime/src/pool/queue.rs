@@ -14,10 +14,11 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
 use std::time::Duration;
 
 use super::worker::Items;
-use crate::ProcessError;
+use crate::{ProcessError, Timeouts};
 
 /// Results of items, handed to the caller together: each item's index and its result,
 /// the postcard bytes of what the function returned (end to end in one buffer, so that
@@ -52,10 +53,26 @@ impl Batch {
     }
 }
 
+/// The rules of the process type a `Pool::run` call runs (see `lifecycle.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProcessRules {
+    /// Its own section limits, which the driver holds.
+    pub(crate) timeouts: Timeouts,
+    /// Its attempts before `error` runs.
+    pub(crate) lives: u32,
+}
+
 /// One call on the pool, as the drivers see it: where its results go.
 #[derive(Debug)]
 pub(crate) struct Job {
     sink: Sender<Batch>,
+    /// The task of an `imap` polled as a `Stream`, woken when results are delivered
+    /// (see `feed.rs`).
+    waker: Mutex<Option<Waker>>,
+    /// Whether `waker` holds one: a delivery to a caller that blocks costs one load.
+    has_waker: AtomicBool,
+    /// For a call of `Pool::run`: the items are processes, with these rules.
+    pub(crate) process: Option<ProcessRules>,
     cancelled: AtomicBool,
     /// Items finished and the nanoseconds their chunks took, for the chunk size.
     finished: AtomicU64,
@@ -63,18 +80,47 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(sink: Sender<Batch>) -> Self {
+    pub(crate) fn new(sink: Sender<Batch>, process: Option<ProcessRules>) -> Self {
         Self {
             sink,
+            waker: Mutex::new(None),
+            has_waker: AtomicBool::new(false),
+            process,
             cancelled: AtomicBool::new(false),
             finished: AtomicU64::new(0),
             nanos: AtomicU64::new(0),
         }
     }
 
-    /// Hands results to the caller (a caller that is gone ignores them).
+    /// Hands results to the caller (a caller that is gone ignores them), and wakes its
+    /// task when it polls for them.
     pub(crate) fn deliver(&self, batch: Batch) {
         let _ = self.sink.send(batch);
+        // SeqCst with the caller's pair in `set_waker`: either it sees this batch when
+        // it looks again after registering, or this side sees its waker.
+        if self.has_waker.load(Ordering::SeqCst) {
+            let waker = {
+                // The flag changes under the lock only, so it never says "none" while
+                // one is registered.
+                let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+                self.has_waker.store(false, Ordering::SeqCst);
+                slot.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Wakes `waker` at the next delivery. The caller looks for results once more
+    /// afterwards, so that one delivered meanwhile is not waited for.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *slot {
+            Some(old) if old.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+        self.has_waker.store(true, Ordering::SeqCst);
     }
 
     /// The caller is gone: its chunks need not run.
@@ -351,7 +397,7 @@ mod tests {
     #[test]
     fn a_dropped_chunk_gives_each_item_without_a_result_an_error() {
         let (tx, rx) = mpsc::channel();
-        let job = Arc::new(Job::new(tx));
+        let job = Arc::new(Job::new(tx, None));
         let mut chunk = Chunk::new(Arc::clone(&job), 0, items(0..4));
         chunk.settle(Ok(&[]));
         assert!(rx.try_recv().is_err(), "held until flushed");
@@ -379,8 +425,8 @@ mod tests {
     fn retries_come_first_and_cancelled_calls_are_skipped() {
         let queue = Queue::default();
         let (tx, _rx) = mpsc::channel();
-        let a = Arc::new(Job::new(tx.clone()));
-        let b = Arc::new(Job::new(tx));
+        let a = Arc::new(Job::new(tx.clone(), None));
+        let b = Arc::new(Job::new(tx, None));
         queue.push_back(Chunk::new(Arc::clone(&a), 0, items(0..2)));
         queue.push_back(Chunk::new(Arc::clone(&b), 0, items(0..2)));
         queue.push_front(Chunk::new(Arc::clone(&b), 0, items(7..8)));

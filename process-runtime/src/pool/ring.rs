@@ -16,8 +16,12 @@
 //! the parent knows whether the worker was running an item (it started one more than
 //! it answered) and so which item to blame: exactly the one it was running.
 //!
-//! Layout of the area: the child's words (bytes committed, items started) on one
-//! cache line, the parent's (bytes consumed, the waiting flag) on the next, then the
+//! A worker running a process's lifecycle for `Pool::run` also says here which
+//! section and which attempt of it runs ([`ItemWords`]), so that its driver holds the
+//! process's own section limits and, after a death, names the section it died in.
+//!
+//! Layout of the area: the child's words (bytes committed, items started, the running
+//! process's section and attempt) on one cache line, the parent's (bytes consumed, the waiting flag) on the next, then the
 //! data, a ring of records. A record sits at an 8-byte-aligned position: a `u32`
 //! length, then that many bytes; one that would not fit before the end of the data is
 //! preceded by a [`WRAP`] mark and written from the start. Positions are byte counts
@@ -39,6 +43,11 @@ use crate::beacon::{Area, Beacon, RESULTS_LEN};
 const COMMITTED: usize = 0;
 /// Items the worker started (written by the worker).
 const STARTED: usize = 8;
+/// The beacon word of the process the worker runs for `Pool::run` (written by the
+/// worker; see `lifecycle.rs`): which section of it runs, as a child's beacon says.
+const ITEM_BEACON: usize = 16;
+/// Which attempt of that process runs (written by the worker).
+const ITEM_ATTEMPT: usize = 24;
 /// Bytes the parent consumed (written by the parent).
 const CONSUMED: usize = 64;
 /// Set by the parent when it is about to wait for results; cleared by the worker that
@@ -123,7 +132,11 @@ impl RingWriter {
     }
 
     /// An item starts: counted before it runs, so that a death while it runs blames it.
+    /// The words of a process item are reset first: what the last item left there
+    /// does not describe this one.
     pub(crate) fn begin(&mut self) {
+        word(self.area, ITEM_BEACON).store(crate::beacon::NOT_STARTED, Ordering::Relaxed);
+        word(self.area, ITEM_ATTEMPT).store(0, Ordering::Relaxed);
         self.started += 1;
         // Relaxed: the parent reads it only once this process is gone.
         word(self.area, STARTED).store(self.started, Ordering::Relaxed);
@@ -353,6 +366,51 @@ impl RingReader {
     /// whether it was running one.
     pub(crate) fn started(&self) -> u64 {
         word(self.area, STARTED).load(Ordering::Acquire)
+    }
+
+    /// The section word and the attempt of the process item the worker runs (or ran
+    /// last), as it last said.
+    pub(crate) fn item(&self) -> (u64, u32) {
+        let attempt = word(self.area, ITEM_ATTEMPT).load(Ordering::Acquire);
+        (
+            word(self.area, ITEM_BEACON).load(Ordering::Acquire),
+            u32::try_from(attempt).unwrap_or(u32::MAX),
+        )
+    }
+}
+
+/// Where the worker says which section and attempt of a process item runs: the words
+/// the engine and the lifecycle item write (see `lifecycle.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ItemWords {
+    /// The beacon word the engine stores each section start into.
+    pub(crate) beacon: &'static AtomicU64,
+    attempt: &'static AtomicU64,
+}
+
+impl ItemWords {
+    /// The words of this child's ring; outside a child (a unit test), words of plain
+    /// memory that nobody reads.
+    pub(crate) fn of_this_child() -> Self {
+        static BEACON: AtomicU64 = AtomicU64::new(crate::beacon::NOT_STARTED);
+        static ATTEMPT: AtomicU64 = AtomicU64::new(0);
+        match crate::beacon::child_results() {
+            Some(area) => Self {
+                beacon: word(area, ITEM_BEACON),
+                attempt: word(area, ITEM_ATTEMPT),
+            },
+            None => Self {
+                beacon: &BEACON,
+                attempt: &ATTEMPT,
+            },
+        }
+    }
+
+    /// Attempt `n` of the item starts: before its first section.
+    pub(crate) fn begin_attempt(&self, n: u32) {
+        self.beacon
+            .store(crate::beacon::NOT_STARTED, Ordering::Relaxed);
+        self.attempt.store(u64::from(n), Ordering::Release);
     }
 }
 

@@ -5,9 +5,10 @@
 //! is left), `main_loop` counts the item as started, calls the function on it and
 //! commits the result to the results ring in the shared page (see `ring.rs`),
 //! `postloop` tells the parent when it waits for results (or sends a result too large
-//! for the ring). So the pool's per-item limit is simply the worker's `main_loop`
-//! timeout; waiting for work (`preloop`) and for room to tell (`postloop`) have no
-//! limit. A panic in the function is caught around that one call and becomes the
+//! for the ring). The worker's sections have no limits: its driver holds each item's
+//! own (see `driver.rs`), so that waiting for work (`preloop`) and for room to tell
+//! (`postloop`) never time out, and a process run by `Pool::run` (its "function" runs
+//! a whole lifecycle, see `lifecycle.rs`) is held to its own section limits. A panic in the function is caught around that one call and becomes the
 //! item's error; the worker goes on. An abort, a segfault or a kill ends the worker in
 //! `main_loop`, and the parent blames the item it had started and not answered (see
 //! `driver.rs`); the results committed before it are in the ring, dead worker or not.

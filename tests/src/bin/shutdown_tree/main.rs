@@ -20,6 +20,9 @@
 //!   worker, and exits 0.
 //! - `child-term`: starts only the worker and waits for its result, which the test
 //!   ends with a SIGTERM to the worker itself; writes it to `<dir>/results`.
+//! - `pool-run`: starts nothing but a pool of one worker that runs a [`Worker`] named
+//!   `pooled` with `Pool::run`, then calls `shutdown()`; writes the run's outcomes to
+//!   `<dir>/results` and exits 0.
 
 mod workers;
 
@@ -145,6 +148,16 @@ fn main() -> Result<(), ProcessError> {
                 "results",
                 &format!("{result:?}\nexit code: {:?}\n", worker.exit_code()),
             );
+        }
+        "pool-run" => {
+            let pool = Pool::new(1)?;
+            let pooled = worker(&dir, "pooled");
+            let running = std::thread::spawn(move || pool.run([pooled]));
+            pid_of(&dir, "pooled");
+            report(&dir, "ready", "ready");
+            process_runtime::shutdown();
+            let outcomes = running.join().expect("the pool's caller");
+            report(&dir, "results", &format!("{outcomes:?}\n"));
         }
         other => panic!("unknown mode {other}"),
     }
