@@ -33,6 +33,7 @@
 
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
@@ -43,8 +44,9 @@ use crate::node::mailbox::Entry;
 use crate::node::{self, Credit};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
+use crate::wire::descriptors;
 use crate::wire::protocol::{self, kind, Kind, MAX_FRAME, NO_SLOT, TO_CHILD, TO_PARENT};
-use crate::{Pid, RecvError, SendError};
+use crate::{transfer, Pid, RecvError, SendError};
 use process_core::__Port;
 
 /// The child's port to its parent.
@@ -257,6 +259,7 @@ impl ChildPort {
             Err(ReadError::Io(e)) => {
                 return Err(RecvError::Protocol(format!("reading a message frame: {e}")))
             }
+            Err(ReadError::Descriptors(why)) => return Err(RecvError::Protocol(why)),
         };
         let (tag, from) = match protocol::kind_of(frame.payload(), &TO_CHILD) {
             Ok(Kind::Message(tag)) => (tag, None),
@@ -340,11 +343,13 @@ impl ChildPort {
         self.sent.load(SeqCst) < self.mail.parent_grants.load(SeqCst)
     }
 
-    /// Sends a sealed frame to the parent, counted against the room it granted; waits
-    /// for room when `wait`. A frame not sent is handed back with the error.
+    /// Sends a sealed frame to the parent, with the descriptors it carries, counted
+    /// against the room it granted; waits for room when `wait`. A frame not sent is
+    /// handed back with the error (its descriptors are closed).
     pub(crate) fn send_frame(
         &self,
         frame: Vec<u8>,
+        fds: &[OwnedFd],
         wait: bool,
     ) -> Result<(), (SendError, Vec<u8>)> {
         loop {
@@ -354,7 +359,7 @@ impl ChildPort {
             {
                 let writer = self.lock_write();
                 if self.has_room() {
-                    if write_frame(&*writer, &frame).is_err() {
+                    if descriptors::write_frame_with(&writer, &frame, fds).is_err() {
                         return Err((SendError::Ended, frame));
                     }
                     self.sent.fetch_add(1, SeqCst);
@@ -428,6 +433,9 @@ impl ChildPort {
 
 impl __Port for PairPort {
     fn frame_prefix(&self, tag: u64) -> Vec<u8> {
+        // The message is encoded next, on this thread: its `Transfer`s are collected
+        // until `send`.
+        transfer::begin_collect();
         protocol::message_prefix(&TO_PARENT, tag)
     }
 
@@ -437,9 +445,10 @@ impl __Port for PairPort {
         type_name: &'static str,
         wait: bool,
     ) -> Result<(), SendError> {
+        let fds = transfer::end_collect();
         let frame = protocol::seal(frame, type_name)?;
         let port = port().ok_or(SendError::Ended)?;
-        port.send_frame(frame, wait).map_err(|(e, _)| e)
+        port.send_frame(frame, &fds, wait).map_err(|(e, _)| e)
     }
 
     fn recv(
@@ -453,10 +462,11 @@ impl __Port for PairPort {
         let mut looked = 0;
         loop {
             if let Some(i) = rs.queue.iter().skip(looked).position(|q| q.tag == tag) {
-                let q = rs.queue.remove(looked + i).expect("found above");
+                let mut q = rs.queue.remove(looked + i).expect("found above");
                 drop(rs);
                 port.took_one(q.slot);
-                take(&q.frame.payload()[TO_CHILD.body..]);
+                let fds = q.frame.take_fds();
+                transfer::with_received(fds, || take(&q.frame.payload()[TO_CHILD.body..]));
                 return Ok(());
             }
             looked = rs.queue.len();

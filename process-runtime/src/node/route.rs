@@ -46,7 +46,7 @@ pub(crate) fn send<M: Serialize + 'static>(to: Pid, msg: &M, wait: bool) -> Resu
             process_core::__encode_into(msg, protocol::routed_prefix(&TO_CHILD, tag, route))?,
             type_name,
         )?;
-        return crate::parent::mailbox::tell(&shared, frame, wait).map_err(no_proc);
+        return crate::parent::mailbox::tell(&shared, frame, Vec::new(), wait).map_err(no_proc);
     }
     let Some(port) = crate::child::port::port() else {
         // The root has no parent: every pid but its own is below it.
@@ -56,7 +56,8 @@ pub(crate) fn send<M: Serialize + 'static>(to: Pid, msg: &M, wait: bool) -> Resu
         process_core::__encode_into(msg, protocol::routed_prefix(&TO_PARENT, tag, route))?,
         type_name,
     )?;
-    port.send_frame(frame, wait).map_err(|(e, _)| no_proc(e))
+    port.send_frame(frame, &[], wait)
+        .map_err(|(e, _)| no_proc(e))
 }
 
 /// A next hop that has ended: the receiver has too (or is cut off from this process

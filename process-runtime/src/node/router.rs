@@ -146,12 +146,12 @@ fn hand_on(job: Job) -> Option<Job> {
     } = job;
     let port = crate::child::port::port;
     let sent = match (&to, control) {
-        (Hop::Down(shared), false) => mailbox::tell_frame(shared, frame, false),
+        (Hop::Down(shared), false) => mailbox::tell_frame(shared, frame, Vec::new(), false),
         (Hop::Down(shared), true) => {
             mailbox::write_control(shared, &frame);
             Ok(())
         }
-        (Hop::Up, false) => port().map_or(Ok(()), |port| port.send_frame(frame, false)),
+        (Hop::Up, false) => port().map_or(Ok(()), |port| port.send_frame(frame, &[], false)),
         (Hop::Up, true) => {
             if let Some(port) = port() {
                 port.send_control(&frame);
