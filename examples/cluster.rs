@@ -48,13 +48,15 @@ impl Lifecycle for Worker {
                 }
                 Some("CRASH") => std::process::abort(),
                 Some("QUIT") => {
-                    writeln!(&conn, "BYE")?;
+                    (&conn).write_all(b"BYE\n")?;
                     cx.stop();
                     return Ok(());
                 }
                 _ => format!("ERR unknown command: {line}"),
             };
-            writeln!(&conn, "{answer}")?;
+            // One write per answer: a line written in pieces waits for the peer's
+            // delayed acknowledgement (Nagle).
+            (&conn).write_all(format!("{answer}\n").as_bytes())?;
         }
         Ok(())
     }
@@ -70,7 +72,7 @@ fn ask(addr: SocketAddr, lines: &[&str]) -> std::io::Result<Vec<String>> {
     let mut answers = Vec::new();
     let mut reader = BufReader::new(&conn);
     for line in lines {
-        writeln!(&conn, "{line}")?;
+        (&conn).write_all(format!("{line}\n").as_bytes())?;
         let mut answer = String::new();
         reader.read_line(&mut answer)?;
         answers.push(answer.trim().to_owned());
