@@ -152,6 +152,9 @@ pub trait __Port: Send {
     ) -> Result<(), SendError>;
     /// The start of a message frame for `tag`, to append the message's bytes to.
     fn frame_prefix(&self, tag: u64) -> Vec<u8>;
+    /// The message begun with [`__Port::frame_prefix`] could not be encoded and will
+    /// not be sent: whatever its encoding gathered is let go.
+    fn abandon(&mut self) {}
     /// Takes the oldest message tagged `tag`, waiting until `deadline` (`None`: for
     /// ever), and hands its body to `take`.
     fn recv(

@@ -67,6 +67,23 @@ fn settled_descriptors(baseline: usize) -> usize {
     }
 }
 
+/// The number of this process's open descriptors once it has stopped changing: what
+/// earlier tests started may still be closing theirs when a counting test begins.
+fn baseline_descriptors() -> usize {
+    let mut last = open_descriptors();
+    let mut same = 0;
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = open_descriptors();
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+        if same == 10 {
+            break;
+        }
+    }
+    last
+}
+
 /// Open descriptors of the calling process.
 fn my_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -415,7 +432,7 @@ fn a_descriptor_in_flight_when_the_child_crashes_reaches_the_next_life() {
 #[test]
 fn a_descriptor_never_taken_is_closed_when_the_process_ends() {
     let _guard = exclusive();
-    let before = open_descriptors();
+    let before = baseline_descriptors();
     let scratch = Scratch::new("transfer-lost");
     let go = scratch.file("go");
     let h = Crasher {
@@ -493,7 +510,7 @@ impl Lifecycle for Bouncer {
 #[test]
 fn descriptor_counts_return_to_where_they_were_after_a_thousand_transfers() {
     let _guard = exclusive();
-    let before = open_descriptors();
+    let before = baseline_descriptors();
     let h = Bouncer {
         counts: Counts(0, 0),
     }
@@ -576,7 +593,7 @@ fn lying_frame(fault: Fault) -> (Result<(), ProcessError>, Option<i32>) {
 #[test]
 fn a_frame_that_announces_a_descriptor_it_does_not_carry_is_refused() {
     let _guard = exclusive();
-    let before = open_descriptors();
+    let before = baseline_descriptors();
     let (r, exit) = lying_frame(Fault::DescriptorAnnouncedNotSent);
     assert_eq!(
         r,
@@ -596,7 +613,7 @@ fn a_frame_that_announces_a_descriptor_it_does_not_carry_is_refused() {
 #[test]
 fn a_frame_that_carries_a_descriptor_it_does_not_announce_is_refused_and_it_is_closed() {
     let _guard = exclusive();
-    let before = open_descriptors();
+    let before = baseline_descriptors();
     let (r, exit) = lying_frame(Fault::DescriptorSentNotAnnounced);
     assert_eq!(
         r,
@@ -611,4 +628,68 @@ fn a_frame_that_carries_a_descriptor_it_does_not_announce_is_refused_and_it_is_c
         "{}",
         describe_descriptors()
     );
+}
+
+/// More descriptors than one message may carry.
+#[derive(Serialize, Deserialize)]
+struct Many(Vec<Transfer<OwnedFd>>);
+
+/// What a child's too-large `tell` said, and the answer to a `Peer` after it.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Said(String);
+
+fn too_many() -> Many {
+    let null = File::open("/dev/null").unwrap();
+    Many(
+        (0..254)
+            .map(|_| Transfer::new(null.try_clone().unwrap().into()))
+            .collect(),
+    )
+}
+
+/// Tries to tell a message of 254 descriptors, reports the error, then answers a
+/// `Peer` through its socket: the failed message left nothing behind.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "20s")]
+struct Overloaded;
+
+impl Lifecycle for Overloaded {
+    type Output = ();
+
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        let e = cx.tell(&too_many()).unwrap_err();
+        cx.tell(&Said(e.to_string()))?;
+        let Peer(peer) = cx.listen::<Peer>(Duration::from_secs(10))?;
+        cx.tell(&Peer(peer))?;
+        Ok(())
+    }
+
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_message_with_more_descriptors_than_a_frame_carries_is_refused_both_ways() {
+    let _guard = shared();
+    let why = "a message of type `transfer::Many` could not be encoded: one state or \
+               message may carry at most 253 descriptors";
+    let h = Overloaded.start().unwrap();
+    assert_eq!(h.tell(&too_many()).unwrap_err().to_string(), why);
+    assert_eq!(
+        h.listen::<Said>(Duration::from_secs(10)),
+        Ok(Said(why.into()))
+    );
+    // Both sides go on carrying descriptors as before.
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    h.tell(&Peer(Transfer::new(theirs))).unwrap();
+    let Peer(back) = h.listen::<Peer>(Duration::from_secs(10)).unwrap();
+    writeln!(&*back, "round").unwrap();
+    drop(back);
+    h.result().unwrap();
+    let mut text = String::new();
+    mine.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (&mine).read_to_string(&mut text).unwrap();
+    assert_eq!(text, "round\n");
 }

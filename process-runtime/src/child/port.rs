@@ -439,6 +439,11 @@ impl __Port for PairPort {
         protocol::message_prefix(&TO_PARENT, tag)
     }
 
+    fn abandon(&mut self) {
+        // The descriptors the failed encoding collected are closed.
+        drop(transfer::end_collect());
+    }
+
     fn send(
         &mut self,
         frame: Vec<u8>,
