@@ -23,7 +23,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// A descriptor-owning value (`TcpListener`, `TcpStream`, `UnixStream`,
 /// `UnixListener`, `File`, `OwnedFd`, ...) that travels to another process as the
 /// descriptor itself, never as bytes: put it in a process's state or in a message
-/// (`h.tell`, `cx.tell`), and the other side gets the same kind of object, usable at
+/// (`h.tell`, `cx.tell`, `node::send`), and the other side gets the same kind of
+/// object, usable at
 /// once, on the same open socket or file.
 ///
 /// ```no_run
@@ -61,9 +62,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// never read are closed when the receiving process ends, and a message or state
 /// that cannot be delivered closes what it carried.
 ///
-/// It travels only where the runtime encodes: a process's state and the messages of
-/// `h.tell` and `cx.tell`. Anywhere else (another serde format, `node::send`, a
-/// process's output) its encoding fails with an error that says so.
+/// It travels only where the runtime encodes: a process's state and messages
+/// (`h.tell`, `cx.tell`, `node::send`, through every process that relays them).
+/// Anywhere else (another serde format, a process's output) its encoding fails with
+/// an error that says so.
 pub struct Transfer<T>(T);
 
 impl<T> Transfer<T> {
@@ -139,8 +141,8 @@ thread_local! {
 }
 
 /// Why a `Transfer` cannot be encoded here.
-const NOT_HERE: &str = "a Transfer travels only in a process's state or in a message of \
-                        `tell`, encoded by process-runtime";
+const NOT_HERE: &str = "a Transfer travels only in a process's state or in a message \
+                        (`tell`, `node::send`), encoded by process-runtime";
 
 fn push_outgoing(fd: OwnedFd) -> Result<u32, String> {
     OUTGOING.with_borrow_mut(|list| {
@@ -231,8 +233,8 @@ mod tests {
         let e = postcard::to_allocvec(&t).unwrap_err();
         assert_eq!(
             process_core::__cause(&e),
-            "a Transfer travels only in a process's state or in a message of `tell`, \
-             encoded by process-runtime"
+            "a Transfer travels only in a process's state or in a message (`tell`, \
+             `node::send`), encoded by process-runtime"
         );
         let (bytes, fds) = collect(|| postcard::to_allocvec(&(t,))).unwrap();
         drop(fds);

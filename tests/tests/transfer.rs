@@ -545,19 +545,100 @@ fn descriptor_counts_return_to_where_they_were_after_a_thousand_transfers() {
 // ---------------------------------------------------------------------------------
 // Where a Transfer cannot go, and frames that lie about their descriptors.
 
+/// A socket on its way around the tree, and the pids it is still to visit.
+#[derive(Serialize, Deserialize)]
+struct Tour {
+    route: Vec<process_runtime::Pid>,
+    peer: Transfer<UnixStream>,
+}
+
+/// Takes a `Tour` with `node::receive`, writes its name through the socket, and sends
+/// it on to the next pid of its route with `node::send`.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "20s")]
+struct Relay {
+    name: String,
+}
+
+impl Lifecycle for Relay {
+    type Output = ();
+
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        let mut tour: Tour = process_runtime::node::receive(Duration::from_secs(10))?;
+        writeln!(&*tour.peer, "{}", self.name)?;
+        let next = tour.route.remove(0);
+        process_runtime::node::send(next, &tour)?;
+        Ok(())
+    }
+
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
 #[test]
-fn a_transfer_outside_a_state_or_tell_is_refused_with_a_reason() {
+fn node_send_carries_a_descriptor_down_between_siblings_and_up() {
     let _guard = shared();
-    let (_mine, theirs) = UnixStream::pair().unwrap();
-    let h = Finisher.start().unwrap();
-    let e = process_runtime::node::send(h.id(), &Peer(Transfer::new(theirs))).unwrap_err();
+    let a = Relay { name: "a".into() }.start().unwrap();
+    let b = Relay { name: "b".into() }.start().unwrap();
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    // Root to a (down), a to b (up to the root, which hands it down), b to the root.
+    let tour = Tour {
+        route: vec![b.id(), process_runtime::node::self_pid()],
+        peer: Transfer::new(theirs),
+    };
+    process_runtime::node::send(a.id(), &tour).unwrap();
+    drop(tour);
+    let back: Tour = process_runtime::node::receive(Duration::from_secs(10)).unwrap();
+    assert!(back.route.is_empty());
+    writeln!(&*back.peer, "root").unwrap();
+    drop(back);
+    a.result().unwrap();
+    b.result().unwrap();
+    mine.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut text = String::new();
+    (&mine).read_to_string(&mut text).unwrap();
+    assert_eq!(text, "a\nb\nroot\n");
+}
+
+/// Returns the file it was handed, which cannot travel in an output.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "20s")]
+struct GiveBack {
+    file: Option<Transfer<File>>,
+}
+
+impl Lifecycle for GiveBack {
+    type Output = Option<Transfer<File>>;
+
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    fn result(&mut self, _cx: &mut Context) -> Result<Self::Output, BoxError> {
+        Ok(self.file.take())
+    }
+}
+
+#[test]
+fn a_transfer_in_an_output_is_refused_with_a_reason() {
+    let _guard = shared();
+    let h = GiveBack {
+        file: Some(Transfer::new(File::open("/dev/null").unwrap())),
+    }
+    .start()
+    .unwrap();
+    let e = h.take_result().unwrap_err();
     assert_eq!(
         e.to_string(),
-        "a message of type `transfer::Peer` could not be encoded: a Transfer travels only in a \
-         process's state or in a message of `tell`, encoded by process-runtime"
+        "the process output cannot be sent to the parent: the child cannot encode \
+         `core::option::Option<process_runtime::transfer::Transfer<std::fs::File>>` (a \
+         Transfer travels only in a process's state or in a message (`tell`, \
+         `node::send`), encoded by process-runtime); postcard, the wire format, does not \
+         support #[serde(flatten)], untagged enums, skip_serializing_if or other \
+         self-describing shapes"
     );
-    h.kill();
-    h.wait();
 }
 
 /// Starts nothing in particular: a process whose child commits a fault right after its

@@ -402,7 +402,7 @@ impl ChildPort {
     ) -> Result<(), RecvError> {
         loop {
             if let Some(entry) = node::mailbox::take(tag) {
-                take(entry.from, entry.body());
+                entry.deliver(take);
                 return Ok(());
             }
             let ended = self.ended.load(SeqCst);
@@ -422,7 +422,7 @@ impl ChildPort {
             if !read && deadline.is_some_and(|d| Instant::now() >= d) {
                 // A last look before giving up.
                 if let Some(entry) = node::mailbox::take(tag) {
-                    take(entry.from, entry.body());
+                    entry.deliver(take);
                     return Ok(());
                 }
                 return Err(RecvError::Timeout);

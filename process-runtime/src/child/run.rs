@@ -56,8 +56,9 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
 fn encode_output<T: Process>(output: T::Output) -> Result<Vec<u8>, ProcessError> {
     postcard::to_allocvec(&output).map_err(|e| {
         ProcessError::Output(format!(
-            "the child cannot encode `{}` ({e}); {POSTCARD_LIMITS}",
-            std::any::type_name::<T::Output>()
+            "the child cannot encode `{}` ({}); {POSTCARD_LIMITS}",
+            std::any::type_name::<T::Output>(),
+            process_core::__cause(&e)
         ))
     })
 }

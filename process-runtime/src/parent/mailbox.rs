@@ -199,21 +199,21 @@ pub(crate) fn tell(
     fds: Vec<OwnedFd>,
     wait: bool,
 ) -> Result<(), SendError> {
-    tell_frame(shared, frame, fds, wait).map_err(|(e, _)| e)
+    tell_frame(shared, frame, fds, wait).map_err(|(e, ..)| e)
 }
 
-/// [`tell`], handing the frame back when it is not sent.
+/// [`tell`], handing the frame and its descriptors back when it is not sent.
 pub(crate) fn tell_frame(
     shared: &Shared,
     frame: Vec<u8>,
     fds: Vec<OwnedFd>,
     wait: bool,
-) -> Result<(), (SendError, Vec<u8>)> {
+) -> Result<(), (SendError, Vec<u8>, Vec<OwnedFd>)> {
     loop {
         let mut out = lock_outbox(shared);
         let live = Live::of(&shared.lock());
         if live.over {
-            return Err((SendError::Ended, frame));
+            return Err((SendError::Ended, frame, fds));
         }
         let backlog = out.follow(live.serial, live.beacon.as_ref());
         out.trim();
@@ -233,7 +233,7 @@ pub(crate) fn tell_frame(
             }
         }
         if !wait {
-            return Err((SendError::Full, frame));
+            return Err((SendError::Full, frame, fds));
         }
         if let Some(beacon) = &live.beacon {
             beacon.mail().parent_waits.store(1, SeqCst);

@@ -72,6 +72,16 @@ impl Frame {
         &self.data[self.start..]
     }
 
+    /// A frame whose payload is `data`, made in this process, with the descriptors
+    /// it carries.
+    pub(crate) fn owned_with(data: Vec<u8>, fds: Vec<OwnedFd>) -> Self {
+        Self {
+            data,
+            start: 0,
+            fds,
+        }
+    }
+
     /// Takes the descriptors the frame carried, in the order they were sent.
     pub(crate) fn take_fds(&mut self) -> Vec<OwnedFd> {
         std::mem::take(&mut self.fds)
