@@ -222,6 +222,46 @@ fn bounces(h: &Handle<()>, fd: &OwnedFd, rounds: usize, with_fd: bool) -> Durati
     t0.elapsed() / u32::try_from(rounds).expect("rounds fit u32")
 }
 
+/// Reads of one waiting 8-byte message per block of the read-cost figure, and blocks
+/// per side.
+const READ_ROUNDS: usize = 100_000;
+const READ_BLOCKS: usize = 6;
+
+/// Mean time of a write of 8 bytes on one end of a socket pair and a read of them on
+/// the other: with `recvmsg` and a control buffer sized as the runtime's (ready for
+/// descriptors), or with plain `recv`, as the channel was read before `Transfer`.
+fn reads(with_control: bool, rounds: usize) -> Duration {
+    use std::os::fd::AsRawFd;
+    let (a, b) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    let (wfd, rfd) = (a.as_raw_fd(), b.as_raw_fd());
+    let mut buf = [0u8; 4096];
+    let mut control = [0u64; 136];
+    let t0 = Instant::now();
+    for n in 0..rounds as u64 {
+        let bytes = n.to_le_bytes();
+        // SAFETY: valid descriptors and buffers of the lengths given.
+        let got = unsafe {
+            libc::send(wfd, bytes.as_ptr().cast(), 8, libc::MSG_NOSIGNAL);
+            if with_control {
+                let mut iov = libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                };
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen = std::mem::size_of_val(&control) as _;
+                libc::recvmsg(rfd, &mut msg, libc::MSG_CMSG_CLOEXEC)
+            } else {
+                libc::recv(rfd, buf.as_mut_ptr().cast(), buf.len(), 0)
+            }
+        };
+        assert_eq!(got, 8);
+    }
+    t0.elapsed() / u32::try_from(rounds).expect("rounds fit u32")
+}
+
 pub(crate) fn rows() -> Vec<Row> {
     eprintln!(
         "[transfer] {CLUSTER_ROUNDS} x {REQUESTS} requests from {CLIENTS} clients, one process and a cluster of 2, alternating..."
@@ -266,6 +306,25 @@ pub(crate) fn rows() -> Vec<Row> {
     let (without, with) = (Stats::of(&without), Stats::of(&with));
     let fd_ratio = with.median.as_secs_f64() / without.median.as_secs_f64();
 
+    eprintln!(
+        "[transfer] {READ_BLOCKS} x {READ_ROUNDS} reads with recvmsg and with recv, alternating..."
+    );
+    reads(true, READ_ROUNDS / 10);
+    reads(false, READ_ROUNDS / 10);
+    let (mut plain, mut control) = (Vec::new(), Vec::new());
+    for block in 0..READ_BLOCKS {
+        if block % 2 == 0 {
+            plain.push(reads(false, READ_ROUNDS));
+        }
+        control.push(reads(true, READ_ROUNDS));
+        if block % 2 == 1 {
+            plain.push(reads(false, READ_ROUNDS));
+        }
+    }
+    let (plain, control) = (Stats::of(&plain), Stats::of(&control));
+    let read_ratio = control.median.as_secs_f64() / plain.median.as_secs_f64();
+    let ns = |d: Duration| d.as_secs_f64() * 1e9;
+
     vec![
         Row {
             figure: "cluster: 2 worker processes on one handed listener".into(),
@@ -292,6 +351,24 @@ pub(crate) fn rows() -> Vec<Row> {
             floor: format!("{:.1} us the same message without one", us(without.median)),
             ratio: format!("{fd_ratio:.2}x"),
             checked: fd_ratio,
+            target: Target::None,
+            target_text: "-".into(),
+        },
+        Row {
+            figure: "send + read of 8 bytes, read with recvmsg ready for descriptors".into(),
+            measured: format!(
+                "{:.0} ns (p10 {:.0}, p90 {:.0}, n={} blocks)",
+                ns(control.median),
+                ns(control.p10),
+                ns(control.p90),
+                control.n
+            ),
+            floor: format!(
+                "{:.0} ns read with recv, as before Transfer",
+                ns(plain.median)
+            ),
+            ratio: format!("{read_ratio:.2}x"),
+            checked: read_ratio,
             target: Target::None,
             target_text: "-".into(),
         },
