@@ -347,6 +347,53 @@ fn a_file_is_written_by_the_child_through_a_handed_descriptor() {
     assert_eq!(contents(&file), format!("attempt 1 of pid {}\n", h.pid()));
 }
 
+/// A state too large for the socket's buffer goes out after the handshake, as the
+/// child reads it: its descriptors go with its first bytes.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "20s")]
+struct Heavy {
+    file: Transfer<File>,
+    #[serde(with = "serde_bytes_like")]
+    ballast: Vec<u8>,
+}
+
+/// Bytes as one block (a plain `Vec<u8>` goes through serde one byte at a time).
+mod serde_bytes_like {
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        <Vec<u8> as serde::Deserialize>::deserialize(d)
+    }
+}
+
+impl Lifecycle for Heavy {
+    type Output = ();
+
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        writeln!(&*self.file, "{} bytes of ballast", self.ballast.len())?;
+        Ok(())
+    }
+
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_large_state_carries_its_descriptors_too() {
+    let _guard = shared();
+    let file = nameless_file();
+    let h = Heavy {
+        file: Transfer::new(file.try_clone().unwrap()),
+        ballast: vec![3; 1 << 20],
+    }
+    .start()
+    .unwrap();
+    h.result().unwrap();
+    assert_eq!(contents(&file), "1048576 bytes of ballast\n");
+}
+
 #[test]
 fn each_life_gets_its_own_duplicate_of_a_states_descriptor() {
     let _guard = shared();
