@@ -5,6 +5,10 @@
 //! frame, so polling never loses or misaligns data. The length prefix is checked
 //! against the limit before the buffer grows, and the buffer grows only as bytes
 //! actually arrive, so a lying prefix cannot make it allocate more than was sent.
+//!
+//! Descriptors that come with the bytes (`Transfer`) are handed to the frame they
+//! belong to as it is taken from the buffer; how a frame announces them, and how the
+//! reader tells which frame that is, is in [`descriptors`](super::descriptors).
 
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
