@@ -154,8 +154,14 @@ impl Context {
 
     fn send<T: Serialize + 'static>(&mut self, msg: &T, wait: bool) -> Result<(), SendError> {
         let port = self.port.as_mut().ok_or(SendError::Ended)?;
-        let frame = message::__encode_into(msg, port.frame_prefix(message::__tag_of::<T>()))?;
-        port.send(frame, std::any::type_name::<T>(), wait)
+        let frame = message::__encode_into(msg, port.frame_prefix(message::__tag_of::<T>()));
+        match frame {
+            Ok(frame) => port.send(frame, std::any::type_name::<T>(), wait),
+            Err(e) => {
+                port.abandon();
+                Err(e)
+            }
+        }
     }
 
     /// Takes the oldest message of type `T` the parent sent, waiting up to `timeout`:

@@ -19,6 +19,8 @@ pub use config::{ProcessConfig, Timeouts};
 pub use context::Context;
 pub use error::{__set_signal_names, Exit, ExitReason, ProcessError, RemoteError, Section};
 pub use lifecycle::{BoxError, Lifecycle, Outcome};
-pub use message::{__Port, __deadline, __decode, __encode_into, __tag_of, RecvError, SendError};
+pub use message::{
+    __Port, __cause, __deadline, __decode, __encode_into, __explain, __tag_of, RecvError, SendError,
+};
 pub use pid::{Pid, MAX_DEPTH};
 pub use timer::{__NamedTimers, __SparseTimer, ProcessTimers, TimeThis, Timer};

@@ -77,12 +77,39 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
+std::thread_local! {
+    /// Why a serde impl of the runtime's failed, for the error postcard reports: its
+    /// own error keeps no text ("Serde Serialization Error").
+    static EXPLAINED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Records why a serde impl is about to fail, so that the error of the encoding or
+/// decoding that called it says so (postcard's custom errors keep no text).
+#[doc(hidden)]
+pub fn __explain(why: String) {
+    EXPLAINED.set(Some(why));
+}
+
+/// The text of a postcard error: what [`__explain`] recorded, if anything, else
+/// postcard's own.
+#[doc(hidden)]
+#[must_use]
+pub fn __cause(e: &postcard::Error) -> String {
+    let explained = EXPLAINED.take();
+    match e {
+        postcard::Error::SerdeSerCustom | postcard::Error::SerdeDeCustom => {
+            explained.unwrap_or_else(|| e.to_string())
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// Appends `msg`'s postcard bytes to `buf`.
 #[doc(hidden)]
 pub fn __encode_into<T: Serialize + 'static>(msg: &T, buf: Vec<u8>) -> Result<Vec<u8>, SendError> {
     postcard::to_extend(msg, buf).map_err(|e| SendError::Encode {
         type_name: std::any::type_name::<T>().to_owned(),
-        cause: e.to_string(),
+        cause: __cause(&e),
     })
 }
 
@@ -93,7 +120,7 @@ pub fn __decode<T: DeserializeOwned + 'static>(body: &[u8]) -> Result<T, RecvErr
         type_name: std::any::type_name::<T>().to_owned(),
         cause,
     };
-    let (value, rest) = postcard::take_from_bytes(body).map_err(|e| fail(e.to_string()))?;
+    let (value, rest) = postcard::take_from_bytes(body).map_err(|e| fail(__cause(&e)))?;
     if rest.is_empty() {
         Ok(value)
     } else {
@@ -125,6 +152,9 @@ pub trait __Port: Send {
     ) -> Result<(), SendError>;
     /// The start of a message frame for `tag`, to append the message's bytes to.
     fn frame_prefix(&self, tag: u64) -> Vec<u8>;
+    /// The message begun with [`__Port::frame_prefix`] could not be encoded and will
+    /// not be sent: whatever its encoding gathered is let go.
+    fn abandon(&mut self) {}
     /// Takes the oldest message tagged `tag`, waiting until `deadline` (`None`: for
     /// ever), and hands its body to `take`.
     fn recv(

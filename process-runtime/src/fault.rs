@@ -32,6 +32,12 @@ pub enum Fault {
     /// payload is the bytes given in `__PROCESS_RUNTIME_FAULT_FRAME` (hex; none when
     /// it is not set); then run as usual. Set by `__testing::start_with_raw_frame`.
     RawFrameAfterStart,
+    /// As [`Fault::RawFrameAfterStart`], but the frame's prefix announces one
+    /// descriptor that is not sent with it.
+    DescriptorAnnouncedNotSent,
+    /// As [`Fault::RawFrameAfterStart`], but the frame (which announces none) is sent
+    /// with a descriptor attached.
+    DescriptorSentNotAnnounced,
 }
 
 impl Fault {
@@ -41,7 +47,7 @@ impl Fault {
     /// [`Fault::RawFrameAfterStart`], in lowercase hex.
     pub(crate) const FRAME_ENV: &'static str = "__PROCESS_RUNTIME_FAULT_FRAME";
 
-    const ALL: [Fault; 12] = [
+    const ALL: [Fault; 14] = [
         Fault::ExitBeforeHello,
         Fault::HelloGarbage,
         Fault::HelloOversized,
@@ -54,7 +60,19 @@ impl Fault {
         Fault::ReportTruncated,
         Fault::ReportGarbage,
         Fault::RawFrameAfterStart,
+        Fault::DescriptorAnnouncedNotSent,
+        Fault::DescriptorSentNotAnnounced,
     ];
+
+    /// Whether the fault sends a frame of given bytes after the start frame.
+    pub(crate) fn sends_frame(self) -> bool {
+        matches!(
+            self,
+            Fault::RawFrameAfterStart
+                | Fault::DescriptorAnnouncedNotSent
+                | Fault::DescriptorSentNotAnnounced
+        )
+    }
 
     /// The fault's name, in the environment variable and in test messages.
     pub(crate) fn name(self) -> &'static str {
@@ -71,6 +89,8 @@ impl Fault {
             Fault::ReportTruncated => "report-truncated",
             Fault::ReportGarbage => "report-garbage",
             Fault::RawFrameAfterStart => "raw-frame-after-start",
+            Fault::DescriptorAnnouncedNotSent => "descriptor-announced-not-sent",
+            Fault::DescriptorSentNotAnnounced => "descriptor-sent-not-announced",
         }
     }
 

@@ -180,11 +180,10 @@ impl<T: DeserializeOwned> Handle<T> {
     fn send<M: Serialize + 'static>(&self, msg: &M, wait: bool) -> Result<(), SendError> {
         // The frame's slot is written once the outbox has one for it.
         let prefix = protocol::message_prefix(&protocol::TO_CHILD, process_core::__tag_of::<M>());
-        let frame = protocol::seal(
-            process_core::__encode_into(msg, prefix)?,
-            std::any::type_name::<M>(),
-        )?;
-        let sent = mailbox::tell(&self.shared, frame, wait);
+        // The descriptors of its `Transfer`s travel with the frame.
+        let (frame, fds) = crate::transfer::collect(|| process_core::__encode_into(msg, prefix))?;
+        let frame = protocol::seal(frame, std::any::type_name::<M>())?;
+        let sent = mailbox::tell(&self.shared, frame, fds, wait);
         if wait {
             crate::shutdown::hold();
         }

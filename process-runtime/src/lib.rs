@@ -17,6 +17,7 @@ mod registry;
 mod shutdown;
 mod spawn;
 mod sys;
+mod transfer;
 mod wire;
 
 #[doc(hidden)]
@@ -78,6 +79,25 @@ pub mod __testing {
         crate::parent::start::start(obj, config, options).map(Handle::new)
     }
 
+    /// Starts `obj` with the child told to commit `fault`, one of the faults that send
+    /// a frame of given bytes after the start frame, with `payload` as that frame's.
+    ///
+    /// # Errors
+    /// As `Process::start_with`.
+    pub fn start_with_fault_frame<T: Process>(
+        obj: &T,
+        config: ProcessConfig,
+        fault: Fault,
+        payload: &[u8],
+    ) -> Result<Handle<T::Output>, ProcessError> {
+        let options = crate::parent::attempt::StartOptions {
+            fault: Some(fault),
+            raw_frame: payload.to_vec(),
+            ..Default::default()
+        };
+        crate::parent::start::start(obj, config, options).map(Handle::new)
+    }
+
     /// What waits on `handle`'s process without blocking a thread: the wakers
     /// registered with it (futures, `wait_any`, `as_completed`), and the callers
     /// counted as waiting for its messages (`listen` and `listen_async`).
@@ -112,6 +132,7 @@ pub use process_core::{
 pub use process_macros::{main, timethis, Process};
 pub use shutdown::{shutdown, shutdown_on_signals, shutdown_requested, wait_for_shutdown};
 pub use spawn::{spawn, Spawn};
+pub use transfer::Transfer;
 
 use process_core::__set_signal_names;
 
@@ -136,6 +157,6 @@ pub fn keep_warm(n: usize) -> Result<(), ProcessError> {
 pub mod prelude {
     pub use crate::{
         timethis, BoxError, Context, Handle, Lifecycle, Outcome, Pool, Process, ProcessConfig,
-        ProcessError, ProcessTimers, RecvError, Section, SendError, TimeThis, Timer,
+        ProcessError, ProcessTimers, RecvError, Section, SendError, TimeThis, Timer, Transfer,
     };
 }

@@ -178,3 +178,50 @@ fn warm_children_die_with_their_parent_even_when_it_is_sigkilled() {
         );
     }
 }
+
+/// Writes its pid through the socket of its state, which is large enough to be sent
+/// after the handshake rather than with the spawn.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1)]
+struct Handed {
+    peer: Transfer<std::os::unix::net::UnixStream>,
+    ballast: Vec<u8>,
+}
+
+impl Lifecycle for Handed {
+    type Output = u32;
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        use std::io::Write;
+        writeln!(&*self.peer, "{} {}", cx.pid(), self.ballast.len())?;
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<u32, BoxError> {
+        Ok(cx.pid())
+    }
+}
+
+#[test]
+fn a_warm_child_receives_the_descriptors_of_its_state_small_or_large() {
+    use std::io::Read;
+    let _serial = serial();
+    process_runtime::keep_warm(1).unwrap();
+    for ballast in [0, 200_000] {
+        let warm = ready(1);
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let h = Handed {
+            peer: Transfer::new(theirs),
+            ballast: vec![1; ballast],
+        }
+        .start()
+        .unwrap();
+        let pid = h.result().unwrap();
+        assert!(warm.contains(&pid), "{pid} was one of the warm {warm:?}");
+        h.wait();
+        mine.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut text = String::new();
+        (&mine).read_to_string(&mut text).unwrap();
+        assert_eq!(text, format!("{pid} {ballast}\n"));
+    }
+    process_runtime::keep_warm(0).unwrap();
+}

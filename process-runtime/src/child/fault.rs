@@ -39,10 +39,8 @@ mod imp {
             let name = name.to_string_lossy();
             let fault = Fault::from_name(&name).ok_or_else(|| format!("unknown fault `{name}`"))?;
             let payload = match frame {
-                Some(hex) if fault == Fault::RawFrameAfterStart => {
-                    crate::fault::from_hex(&hex.to_string_lossy())
-                        .ok_or_else(|| format!("{} is not hex", Fault::FRAME_ENV))?
-                }
+                Some(hex) if fault.sends_frame() => crate::fault::from_hex(&hex.to_string_lossy())
+                    .ok_or_else(|| format!("{} is not hex", Fault::FRAME_ENV))?,
                 _ => Vec::new(),
             };
             Ok(Self(Some(fault), payload))
@@ -71,13 +69,34 @@ mod imp {
         /// The start frame was read; the lifecycle has not run. Returns the messages
         /// of the pair it sent on the socket, for the port to count.
         pub(crate) fn after_start(&self, send: &Conn) -> u64 {
-            if self.0 == Some(Fault::RawFrameAfterStart) {
-                let len = u32::try_from(self.1.len()).expect("a test frame fits in u32");
-                let mut frame = len.to_le_bytes().to_vec();
-                frame.extend_from_slice(&self.1);
-                let _ = write_frame(send, &frame);
-                let message = crate::wire::protocol::kind::TO_PARENT_MESSAGE;
-                return u64::from(self.1.first() == Some(&message));
+            let len = u32::try_from(self.1.len()).expect("a test frame fits in u32");
+            let mut frame = len.to_le_bytes().to_vec();
+            frame.extend_from_slice(&self.1);
+            match self.0 {
+                Some(Fault::RawFrameAfterStart) => {
+                    let _ = write_frame(send, &frame);
+                    let message = crate::wire::protocol::kind::TO_PARENT_MESSAGE;
+                    return u64::from(self.1.first() == Some(&message));
+                }
+                Some(Fault::DescriptorAnnouncedNotSent) => {
+                    // The layout of a frame with descriptors (see `descriptors`): a
+                    // flagged prefix counting the count byte, the count, the payload.
+                    let prefix = (len + 1) | crate::wire::descriptors::CARRIES_FDS;
+                    let mut forged = prefix.to_le_bytes().to_vec();
+                    forged.push(1);
+                    forged.extend_from_slice(&self.1);
+                    let _ = write_frame(send, &forged);
+                }
+                Some(Fault::DescriptorSentNotAnnounced) => {
+                    let stray = std::fs::File::open("/dev/null").expect("/dev/null opens");
+                    let _ = crate::sys::send_with_fds(
+                        send.stream(),
+                        &[std::io::IoSlice::new(&frame)],
+                        &[std::os::fd::AsFd::as_fd(&stray)],
+                        false,
+                    );
+                }
+                _ => {}
             }
             0
         }

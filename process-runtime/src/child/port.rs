@@ -50,6 +50,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
@@ -61,8 +62,9 @@ use crate::node::{self, Credit};
 use crate::pool::ring::{Pushed, RingWriter};
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
+use crate::wire::descriptors;
 use crate::wire::protocol::{self, kind, Kind, MAX_FRAME, NO_SLOT, TO_CHILD, TO_PARENT};
-use crate::{Pid, ProcessError, RecvError, SendError};
+use crate::{transfer, Pid, ProcessError, RecvError, SendError};
 use process_core::__Port;
 
 /// The child's port to its parent.
@@ -310,6 +312,7 @@ impl ChildPort {
             Err(ReadError::Io(e)) => {
                 return Err(RecvError::Protocol(format!("reading a message frame: {e}")))
             }
+            Err(ReadError::Descriptors(why)) => return Err(RecvError::Protocol(why)),
         };
         let (tag, from) = match protocol::kind_of(frame.payload(), &TO_CHILD) {
             Ok(Kind::Message(tag)) => (tag, None),
@@ -393,14 +396,16 @@ impl ChildPort {
         self.sent.load(SeqCst) < self.mail.parent_grants.load(SeqCst)
     }
 
-    /// Sends a sealed frame to the parent, counted against the room it granted; waits
-    /// for room when `wait`. A frame not sent is handed back with the error.
+    /// Sends a sealed frame to the parent, with the descriptors it carries, counted
+    /// against the room it granted; waits for room when `wait`. A frame not sent is
+    /// handed back with the error (its descriptors are closed).
     pub(crate) fn send_frame(
         &self,
         frame: Vec<u8>,
+        fds: &[OwnedFd],
         wait: bool,
     ) -> Result<(), (SendError, Vec<u8>)> {
-        self.send_frame_keeping(frame, wait).map(drop)
+        self.send_frame_keeping(frame, fds, wait).map(drop)
     }
 
     /// As [`send_frame`](Self::send_frame), handing the frame back once it is sent,
@@ -408,6 +413,7 @@ impl ChildPort {
     fn send_frame_keeping(
         &self,
         frame: Vec<u8>,
+        fds: &[OwnedFd],
         wait: bool,
     ) -> Result<Vec<u8>, (SendError, Vec<u8>)> {
         loop {
@@ -417,7 +423,7 @@ impl ChildPort {
             {
                 let mut writer = self.lock_write();
                 if self.has_room() {
-                    if self.write_message(&mut writer, &frame).is_err() {
+                    if self.write_message(&mut writer, &frame, fds).is_err() {
                         return Err((SendError::Ended, frame));
                     }
                     self.sent.fetch_add(1, SeqCst);
@@ -448,10 +454,19 @@ impl ChildPort {
     }
 
     /// Sends one frame within the grant: a message of the pair to the tells ring when
-    /// it may go there (see the module's doc), anything else on the socket.
-    fn write_message(&self, writer: &mut WriteSide, frame: &[u8]) -> Result<(), ProcessError> {
+    /// it may go there (see the module's doc), anything else, and anything that carries
+    /// descriptors, on the socket.
+    fn write_message(
+        &self,
+        writer: &mut WriteSide,
+        frame: &[u8],
+        fds: &[OwnedFd],
+    ) -> Result<(), ProcessError> {
         let pair = frame.get(4) == Some(&TO_PARENT.message);
-        if pair && writer.socket_messages == self.mail.socket_messages_read.load(SeqCst) {
+        // Descriptors travel only on the socket.
+        let ring_may =
+            fds.is_empty() && writer.socket_messages == self.mail.socket_messages_read.load(SeqCst);
+        if pair && ring_may {
             if let Some(ring) = writer.ring.as_mut() {
                 if let Pushed::Committed { wake } = ring.push(&frame[4..]) {
                     if wake {
@@ -463,7 +478,7 @@ impl ChildPort {
                 }
             }
         }
-        write_frame(&writer.conn, frame)?;
+        descriptors::write_frame_with(&writer.conn, frame, fds)?;
         if pair {
             writer.socket_messages += 1;
         }
@@ -483,7 +498,7 @@ impl ChildPort {
     ) -> Result<(), RecvError> {
         loop {
             if let Some(entry) = node::mailbox::take(tag) {
-                take(entry.from, entry.body());
+                entry.deliver(take);
                 return Ok(());
             }
             let ended = self.ended.load(SeqCst);
@@ -503,7 +518,7 @@ impl ChildPort {
             if !read && deadline.is_some_and(|d| Instant::now() >= d) {
                 // A last look before giving up.
                 if let Some(entry) = node::mailbox::take(tag) {
-                    take(entry.from, entry.body());
+                    entry.deliver(take);
                     return Ok(());
                 }
                 return Err(RecvError::Timeout);
@@ -514,7 +529,15 @@ impl ChildPort {
 
 impl __Port for PairPort {
     fn frame_prefix(&self, tag: u64) -> Vec<u8> {
+        // The message is encoded next, on this thread: its `Transfer`s are collected
+        // until `send`.
+        transfer::begin_collect();
         protocol::message_prefix_in(&TO_PARENT, tag, self.spare.take())
+    }
+
+    fn abandon(&mut self) {
+        // The descriptors the failed encoding collected are closed.
+        drop(transfer::end_collect());
     }
 
     fn send(
@@ -523,9 +546,12 @@ impl __Port for PairPort {
         type_name: &'static str,
         wait: bool,
     ) -> Result<(), SendError> {
+        let fds = transfer::end_collect();
         let frame = protocol::seal(frame, type_name)?;
         let port = port().ok_or(SendError::Ended)?;
-        let frame = port.send_frame_keeping(frame, wait).map_err(|(e, _)| e)?;
+        let frame = port
+            .send_frame_keeping(frame, &fds, wait)
+            .map_err(|(e, _)| e)?;
         if frame.capacity() <= SPARE_MAX {
             self.spare.set(frame);
         }
@@ -543,10 +569,11 @@ impl __Port for PairPort {
         let mut looked = 0;
         loop {
             if let Some(i) = rs.queue.iter().skip(looked).position(|q| q.tag == tag) {
-                let q = rs.queue.remove(looked + i).expect("found above");
+                let mut q = rs.queue.remove(looked + i).expect("found above");
                 drop(rs);
                 port.took_one(q.slot);
-                take(&q.frame.payload()[TO_CHILD.body..]);
+                let fds = q.frame.take_fds();
+                transfer::with_received(fds, || take(&q.frame.payload()[TO_CHILD.body..]));
                 return Ok(());
             }
             looked = rs.queue.len();

@@ -56,8 +56,9 @@ pub(crate) fn run<T: Process>(run: ChildRun) -> ! {
 fn encode_output<T: Process>(output: T::Output) -> Result<Vec<u8>, ProcessError> {
     postcard::to_allocvec(&output).map_err(|e| {
         ProcessError::Output(format!(
-            "the child cannot encode `{}` ({e}); {POSTCARD_LIMITS}",
-            std::any::type_name::<T::Output>()
+            "the child cannot encode `{}` ({}); {POSTCARD_LIMITS}",
+            std::any::type_name::<T::Output>(),
+            process_core::__cause(&e)
         ))
     })
 }
@@ -67,7 +68,7 @@ fn encode_output<T: Process>(output: T::Output) -> Result<Vec<u8>, ProcessError>
 /// what the parent's handle decodes.
 pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! {
     let ChildRun {
-        frame,
+        mut frame,
         reader,
         writer,
         parent_pid,
@@ -80,6 +81,8 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
         fault,
     } = run;
     crate::shutdown::set_parent_stop(stop, parent_stop);
+    // The descriptors of the state's `Transfer`s; those it does not take are closed.
+    let fds = frame.take_fds();
     let Ok(ToChild::Start {
         pid,
         config,
@@ -91,11 +94,14 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
     else {
         unreachable!("the start frame was decoded before dispatch")
     };
-    let mut obj: T = match postcard::from_bytes(state) {
+    let mut obj: T = match crate::transfer::with_received(fds, || postcard::from_bytes(state)) {
         Ok(obj) => obj,
         Err(e) => report_fatal(
             &writer,
-            ProcessError::State(format!("the child cannot decode it: {e}")),
+            ProcessError::State(format!(
+                "the child cannot decode it: {}",
+                process_core::__cause(&e)
+            )),
         ),
     };
     drop(frame);

@@ -441,6 +441,7 @@ fn notify(to: Pid, from: Pid, tag: u64, body: Vec<u8>) {
         router::push(Job {
             to: Hop::Down(child),
             frame: protocol::control_down(tag, Route { from, to }, &body),
+            fds: Vec::new(),
             credit: Credit::None,
             control: true,
         });
@@ -467,6 +468,7 @@ fn send_up(ctl: &Ctl, here: bool) -> bool {
         router::push(Job {
             to: Hop::Up,
             frame,
+            fds: Vec::new(),
             credit: Credit::None,
             control: true,
         });
@@ -539,6 +541,7 @@ pub(crate) fn from_child(
         router::push(Job {
             to: Hop::Up,
             frame: super::route::whole(frame.payload()),
+            fds: Vec::new(),
             credit: Credit::None,
             control: true,
         });

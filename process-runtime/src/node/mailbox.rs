@@ -48,6 +48,13 @@ impl Entry {
     pub(crate) fn body(&self) -> &[u8] {
         &self.frame.payload()[self.body..]
     }
+
+    /// Hands the message to `take`, with its descriptors ready for the `Transfer`s it
+    /// holds; those not taken are closed.
+    pub(crate) fn deliver(mut self, take: &mut dyn FnMut(Pid, &[u8])) {
+        let fds = self.frame.take_fds();
+        crate::transfer::with_received(fds, || take(self.from, self.body()));
+    }
 }
 
 #[derive(Default)]

@@ -343,7 +343,7 @@ pub fn receive_from<M: DeserializeOwned + 'static>(
         Some(port) => port.receive_node(tag, deadline, &mut take),
         None => match mailbox::receive(tag, deadline) {
             Some(entry) => {
-                take(entry.from, entry.body());
+                entry.deliver(&mut take);
                 Ok(())
             }
             None => Err(RecvError::Timeout),

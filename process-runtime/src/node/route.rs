@@ -18,7 +18,7 @@ use super::{local, Credit};
 use crate::parent::shared::Shared;
 use crate::wire::channel::Frame;
 use crate::wire::protocol::{self, Route, TO_CHILD, TO_PARENT};
-use crate::{Pid, ProcessError, SendError};
+use crate::{transfer, Pid, ProcessError, SendError};
 
 /// Sends `msg` to `to` from this process; waits for room in the next hop's mailbox
 /// when `wait`.
@@ -30,9 +30,17 @@ pub(crate) fn send<M: Serialize + 'static>(to: Pid, msg: &M, wait: bool) -> Resu
     let tag = process_core::__tag_of::<M>();
     let type_name = std::any::type_name::<M>();
     let route = Route { from: me, to };
+    // The descriptors of its `Transfer`s travel with the frame, hop by hop.
+    let encode = |prefix: Vec<u8>| transfer::collect(|| process_core::__encode_into(msg, prefix));
     if to == me {
-        let body = process_core::__encode_into(msg, Vec::new())?;
-        mailbox::file(Entry::new(me, tag, Frame::owned(body), 0, Credit::None));
+        let (body, fds) = encode(Vec::new())?;
+        mailbox::file(Entry::new(
+            me,
+            tag,
+            Frame::owned_with(body, fds),
+            0,
+            Credit::None,
+        ));
         return Ok(());
     }
     if let Some(n) = me.__next_hop(to) {
@@ -42,21 +50,18 @@ pub(crate) fn send<M: Serialize + 'static>(to: Pid, msg: &M, wait: bool) -> Resu
             return Err(SendError::NoProc);
         }
         let shared = local::child(n).ok_or(SendError::NoProc)?;
-        let frame = protocol::seal(
-            process_core::__encode_into(msg, protocol::routed_prefix(&TO_CHILD, tag, route))?,
-            type_name,
-        )?;
-        return crate::parent::mailbox::tell(&shared, frame, wait).map_err(no_proc);
+        let (frame, fds) = encode(protocol::routed_prefix(&TO_CHILD, tag, route))?;
+        let frame = protocol::seal(frame, type_name)?;
+        return crate::parent::mailbox::tell(&shared, frame, fds, wait).map_err(no_proc);
     }
     let Some(port) = crate::child::port::port() else {
         // The root has no parent: every pid but its own is below it.
         return Err(SendError::NoProc);
     };
-    let frame = protocol::seal(
-        process_core::__encode_into(msg, protocol::routed_prefix(&TO_PARENT, tag, route))?,
-        type_name,
-    )?;
-    port.send_frame(frame, wait).map_err(|(e, _)| no_proc(e))
+    let (frame, fds) = encode(protocol::routed_prefix(&TO_PARENT, tag, route))?;
+    let frame = protocol::seal(frame, type_name)?;
+    port.send_frame(frame, &fds, wait)
+        .map_err(|(e, _)| no_proc(e))
 }
 
 /// A next hop that has ended: the receiver has too (or is cut off from this process
@@ -74,7 +79,7 @@ fn no_proc(e: SendError) -> SendError {
 pub(crate) fn from_child(
     sender: &Arc<Shared>,
     tag: u64,
-    frame: Frame,
+    mut frame: Frame,
     control: bool,
 ) -> Result<(), ProcessError> {
     let (route, body) = protocol::route_of(frame.payload(), &TO_PARENT)?;
@@ -95,6 +100,7 @@ pub(crate) fn from_child(
         if let Some(target) = local::child(n) {
             router::push(Job {
                 to: Hop::Down(target),
+                fds: frame.take_fds(),
                 frame: protocol::reroute_down(frame.payload()),
                 credit,
                 control: false,
@@ -103,6 +109,7 @@ pub(crate) fn from_child(
     } else if crate::child::port::port().is_some() {
         router::push(Job {
             to: Hop::Up,
+            fds: frame.take_fds(),
             frame: whole(frame.payload()),
             credit,
             control: false,
@@ -114,11 +121,12 @@ pub(crate) fn from_child(
 
 /// A message of the node this child read from its parent, for a process below it;
 /// `control` for a notice or reply of the node's own (in no slot).
-pub(crate) fn from_parent(route: Route, frame: Frame, credit: Credit, control: bool) {
+pub(crate) fn from_parent(route: Route, mut frame: Frame, credit: Credit, control: bool) {
     let me = local::self_pid();
     if let Some(target) = me.__next_hop(route.to).and_then(local::child) {
         router::push(Job {
             to: Hop::Down(target),
+            fds: frame.take_fds(),
             frame: whole(frame.payload()),
             credit,
             control,

@@ -10,6 +10,7 @@
 //! whose messages wait here is held back by the bound of its own grant.
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -26,6 +27,8 @@ pub(crate) struct Job {
     pub(crate) to: Hop,
     /// The whole frame, laid out for where it goes.
     pub(crate) frame: Vec<u8>,
+    /// The descriptors the frame carries.
+    pub(crate) fds: Vec<OwnedFd>,
     pub(crate) credit: Credit,
     /// A notice, reply or request of the node's own: written in no slot and counted
     /// against no grant.
@@ -141,17 +144,21 @@ fn hand_on(job: Job) -> Option<Job> {
     let Job {
         to,
         frame,
+        fds,
         credit,
         control,
     } = job;
     let port = crate::child::port::port;
     let sent = match (&to, control) {
-        (Hop::Down(shared), false) => mailbox::tell_frame(shared, frame, false),
+        (Hop::Down(shared), false) => mailbox::tell_frame(shared, frame, fds, false),
         (Hop::Down(shared), true) => {
             mailbox::write_control(shared, &frame);
             Ok(())
         }
-        (Hop::Up, false) => port().map_or(Ok(()), |port| port.send_frame(frame, false)),
+        (Hop::Up, false) => port().map_or(Ok(()), |port| {
+            port.send_frame(frame, &fds, false)
+                .map_err(|(e, frame)| (e, frame, fds))
+        }),
         (Hop::Up, true) => {
             if let Some(port) = port() {
                 port.send_control(&frame);
@@ -160,9 +167,10 @@ fn hand_on(job: Job) -> Option<Job> {
         }
     };
     match sent {
-        Err((SendError::Full, frame)) => Some(Job {
+        Err((SendError::Full, frame, fds)) => Some(Job {
             to,
             frame,
+            fds,
             credit,
             control,
         }),

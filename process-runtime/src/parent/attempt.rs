@@ -8,6 +8,7 @@
 //! arrived and nothing more, and [`Attempt::flush_start`] when a large start frame has
 //! room to go on.
 
+use std::os::fd::OwnedFd;
 use std::process::Child;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use super::tells;
 use super::warm;
 use crate::beacon::{self, Beacon};
 use crate::pool::ring::RingReader;
-use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ParentRead, ReadError};
+use crate::wire::channel::{Conn, Frame, FrameReader, ParentRead, ReadError};
+use crate::wire::descriptors::{self, write_frame_with};
 use crate::wire::handoff::{new_secret, SECRET_LEN};
 use crate::wire::protocol::{self, Kind, ReportTimers, ToParent};
 use crate::{registry, sys, ProcessError, Section};
@@ -60,7 +62,7 @@ impl StartOptions {
         if let Some(fault) = self.fault {
             use crate::fault::{to_hex, Fault};
             let mut env = vec![(Fault::ENV.to_owned(), fault.name().to_owned())];
-            if fault == Fault::RawFrameAfterStart {
+            if fault.sends_frame() {
                 env.push((Fault::FRAME_ENV.to_owned(), to_hex(&self.raw_frame)));
             }
             return env;
@@ -133,6 +135,8 @@ pub(crate) struct Attempt {
     phase: Phase,
     /// A large start frame being written, and how much of it is out.
     late: Option<(Vec<u8>, usize)>,
+    /// The descriptors the start frame carries (the supervisor's, sent as duplicates).
+    start_fds: Arc<[OwnedFd]>,
 }
 
 /// Gets a process ready for its next attempt on `conn`: the reader, the room the
@@ -181,13 +185,14 @@ impl Attempt {
         options: &StartOptions,
         new_life: bool,
         start: Vec<u8>,
+        start_fds: Arc<[OwnedFd]>,
     ) -> Result<Self, ProcessError> {
         if options.is_plain() {
             while let Some(warm) = warm::take() {
                 let early = start.len() <= EARLY_START_MAX;
                 // A small start frame is written now; one that fails to go means the
                 // warm child died since it was checked: the next one is tried.
-                if early && write_frame(&warm.conn, &start).is_err() {
+                if early && write_frame_with(&warm.conn, &start, &start_fds).is_err() {
                     warm.discard();
                     continue;
                 }
@@ -205,6 +210,7 @@ impl Attempt {
                     secret,
                     Phase::Running,
                     late,
+                    start_fds,
                 ));
             }
         }
@@ -222,7 +228,7 @@ impl Attempt {
         // buffer; the mailbox is attached now too, so that the child finds its room
         // granted from its first instruction.
         if early {
-            write_frame(&conn, &start)?;
+            write_frame_with(&conn, &start, &start_fds)?;
         }
         prepare(shared, &conn, &beacon, early);
         let child = match spawn::spawn_child(child_end, beacon_fd, secret, options.child_env()) {
@@ -236,7 +242,7 @@ impl Attempt {
             late_start: (!early).then_some(start),
         };
         Ok(Self::finish(
-            shared, new_life, child, conn, beacon, secret, phase, None,
+            shared, new_life, child, conn, beacon, secret, phase, None, start_fds,
         ))
     }
 
@@ -251,6 +257,7 @@ impl Attempt {
         secret: [u8; SECRET_LEN],
         phase: Phase,
         late: Option<(Vec<u8>, usize)>,
+        start_fds: Arc<[OwnedFd]>,
     ) -> Self {
         let mut inner = shared.lock();
         if new_life {
@@ -276,6 +283,7 @@ impl Attempt {
             watch: Watch::new(shared.config.timeouts),
             phase,
             late,
+            start_fds,
         }
     }
 
@@ -343,8 +351,8 @@ impl Attempt {
     /// the mailbox is attached: messages may follow it.
     pub(crate) fn flush_start(&mut self, shared: &Arc<Shared>) -> Option<AttemptEnd> {
         let (frame, written) = self.late.as_mut()?;
-        while *written < frame.len() {
-            match sys::send_dontwait(self.writer.stream(), &frame[*written..]) {
+        while *written < descriptors::wire_len(frame, &self.start_fds) {
+            match descriptors::send_some(&self.writer, frame, &self.start_fds, *written, true) {
                 Ok(n) => *written += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

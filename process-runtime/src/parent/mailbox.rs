@@ -49,6 +49,7 @@
 //! keeps reading, timing sections and reaping).
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
@@ -62,8 +63,9 @@ use super::wakers::Registration;
 use crate::beacon::Beacon;
 use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame};
+use crate::wire::descriptors;
 use crate::wire::protocol::{self, kind, TO_PARENT};
-use crate::{ProcessError, RecvError, SendError};
+use crate::{transfer, ProcessError, RecvError, SendError};
 
 /// The messages from the child and what is needed to let it send more; part of
 /// [`Inner`].
@@ -149,8 +151,8 @@ impl Outbox {
     /// Sends the messages from the `from`th on; a failed write means the child is gone,
     /// and the messages stay for the next attempt.
     fn send_from(&self, conn: &Conn, from: usize) {
-        for frame in self.slots.frames(from) {
-            if write_frame(conn, frame).is_err() {
+        for (frame, fds) in self.slots.frames(from) {
+            if descriptors::write_frame_with(conn, frame, fds).is_err() {
                 break;
             }
         }
@@ -188,29 +190,37 @@ fn lock_outbox(shared: &Shared) -> MutexGuard<'_, Outbox> {
     shared.outbox.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Sends a sealed message frame to the process's child, waiting for room when `wait`.
-/// The frame's slot is written here, once the outbox has one for it.
-pub(crate) fn tell(shared: &Shared, frame: Vec<u8>, wait: bool) -> Result<(), SendError> {
-    tell_frame(shared, frame, wait).map_err(|(e, _)| e)
+/// Sends a sealed message frame to the process's child, with the descriptors it
+/// carries, waiting for room when `wait`. The frame's slot is written here, once the
+/// outbox has one for it. The descriptors stay with the frame until the child takes
+/// it (a new attempt is sent them again); they are closed with a frame not sent.
+pub(crate) fn tell(
+    shared: &Shared,
+    frame: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    wait: bool,
+) -> Result<(), SendError> {
+    tell_frame(shared, frame, fds, wait).map_err(|(e, ..)| e)
 }
 
-/// [`tell`], handing the frame back when it is not sent.
+/// [`tell`], handing the frame and its descriptors back when it is not sent.
 pub(crate) fn tell_frame(
     shared: &Shared,
     frame: Vec<u8>,
+    fds: Vec<OwnedFd>,
     wait: bool,
-) -> Result<(), (SendError, Vec<u8>)> {
+) -> Result<(), (SendError, Vec<u8>, Vec<OwnedFd>)> {
     loop {
         let mut out = lock_outbox(shared);
         let live = Live::of(&shared.lock());
         if live.over {
-            return Err((SendError::Ended, frame));
+            return Err((SendError::Ended, frame, fds));
         }
         let backlog = out.follow(live.serial, live.beacon.as_ref());
         out.trim();
         if !out.slots.is_full() {
             out.slots
-                .push(frame)
+                .push(frame, fds)
                 .expect("a free slot: the mailbox is not full");
             if let Some(conn) = &live.conn {
                 let from = if backlog { 0 } else { out.slots.len() - 1 };
@@ -224,7 +234,7 @@ pub(crate) fn tell_frame(
             }
         }
         if !wait {
-            return Err((SendError::Full, frame));
+            return Err((SendError::Full, frame, fds));
         }
         if let Some(beacon) = &live.beacon {
             beacon.mail().parent_waits.store(1, SeqCst);
@@ -263,7 +273,7 @@ pub(crate) fn listen(
     let mut borrow = true;
     loop {
         if let Some(frame) = take_filed(&mut inner, tag) {
-            return deliver(shared, inner, &frame, take);
+            return deliver(shared, inner, frame, take);
         }
         if over(&inner) {
             return Err(RecvError::Ended);
@@ -279,7 +289,7 @@ pub(crate) fn listen(
         if borrow && !inner.inbox.lent {
             drop(inner);
             match reading::borrow(shared, tag, deadline) {
-                Borrowed::Took(frame) => return deliver(shared, shared.lock(), &frame, take),
+                Borrowed::Took(frame) => return deliver(shared, shared.lock(), frame, take),
                 Borrowed::Timeout => return Err(RecvError::Timeout),
                 Borrowed::Wait => {}
             }
@@ -348,13 +358,14 @@ impl<'a> AsyncListener<'a> {
     ) -> Poll<Result<(), RecvError>> {
         let shared = self.shared;
         let mut inner = shared.lock();
-        if let Some(frame) = take_filed(&mut inner, self.tag) {
+        if let Some(mut frame) = take_filed(&mut inner, self.tag) {
             let notice = grant_one(&mut inner);
             self.stop_waiting(inner);
             if let Some(conn) = notice {
                 send_room_notice_later(shared, conn);
             }
-            take(&frame.payload()[TO_PARENT.body..]);
+            let fds = frame.take_fds();
+            transfer::with_received(fds, || take(&frame.payload()[TO_PARENT.body..]));
             return Poll::Ready(Ok(()));
         }
         if over(&inner) {
@@ -442,7 +453,7 @@ fn send_room_notice_later(shared: &Arc<Shared>, conn: Conn) {
 fn deliver(
     shared: &Shared,
     mut inner: MutexGuard<'_, Inner>,
-    frame: &Frame,
+    mut frame: Frame,
     take: &mut dyn FnMut(&[u8]),
 ) -> Result<(), RecvError> {
     let notice = grant_one(&mut inner);
@@ -450,7 +461,8 @@ fn deliver(
     if let Some(conn) = notice {
         send_room_notice(shared, &conn);
     }
-    take(&frame.payload()[TO_PARENT.body..]);
+    let fds = frame.take_fds();
+    transfer::with_received(fds, || take(&frame.payload()[TO_PARENT.body..]));
     Ok(())
 }
 
@@ -529,6 +541,13 @@ pub(crate) fn grant_initial(inner: &mut Inner, beacon: &Beacon, capacity: u32) {
 pub(crate) fn attach(inner: &mut Inner, conn: Conn) {
     inner.inbox.conn = Some(conn);
     inner.inbox.serial += 1;
+}
+
+/// The process has ended: the messages its child did not take are dropped, and with
+/// them the descriptors they carried.
+pub(crate) fn drop_untaken(shared: &Shared) {
+    let mut out = lock_outbox(shared);
+    out.slots = Slots::new(shared.config.mailbox);
 }
 
 /// The attempt ended: its socket is released (so that no descriptor outlives it).

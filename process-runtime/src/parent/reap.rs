@@ -117,4 +117,7 @@ pub(crate) fn publish(
         inner.live_pid = None;
     });
     downs.send();
+    // What was told and never taken is never delivered now: the descriptors it
+    // carried are closed.
+    crate::parent::mailbox::drop_untaken(shared);
 }

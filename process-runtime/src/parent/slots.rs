@@ -3,6 +3,7 @@
 //! free. Pure bookkeeping, with no page and no socket: `mailbox.rs` says what is taken.
 
 use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 
 use crate::wire::protocol;
 
@@ -11,8 +12,9 @@ use crate::wire::protocol;
 #[derive(Debug)]
 pub(crate) struct Slots {
     capacity: u32,
-    /// The occupied slots in the order their messages were told, with their frames.
-    told: VecDeque<(u32, Vec<u8>)>,
+    /// The occupied slots in the order their messages were told, with their frames
+    /// and the descriptors those carry (closed when the slot is freed).
+    told: VecDeque<(u32, Vec<u8>, Vec<OwnedFd>)>,
     /// Slots freed since, used again before fresh ones.
     free: Vec<u32>,
     /// Slots `fresh..capacity` were never occupied. Handing them out only as needed
@@ -47,7 +49,7 @@ impl Slots {
 
     /// Puts a message frame to the child in a free slot, written into it; `None` (and
     /// the frame dropped) when the mailbox is full.
-    pub(crate) fn push(&mut self, mut frame: Vec<u8>) -> Option<u32> {
+    pub(crate) fn push(&mut self, mut frame: Vec<u8>, fds: Vec<OwnedFd>) -> Option<u32> {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None if self.fresh < self.capacity => {
@@ -57,7 +59,7 @@ impl Slots {
             None => return None,
         };
         protocol::set_slot(&mut frame, slot);
-        self.told.push_back((slot, frame));
+        self.told.push_back((slot, frame, fds));
         Some(slot)
     }
 
@@ -89,15 +91,18 @@ impl Slots {
         found
     }
 
-    /// The frames from the `from`th occupied slot on, in the order they were told.
-    pub(crate) fn frames(&self, from: usize) -> impl Iterator<Item = &[u8]> {
-        self.told.range(from..).map(|(_, frame)| frame.as_slice())
+    /// The frames from the `from`th occupied slot on, in the order they were told,
+    /// with their descriptors.
+    pub(crate) fn frames(&self, from: usize) -> impl Iterator<Item = (&[u8], &[OwnedFd])> {
+        self.told
+            .range(from..)
+            .map(|(_, frame, fds)| (frame.as_slice(), fds.as_slice()))
     }
 
     /// The occupied slots, in the order their messages were told.
     #[cfg(test)]
     fn order(&self) -> Vec<u32> {
-        self.told.iter().map(|(slot, _)| *slot).collect()
+        self.told.iter().map(|(slot, ..)| *slot).collect()
     }
 }
 
@@ -124,7 +129,7 @@ mod tests {
 
     /// The tags of the frames kept, in order.
     fn tags(slots: &Slots) -> Vec<u64> {
-        slots.frames(0).map(|f| read(f).0).collect()
+        slots.frames(0).map(|(f, _)| read(f).0).collect()
     }
 
     #[test]
@@ -132,12 +137,12 @@ mod tests {
         let mut slots = Slots::new(3);
         assert!(slots.is_empty());
         for n in 0..3 {
-            assert_eq!(slots.push(frame(n)), Some(n as u32));
+            assert_eq!(slots.push(frame(n), Vec::new()), Some(n as u32));
         }
         assert!(slots.is_full());
-        assert_eq!(slots.push(frame(3)), None);
+        assert_eq!(slots.push(frame(3), Vec::new()), None);
         assert_eq!(slots.len(), 3);
-        let read: Vec<_> = slots.frames(0).map(read).collect();
+        let read: Vec<_> = slots.frames(0).map(|(f, _)| read(f)).collect();
         assert_eq!(read, [(0, 0), (1, 1), (2, 2)]);
         assert_eq!(slots.frames(2).count(), 1);
     }
@@ -146,14 +151,14 @@ mod tests {
     fn an_out_of_order_take_frees_that_slot_and_keeps_the_others_in_order() {
         let mut slots = Slots::new(3);
         for n in [10, 11, 12] {
-            slots.push(frame(n));
+            slots.push(frame(n), Vec::new());
         }
         // The child took the second (slot 1) only.
         assert_eq!(slots.trim(1, |slot| slot == 1), 1);
         assert_eq!(tags(&slots), [10, 12]);
         assert_eq!(slots.order(), [0, 2]);
         // The freed slot is the one used next, and order is by telling, not by slot.
-        assert_eq!(slots.push(frame(13)), Some(1));
+        assert_eq!(slots.push(frame(13), Vec::new()), Some(1));
         assert_eq!(tags(&slots), [10, 12, 13]);
         assert_eq!(slots.order(), [0, 2, 1]);
         assert!(slots.is_full());
@@ -168,7 +173,7 @@ mod tests {
     fn a_trim_stops_at_its_limit_and_the_next_finds_the_rest() {
         let mut slots = Slots::new(8);
         for n in 0..8 {
-            slots.push(frame(n));
+            slots.push(frame(n), Vec::new());
         }
         let mut marked: BTreeSet<u32> = [1, 4, 6].into();
         let mut looked = Vec::new();
@@ -221,7 +226,7 @@ mod tests {
                 match take {
                     None => {
                         let was_full = slots.is_full();
-                        match slots.push(frame(next)) {
+                        match slots.push(frame(next), Vec::new()) {
                             Some(slot) => {
                                 prop_assert!(!was_full);
                                 prop_assert!(slot < capacity);
@@ -251,7 +256,7 @@ mod tests {
                 // Kept: the untaken, in order, and the marked ones not yet freed.
                 let kept: Vec<(u64, u32)> = slots
                     .frames(0)
-                    .map(read)
+                    .map(|(f, _)| read(f))
                     .filter(|(_, slot)| !marked.contains(slot))
                     .collect();
                 prop_assert_eq!(&kept, &untaken);

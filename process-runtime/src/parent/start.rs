@@ -11,7 +11,7 @@ use super::supervisor::Supervisor;
 use super::tree;
 use crate::wire::handoff::MARKER;
 use crate::wire::protocol::POSTCARD_LIMITS;
-use crate::{child, node, sys, Process, ProcessConfig, ProcessError};
+use crate::{child, node, sys, transfer, Process, ProcessConfig, ProcessError};
 
 /// Starts `obj` with `config`; returns what its handle shares with the supervisor.
 pub(crate) fn start<T: Process>(
@@ -30,14 +30,26 @@ pub(crate) fn start<T: Process>(
         );
         sys::exit_now(child::exit_code::BAD_START);
     }
-    let state = postcard::to_allocvec(obj).map_err(|e| {
-        ProcessError::State(format!("it does not serialize ({e}); {POSTCARD_LIMITS}"))
+    // The descriptors of its `Transfer`s are duplicates the supervisor keeps until the
+    // process ends; every attempt is sent its own.
+    let (state, fds) = transfer::collect(|| postcard::to_allocvec(obj)).map_err(|e| {
+        ProcessError::State(format!(
+            "it does not serialize ({}); {POSTCARD_LIMITS}",
+            process_core::__cause(&e)
+        ))
     })?;
     // Postcard cannot decode some serde shapes it can encode (`flatten`, untagged
-    // enums, `skip_serializing_if`): find out here, not in the child.
-    postcard::from_bytes::<T>(&state).map_err(|e| {
+    // enums, `skip_serializing_if`): find out here, not in the child (with duplicates
+    // of the descriptors, closed again at once).
+    let copies = fds
+        .iter()
+        .map(|fd| fd.try_clone())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ProcessError::Io(format!("duplicating a descriptor of the state: {e}")))?;
+    transfer::with_received(copies, || postcard::from_bytes::<T>(&state)).map_err(|e| {
         ProcessError::State(format!(
-            "it serializes but does not deserialize back ({e}); {POSTCARD_LIMITS}"
+            "it serializes but does not deserialize back ({}); {POSTCARD_LIMITS}",
+            process_core::__cause(&e)
         ))
     })?;
     // Refused while a shutdown stops every process; otherwise registered once running,
@@ -48,6 +60,7 @@ pub(crate) fn start<T: Process>(
         Arc::clone(&shared),
         T::__registration().tag(),
         state,
+        fds.into(),
         options,
     );
     // In the node's table before it exists, so that what is sent to it meanwhile

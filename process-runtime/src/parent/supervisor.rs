@@ -41,6 +41,9 @@ pub(crate) struct Supervisor {
     pub(crate) tag: &'static str,
     /// The original state, sent to every attempt.
     pub(crate) state: Vec<u8>,
+    /// The descriptors the state carries, kept until the process ends: each attempt
+    /// receives duplicates of them.
+    pub(crate) state_fds: Arc<[OwnedFd]>,
     pub(crate) options: StartOptions,
     /// The mode of the current attempt.
     mode: Mode,
@@ -97,6 +100,7 @@ impl Supervisor {
         shared: Arc<Shared>,
         tag: &'static str,
         state: Vec<u8>,
+        state_fds: Arc<[OwnedFd]>,
         options: StartOptions,
     ) -> Self {
         let mode = Mode::Run {
@@ -106,6 +110,7 @@ impl Supervisor {
             shared,
             tag,
             state,
+            state_fds,
             options,
             mode,
             failed_exit: None,
@@ -141,7 +146,13 @@ impl Supervisor {
             mode,
             state: &self.state,
         })?;
-        Attempt::spawn(&self.shared, &self.options, new_life, start)
+        Attempt::spawn(
+            &self.shared,
+            &self.options,
+            new_life,
+            start,
+            Arc::clone(&self.state_fds),
+        )
     }
 
     /// Starts watching what this supervisor waits for, now that the reactor knows it

@@ -83,6 +83,36 @@ pub(crate) fn recv_dontwait(stream: &Stream, buf: &mut [u8]) -> io::Result<usize
     imp::recv_dontwait(stream, buf)
 }
 
+/// The most descriptors one frame may carry (Linux's `SCM_MAX_FD`).
+pub(crate) const MAX_PASSED_FDS: usize = imp::MAX_PASSED_FDS;
+
+/// Reads what has arrived on `stream` (without waiting when `dontwait`, else up to the
+/// socket's read timeout), and the descriptors that came with it (`SCM_RIGHTS`),
+/// appended to `fds` already close-on-exec. The second value is true when the kernel
+/// had to drop descriptors that did not fit (`MSG_CTRUNC`): the peer broke the
+/// protocol.
+pub(crate) fn recv_with_fds(
+    stream: &Stream,
+    buf: &mut [u8],
+    dontwait: bool,
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<(usize, bool)> {
+    imp::recv_with_fds(stream, buf, dontwait, fds)
+}
+
+/// Writes `bufs` in one `sendmsg`, with `fds` attached to its first byte
+/// (`SCM_RIGHTS`; the peer gets duplicates, these stay open), without `SIGPIPE`, and
+/// without waiting when `dontwait`. Returns how many bytes went: the descriptors went
+/// with them as soon as one did.
+pub(crate) fn send_with_fds(
+    stream: &Stream,
+    bufs: &[io::IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    dontwait: bool,
+) -> io::Result<usize> {
+    imp::send_with_fds(stream, bufs, fds, dontwait)
+}
+
 /// Writes what fits in `stream`'s buffer now, without waiting and without `SIGPIPE`.
 pub(crate) fn send_dontwait(stream: &Stream, buf: &[u8]) -> io::Result<usize> {
     imp::send_dontwait(stream, buf)

@@ -486,3 +486,141 @@ pub(super) fn wake_word(word: &std::sync::atomic::AtomicU32) {
 
 #[cfg(not(target_os = "linux"))]
 pub(super) fn wake_word(_: &std::sync::atomic::AtomicU32) {}
+/// Room for the most descriptors one `sendmsg` may carry (`SCM_MAX_FD`, 253 on Linux):
+/// `CMSG_SPACE(253 * 4)` is 1032 bytes on 64-bit Linux; 8-byte words keep it aligned.
+const CONTROL_WORDS: usize = 136;
+
+pub(super) const MAX_PASSED_FDS: usize = 253;
+
+pub(super) fn recv_with_fds(
+    stream: &Stream,
+    buf: &mut [u8],
+    dontwait: bool,
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<(usize, bool)> {
+    use std::mem::MaybeUninit;
+    use std::os::fd::AsRawFd;
+    let socket = stream_fd(stream).as_raw_fd();
+    let mut control = MaybeUninit::<[u64; CONTROL_WORDS]>::uninit();
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Close-on-exec from the start: a descriptor received while another thread spawns a
+    // child must not leak into it.
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
+    if dontwait {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    loop {
+        // SAFETY: an all-zero msghdr is valid; the fields set point to live buffers of
+        // the lengths given.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = (CONTROL_WORDS * 8) as _;
+        // SAFETY: `msg` describes valid buffers; the kernel writes within them.
+        let n = unsafe { libc::recvmsg(socket, &mut msg, flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if msg.msg_controllen > 0 {
+            // SAFETY: the kernel filled `msg_controllen` bytes of the control buffer with
+            // well-formed headers, which the CMSG macros walk.
+            unsafe { take_rights(&msg, fds) };
+        }
+        let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+        return Ok((n as usize, truncated));
+    }
+}
+
+/// Adopts the descriptors of every `SCM_RIGHTS` header in `msg`'s control data.
+///
+/// # Safety
+/// `msg`'s control data must be what `recvmsg` wrote.
+unsafe fn take_rights(msg: &libc::msghdr, fds: &mut Vec<OwnedFd>) {
+    const INT: usize = std::mem::size_of::<libc::c_int>();
+    // SAFETY: the headers are the kernel's, walked with its own macros; each
+    // SCM_RIGHTS payload holds `cmsg_len - CMSG_LEN(0)` bytes of descriptors, now ours.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            let header = &*cmsg;
+            if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let bytes = header.cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for i in 0..bytes / INT {
+                    let raw = data.add(i * INT).cast::<libc::c_int>().read_unaligned();
+                    fds.push(OwnedFd::from_raw_fd(raw));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+}
+
+pub(super) fn send_with_fds(
+    stream: &Stream,
+    bufs: &[io::IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    dontwait: bool,
+) -> io::Result<usize> {
+    use std::mem::MaybeUninit;
+    use std::os::fd::AsRawFd;
+    if fds.len() > MAX_PASSED_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} descriptors, more than the {MAX_PASSED_FDS} one frame may carry",
+                fds.len()
+            ),
+        ));
+    }
+    let socket = stream_fd(stream).as_raw_fd();
+    let mut control = MaybeUninit::<[u64; CONTROL_WORDS]>::zeroed();
+    let rights = std::mem::size_of_val(fds);
+    let mut flags = libc::MSG_NOSIGNAL;
+    if dontwait {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    loop {
+        // SAFETY: as in `recv_with_fds`; `IoSlice` is guaranteed to be an `iovec` on
+        // Unix, and the kernel only reads the buffers.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+        msg.msg_iovlen = bufs.len() as _;
+        if !fds.is_empty() {
+            msg.msg_control = control.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE of at most 253 descriptors fits in the buffer (see
+            // CONTROL_WORDS); the header written is the first and only one.
+            unsafe {
+                msg.msg_controllen = libc::CMSG_SPACE(rights as u32) as _;
+                let cmsg = libc::CMSG_FIRSTHDR(&msg);
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(rights as u32) as _;
+                let data = libc::CMSG_DATA(cmsg);
+                for (i, fd) in fds.iter().enumerate() {
+                    data.add(i * std::mem::size_of::<libc::c_int>())
+                        .cast::<libc::c_int>()
+                        .write_unaligned(fd.as_raw_fd());
+                }
+            }
+        }
+        // SAFETY: `msg` describes valid buffers.
+        let n = unsafe { libc::sendmsg(socket, &msg, flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(n as usize);
+    }
+}

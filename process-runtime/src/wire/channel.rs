@@ -5,13 +5,18 @@
 //! frame, so polling never loses or misaligns data. The length prefix is checked
 //! against the limit before the buffer grows, and the buffer grows only as bytes
 //! actually arrive, so a lying prefix cannot make it allocate more than was sent.
+//!
+//! Descriptors that come with the bytes (`Transfer`) are handed to the frame they
+//! belong to as it is taken from the buffer; how a frame announces them, and how the
+//! reader tells which frame that is, is in [`descriptors`](super::descriptors).
 
 use std::io::{self, Read, Write};
-
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use interprocess::local_socket::Stream;
 
+use crate::wire::descriptors::{FdRead, Inbound, CARRIES_FDS};
 use crate::ProcessError;
 
 /// Why no frame could be read.
@@ -24,6 +29,9 @@ pub(crate) enum ReadError {
     TooLarge { len: usize, max: usize },
     /// The socket failed.
     Io(io::Error),
+    /// The descriptors that came with the frames do not match what they announced
+    /// (see `descriptors`); every one received was closed.
+    Descriptors(String),
 }
 
 impl ReadError {
@@ -40,25 +48,47 @@ impl ReadError {
                 "a {what} frame announced {len} bytes, more than the maximum of {max} bytes"
             )),
             ReadError::Io(e) => ProcessError::Io(format!("reading a {what} frame: {e}")),
+            ReadError::Descriptors(why) => ProcessError::Protocol(why),
         }
     }
 }
 
-/// A frame's payload, owned.
+/// A frame's payload, owned, and the descriptors it carried (closed with it unless
+/// taken).
 #[derive(Debug)]
 pub(crate) struct Frame {
     data: Vec<u8>,
     start: usize,
+    fds: Vec<OwnedFd>,
 }
 
 impl Frame {
     /// A frame whose payload is `data`, made in this process.
     pub(crate) fn owned(data: Vec<u8>) -> Self {
-        Self { data, start: 0 }
+        Self {
+            data,
+            start: 0,
+            fds: Vec::new(),
+        }
     }
 
     pub(crate) fn payload(&self) -> &[u8] {
         &self.data[self.start..]
+    }
+
+    /// A frame whose payload is `data`, made in this process, with the descriptors
+    /// it carries.
+    pub(crate) fn owned_with(data: Vec<u8>, fds: Vec<OwnedFd>) -> Self {
+        Self {
+            data,
+            start: 0,
+            fds,
+        }
+    }
+
+    /// Takes the descriptors the frame carried, in the order they were sent.
+    pub(crate) fn take_fds(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.fds)
     }
 }
 
@@ -77,15 +107,25 @@ pub(crate) struct FrameReader<R = Conn> {
     // Bytes of `buf` before `pos` are consumed; bytes from `filled` on are scratch.
     pos: usize,
     filled: usize,
+    /// The stream offset of `buf[0]`, to tell which frame received descriptors
+    /// belong to.
+    base: u64,
+    /// Descriptors received and not yet handed to their frame.
+    inbound: Inbound,
+    /// Where a read puts the descriptors it receives.
+    received: Vec<OwnedFd>,
 }
 
-impl<R: Read> FrameReader<R> {
+impl<R: FdRead> FrameReader<R> {
     pub(crate) fn new(inner: R) -> Self {
         Self {
             inner,
             buf: Vec::new(),
             pos: 0,
             filled: 0,
+            base: 0,
+            inbound: Inbound::default(),
+            received: Vec::new(),
         }
     }
 
@@ -108,24 +148,36 @@ impl<R: Read> FrameReader<R> {
                 let prefix: [u8; 4] = self.buf[self.pos..self.pos + 4]
                     .try_into()
                     .expect("4 bytes");
-                let len = u32::from_le_bytes(prefix) as usize;
+                let prefix = u32::from_le_bytes(prefix) as usize;
+                let mut len = prefix;
                 if len > max {
-                    return Err(ReadError::TooLarge { len, max });
+                    len = self.check_flagged(prefix, max)?;
                 }
                 if have >= 4 + len {
-                    return Ok(Some(self.take(len)));
+                    return self.take(prefix, len).map(Some);
                 }
                 self.make_room(4 + len - have);
             } else {
                 self.make_room(4 - have);
             }
-            match self.inner.read(&mut self.buf[self.filled..]) {
-                Ok(0) => {
+            match self
+                .inner
+                .read_fds(&mut self.buf[self.filled..], &mut self.received)
+            {
+                Ok((0, _)) => {
+                    // Nothing arrives with an end-of-file; whatever did is closed here.
+                    self.received.clear();
                     return Err(ReadError::Closed {
                         partial: self.filled > self.pos,
-                    })
+                    });
                 }
-                Ok(n) => self.filled += n,
+                Ok((n, truncated)) => {
+                    self.filled += n;
+                    if truncated || !self.received.is_empty() {
+                        let end = self.base + self.filled as u64;
+                        self.inbound.arrived(&mut self.received, end, truncated);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A peer that exits with our bytes unread resets the connection instead
                 // of closing it: for us it is the same end.
@@ -157,11 +209,35 @@ impl<R: Read> FrameReader<R> {
         let prefix: [u8; 4] = self.buf[self.pos..self.pos + 4]
             .try_into()
             .expect("4 bytes");
-        let len = u32::from_le_bytes(prefix) as usize;
+        let prefix = u32::from_le_bytes(prefix) as usize;
+        let mut len = prefix;
         if len > max {
-            return Err(ReadError::TooLarge { len, max });
+            len = self.check_flagged(prefix, max)?;
         }
-        Ok((have >= 4 + len).then(|| self.take(len)))
+        if have >= 4 + len {
+            self.take(prefix, len).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A prefix above `max`: a frame that carries descriptors (see `descriptors`),
+    /// whose length (count byte included) is returned, or one too large. Off the path
+    /// of frames without descriptors.
+    #[cold]
+    fn check_flagged(&self, prefix: usize, max: usize) -> Result<usize, ReadError> {
+        let flag = CARRIES_FDS as usize;
+        let len = prefix & !flag;
+        if prefix & flag == 0 || len > max.saturating_add(1) {
+            // Reported as the prefix said it: a lie about the size, whatever its bits.
+            return Err(ReadError::TooLarge { len: prefix, max });
+        }
+        if len == 0 {
+            return Err(ReadError::Descriptors(
+                "a frame announced descriptors without saying how many".into(),
+            ));
+        }
+        Ok(len)
     }
 
     /// Whether bytes already read wait in the buffer (a whole frame, or part of one).
@@ -169,25 +245,51 @@ impl<R: Read> FrameReader<R> {
         self.filled > self.pos
     }
 
-    /// Removes the frame of payload `len` at `pos` from the buffer.
-    fn take(&mut self, len: usize) -> Frame {
+    /// Removes the frame of `len` bytes at `pos` from the buffer; `prefix` is its
+    /// length prefix as read, which differs from `len` for a frame that carries
+    /// descriptors.
+    fn take(&mut self, prefix: usize, len: usize) -> Result<Frame, ReadError> {
         let end = self.pos + 4 + len;
+        // A frame with descriptors starts with how many: its payload follows.
+        let (head, announced) = if prefix == len {
+            (4, 0)
+        } else {
+            (5, usize::from(self.buf[self.pos + 4]))
+        };
+        let fds = if self.inbound.is_empty() && announced == 0 {
+            Vec::new()
+        } else {
+            let start = self.base + self.pos as u64;
+            self.inbound
+                .claim(start, start + (end - self.pos) as u64, announced)
+                .map_err(ReadError::Descriptors)?
+        };
         if self.pos == 0 && end == self.filled && len >= MOVE_MIN {
             // The buffer holds exactly this frame: hand it over without copying (the
             // common case for large states and outputs).
             let mut data = std::mem::take(&mut self.buf);
             data.truncate(end);
+            self.base += end as u64;
             self.pos = 0;
             self.filled = 0;
-            return Frame { data, start: 4 };
+            return Ok(Frame {
+                data,
+                start: head,
+                fds,
+            });
         }
-        let data = self.buf[self.pos + 4..end].to_vec();
+        let data = self.buf[self.pos + head..end].to_vec();
         self.pos = end;
         if self.pos == self.filled {
+            self.base += self.filled as u64;
             self.pos = 0;
             self.filled = 0;
         }
-        Frame { data, start: 0 }
+        Ok(Frame {
+            data,
+            start: 0,
+            fds,
+        })
     }
 
     /// Makes sure at least one more byte can be read. The buffer grows towards the
@@ -197,6 +299,7 @@ impl<R: Read> FrameReader<R> {
         if self.pos > 0 {
             self.buf.copy_within(self.pos..self.filled, 0);
             self.filled -= self.pos;
+            self.base += self.pos as u64;
             self.pos = 0;
         }
         let target = wanted.min(READ_CHUNK.max(self.filled)).max(MIN_READ);
@@ -296,6 +399,8 @@ mod tests {
         }
     }
 
+    impl FdRead for Chunks {}
+
     fn framed(payloads: &[&[u8]]) -> Vec<u8> {
         let mut v = Vec::new();
         for p in payloads {
@@ -384,6 +489,7 @@ mod tests {
                 Err(io::ErrorKind::ConnectionReset.into())
             }
         }
+        impl FdRead for Reset {}
         let mut r = FrameReader::new(Reset);
         assert!(matches!(
             r.read_frame(64),

@@ -2,5 +2,6 @@
 //! of descriptors and secret at start. Neither side's logic lives here.
 
 pub(crate) mod channel;
+pub(crate) mod descriptors;
 pub(crate) mod handoff;
 pub(crate) mod protocol;
