@@ -1193,3 +1193,37 @@ fn large_exit() {
     let (_, down) = watcher.result().unwrap();
     assert_eq!(down.reason, ExitReason::Error(e));
 }
+
+/// Sends `rounds` pings to the pid the root gives it, one at a time.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct ManyRelay {
+    rounds: u64,
+}
+
+impl Lifecycle for ManyRelay {
+    type Output = u64;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<u64, BoxError> {
+        let Target(to) = node::receive(LONG)?;
+        for n in 0..self.rounds {
+            node::send(to, &Ping(n))?;
+            let pong: Pong =
+                node::receive(Duration::from_secs(5)).map_err(|e| format!("no pong {n}: {e}"))?;
+            assert_eq!(pong, Pong(n, to));
+        }
+        Ok(self.rounds)
+    }
+}
+
+#[test]
+fn siblings_ping_pong_many_times() {
+    let _serial = serial();
+    let echo = Echoer { count: 100 }.start().unwrap();
+    let relay = ManyRelay { rounds: 100 }.start().unwrap();
+    node::send(relay.id(), &Target(echo.id())).unwrap();
+    assert_eq!(relay.result().unwrap(), 100);
+    assert_eq!(echo.result().unwrap(), 0);
+}
