@@ -1227,3 +1227,114 @@ fn siblings_ping_pong_many_times() {
     assert_eq!(relay.result().unwrap(), 100);
     assert_eq!(echo.result().unwrap(), 0);
 }
+
+// ---------------------------------------------------------------------------------
+// Restarts: a process with lives left has not ended.
+
+/// What each attempt of [`Restarter`] tells the root once it is set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SetUp {
+    attempt: u32,
+    /// Its own registration of "restarter" succeeded.
+    registered: Result<(), RegistryError>,
+}
+
+/// Registers itself, links to and monitors `partner` and traps exits, from inside; its
+/// first attempt then fails when told to, its second reports what reached it.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, lives = 2, timeout.loop = "30s")]
+struct Restarter {
+    partner: Pid,
+}
+
+/// What the second attempt of [`Restarter`] saw: any `Down`, any `Exit`.
+type Seen = (Option<Down>, Option<Exit>);
+
+impl Lifecycle for Restarter {
+    type Output = Seen;
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        let registered = node::register("restarter", cx.id());
+        if cx.attempt() == 1 {
+            node::link(self.partner)?;
+            let _watch = node::monitor(self.partner);
+            node::trap_exit(true);
+        }
+        cx.tell(&SetUp {
+            attempt: cx.attempt(),
+            registered,
+        })?;
+        let Quit = node::receive(LONG)?;
+        if cx.attempt() == 1 {
+            return Err("the first attempt fails".into());
+        }
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<Seen, BoxError> {
+        let short = Duration::from_millis(300);
+        Ok((node::receive(short).ok(), node::receive(short).ok()))
+    }
+}
+
+/// An attempt that fails and is restarted is not the end of the process: its monitors
+/// do not fire and a process linked to it gets no signal, and the link another process
+/// made to it holds its next attempt. What the failed attempt set up itself (its own
+/// name, its link, its monitor, its trapping) is gone from the next one.
+#[test]
+fn links_and_monitors_across_a_restart() {
+    let _serial = serial();
+    let _trapping = Trapping::on();
+    let partner = Sleeper::default().start().unwrap();
+    let r = Restarter {
+        partner: partner.id(),
+    }
+    .start()
+    .unwrap();
+    let watch = node::monitor(r.id());
+    node::link(r.id()).unwrap();
+    let first: SetUp = r.listen(LONG).unwrap();
+    assert_eq!(first.attempt, 1);
+    assert_eq!(first.registered, Ok(()));
+    node::send(r.id(), &Quit).unwrap();
+    // The second attempt registers the name again: the first one's went with it.
+    let second: SetUp = r.listen(LONG).unwrap();
+    assert_eq!(
+        second,
+        SetUp {
+            attempt: 2,
+            registered: Ok(())
+        }
+    );
+    assert_eq!(node::whereis("restarter"), Some(r.id()));
+    expect_no_down();
+    if let Ok(exit) = node::receive::<Exit>(Duration::from_millis(100)) {
+        panic!("an exit signal for an attempt: {exit:?}");
+    }
+    // The partner was not signalled, and its end no longer reaches the restarted
+    // process (no Down, no Exit: that link and that monitor were the first attempt's).
+    assert!(node::is_alive(partner.id()));
+    kill_9(partner.pid());
+    assert!(partner.result().is_err());
+    node::send(r.id(), &Quit).unwrap();
+    assert_eq!(r.result().unwrap(), (None, None));
+    // The root's link and monitor held the second attempt, and fire once.
+    assert_eq!(expect_down(watch).reason, ExitReason::Normal);
+    assert_eq!(expect_exit(r.id()).reason, ExitReason::Normal);
+    expect_no_down();
+    assert_eq!(node::whereis("restarter"), None);
+}
+
+/// A name another process gave a process stays across its restart; it goes with the
+/// process's end.
+#[test]
+fn a_name_given_from_outside_survives_a_restart() {
+    let _serial = serial();
+    let p = Phoenix.start().unwrap();
+    node::register("phoenix", p.id()).unwrap();
+    let Quit = p.listen(LONG).unwrap();
+    node::exit(p.id(), ExitReason::Shutdown);
+    let Quit = p.listen(LONG).unwrap();
+    assert_eq!(node::whereis("phoenix"), Some(p.id()));
+    node::send(p.id(), &Quit).unwrap();
+    assert_eq!(p.result().unwrap(), 2);
+    assert_eq!(node::whereis("phoenix"), None);
+}

@@ -107,7 +107,10 @@ pub fn is_alive(pid: Pid) -> bool {
 /// Registers `pid` under `name`, node-wide: [`whereis`] finds it, from any process.
 /// A process has at most one name; the name is freed when the process ends, whichever
 /// way it ends (a crash or a kill from outside included), before its [`Down`]
-/// notices go out. The registry lives in the root; a child asks it.
+/// notices go out. A name a process registered for itself is also freed when its
+/// attempt fails and it restarts (the next attempt registers again, as the first
+/// did); one another process gave it stays. The registry lives in the root; a child
+/// asks it.
 ///
 /// # Errors
 /// [`RegistryError::Taken`] when a live process holds `name`;
@@ -195,10 +198,12 @@ pub fn demonitor(mref: MonitorRef) -> bool {
 /// ([`trap_exit`]) receives an [`Exit`] message instead, for a `Normal` end too.
 /// Linking twice is linking once.
 ///
-/// Links belong to an attempt: a process restarted after a failure (its lives) starts
-/// with none, like the rest of its state, and so does the process it was linked to
-/// (which gets no signal: the process did not end). The root is never ended by an exit
-/// signal; without `trap_exit` it ignores them.
+/// A process restarted after a failure (its lives) has not ended: nobody linked to it
+/// gets a signal, and its monitors do not fire. The links it made itself belong to
+/// the attempt that made them and are gone from the next one, like the rest of its
+/// state (and so are the monitors it made, its `trap_exit` and a name it registered
+/// for itself); the links another process made to it stay, and hold its next attempt.
+/// The root is never ended by an exit signal; without `trap_exit` it ignores them.
 ///
 /// # Errors
 /// [`SendError::NoProc`] when `pid` is not alive; a process that traps exits gets an
