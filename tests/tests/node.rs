@@ -1338,3 +1338,73 @@ fn a_name_given_from_outside_survives_a_restart() {
     assert_eq!(p.result().unwrap(), 2);
     assert_eq!(node::whereis("phoenix"), None);
 }
+
+// ---------------------------------------------------------------------------------
+// Sends to a process that has ended, anywhere in the tree.
+
+/// Sends a ping to each pid the root gives it, when told: what each send returned.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(timeout.loop = "30s")]
+struct Sender;
+
+impl Lifecycle for Sender {
+    type Output = ();
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        let Target(to) = node::receive(LONG)?;
+        let text = |r: Result<(), SendError>| r.map_err(|e| e.to_string());
+        let sent = (
+            text(node::send(to, &Ping(1))),
+            text(node::try_send(to, &Ping(2))),
+            node::is_alive(to),
+        );
+        cx.tell(&sent)?;
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// What [`Sender`] tells: its `send` and `try_send` (errors as their text), and
+/// `is_alive`.
+type Sent = (Result<(), String>, Result<(), String>, bool);
+
+/// A child's sends to a sibling that has ended fail with `NoProc` once the node knows
+/// it ended (the root does, at once), whether the child sent to it before or never did;
+/// they neither block nor reach another process. Below a sibling (a grandchild of the
+/// root, reached through its parent) too.
+#[test]
+fn a_send_to_an_ended_process_anywhere_is_noproc() {
+    let _serial = serial();
+    let sender = Sender.start().unwrap();
+    let ask = |to: Pid| -> Sent {
+        node::send(sender.id(), &Target(to)).unwrap();
+        sender.listen(LONG).unwrap()
+    };
+    let sibling = Sleeper::default().start().unwrap();
+    let never_sent_to = Sleeper::default().start().unwrap();
+    assert_eq!(ask(sibling.id()), (Ok(()), Ok(()), true));
+    for p in [&sibling, &never_sent_to] {
+        node::send(p.id(), &Quit).unwrap();
+        p.result().unwrap();
+    }
+    let gone = Err(SendError::NoProc.to_string());
+    assert_eq!(
+        gone,
+        Err("no such process: it has ended, or never existed".to_owned())
+    );
+    let noproc: Sent = (gone.clone(), gone, false);
+    assert_eq!(ask(sibling.id()), noproc);
+    assert_eq!(ask(never_sent_to.id()), noproc);
+
+    // A process below a sibling, killed from outside with its parent.
+    let middle = BusyParent { named: true }.start().unwrap();
+    let Target(grandchild) = middle.listen(LONG).unwrap();
+    assert_eq!(ask(grandchild), (Ok(()), Ok(()), true));
+    kill_9(middle.pid());
+    assert!(middle.result().is_err());
+    assert_eq!(ask(grandchild), noproc);
+    // A process is told of ends it asked about only: nothing is left of the others.
+    sender.stop();
+    sender.result().unwrap();
+}

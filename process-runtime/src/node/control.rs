@@ -90,6 +90,15 @@ pub(crate) enum Ctl {
         pid: Pid,
         error: ProcessError,
     },
+    /// Whether `pid` is alive; the sender is told when it ends (`Gone`). See
+    /// `contacts.rs`.
+    Watch {
+        pid: Pid,
+    },
+    /// From the root to a watcher: `pid` has ended.
+    Gone {
+        pid: Pid,
+    },
 }
 
 /// The root's answer to a request that has one.
@@ -134,6 +143,8 @@ struct Root {
     links: BTreeMap<(Pid, Pid), Made>,
     /// The processes that trap exits.
     trapping: BTreeSet<Pid>,
+    /// The children told of each process's end (their contacts: `contacts.rs`).
+    watchers: BTreeMap<Pid, BTreeSet<Pid>>,
 }
 
 /// A link's key.
@@ -201,6 +212,8 @@ pub(crate) struct Downs {
     downs: Vec<(MonitorRef, Pid, ExitReason)>,
     /// Exit signals: to, from, reason.
     signals: Vec<(Pid, Pid, ExitReason)>,
+    /// `Gone` notices: to the watcher, of the process that ended.
+    gone: Vec<(Pid, Pid)>,
 }
 
 impl Downs {
@@ -208,11 +221,20 @@ impl Downs {
         Downs {
             downs: Vec::new(),
             signals: Vec::new(),
+            gone: Vec::new(),
         }
     }
 
     /// Sends them.
     pub(crate) fn send(self) {
+        // Senders first: a process told of the end by a `Down` finds its sends to
+        // the process refused already.
+        for (watcher, pid) in self.gone {
+            match postcard::to_allocvec(&Ctl::Gone { pid }) {
+                Ok(body) => notify(watcher, Pid::ROOT, ctl_tag(), body),
+                Err(e) => tracing::error!("cannot encode a Gone notice: {e}"),
+            }
+        }
         for (mref, target, reason) in self.downs {
             send_down(mref, target, reason);
         }
@@ -316,6 +338,7 @@ fn end_with(pid: Pid, error: ProcessError) {
 pub(crate) fn from_root(body: &[u8]) {
     match postcard::from_bytes::<Ctl>(body) {
         Ok(Ctl::Signal { pid, error }) => end_with(pid, error),
+        Ok(Ctl::Gone { pid }) => super::contacts::ended(pid),
         Ok(other) => tracing::warn!("an unexpected request from the root: {other:?}"),
         Err(e) => tracing::warn!("a malformed request from the root: {e}"),
     }
@@ -391,6 +414,17 @@ fn forget(pid: Pid, reason: Option<ExitReason>) -> Downs {
     });
     for p in &gone {
         root.trapping.remove(p);
+        for watcher in root.watchers.remove(p).into_iter().flatten() {
+            if !gone.contains(&watcher) {
+                downs.gone.push((watcher, *p));
+            }
+        }
+    }
+    if !gone.is_empty() {
+        root.watchers.retain(|_, watchers| {
+            watchers.retain(|w| !gone.contains(w));
+            !watchers.is_empty()
+        });
     }
     downs
 }
@@ -456,6 +490,14 @@ fn answer(from: Pid, ctl: Ctl) -> Option<Reply> {
             Some(Reply::Pids(all))
         }
         Ctl::IsAlive { pid } => Some(Reply::Alive(alive(root, pid))),
+        Ctl::Watch { pid } => {
+            let alive = alive(root, pid);
+            if alive && !pid.is_root() {
+                root.watchers.entry(pid).or_default().insert(from);
+            }
+            Some(Reply::Alive(alive))
+        }
+        Ctl::Gone { .. } => None,
         Ctl::Monitor { mref, target } => {
             if target.is_root() {
                 // The root ends with the node: its monitors never fire.
@@ -591,7 +633,7 @@ pub(crate) fn from_child(
     let forged = match &ctl {
         Ctl::Born { pid } | Ctl::Ended { pid, .. } => pid.parent() != Some(from),
         Ctl::Monitor { mref, .. } | Ctl::Demonitor { mref } => mref.owner != from,
-        Ctl::Signal { .. } => true,
+        Ctl::Signal { .. } | Ctl::Gone { .. } => true,
         _ => false,
     };
     if forged {

@@ -18,8 +18,10 @@
 //! Inside: `local` (this process's pid and its children), `route` and `router` (where
 //! a message goes, and handing on what passes through), `mailbox` (what is filed for
 //! `receive`), `control` (the root's bookkeeping: alive processes, names, monitors,
-//! links, exit signals).
+//! links, exit signals), `contacts` (which of the other processes a child sends to
+//! have ended).
 
+pub(crate) mod contacts;
 pub(crate) mod control;
 pub(crate) mod local;
 pub(crate) mod mailbox;
@@ -252,10 +254,12 @@ pub fn exit(pid: Pid, reason: ExitReason) {
 /// dropped.
 ///
 /// # Errors
-/// [`SendError::NoProc`] when this process knows that `to` has ended, or that no
-/// process ever had it (a child of this process that has ended; any pid below a
-/// process that is not alive, seen from the root); [`SendError::Encode`] when postcard
-/// cannot encode `msg`.
+/// [`SendError::NoProc`] when `to` has ended, or no process ever had it, as this
+/// process knows: at once for its own children, and in the root for any process. A
+/// child asks the root the first time it sends to any other process (one round trip),
+/// and the root tells it when that process ends; a message sent while that notice is
+/// on its way is dropped where it can go no further. [`SendError::Encode`] when
+/// postcard cannot encode `msg`.
 pub fn send<M: Serialize + 'static>(to: Pid, msg: &M) -> Result<(), SendError> {
     let sent = route::send(to, msg, true);
     crate::shutdown::hold();
