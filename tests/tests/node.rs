@@ -1350,7 +1350,12 @@ struct Sender;
 impl Lifecycle for Sender {
     type Output = ();
     fn main_loop(&mut self, cx: &mut Context) -> Outcome {
-        let Target(to) = node::receive(LONG)?;
+        // A short wait, so that a stop is seen between laps.
+        let to = match node::receive(Duration::from_millis(50)) {
+            Ok(Target(to)) => to,
+            Err(RecvError::Timeout) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let text = |r: Result<(), SendError>| r.map_err(|e| e.to_string());
         let sent = (
             text(node::send(to, &Ping(1))),
@@ -1404,7 +1409,66 @@ fn a_send_to_an_ended_process_anywhere_is_noproc() {
     kill_9(middle.pid());
     assert!(middle.result().is_err());
     assert_eq!(ask(grandchild), noproc);
-    // A process is told of ends it asked about only: nothing is left of the others.
     sender.stop();
     sender.result().unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Depth.
+
+/// Starts a chain of `levels` more processes below itself; the last one tries to start
+/// one more: what that returned, as text, comes back up with the deepest pid.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "60s")]
+struct Nester {
+    levels: usize,
+}
+
+impl Lifecycle for Nester {
+    type Output = (Pid, Result<(), String>);
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(Pid, Result<(), String>), BoxError> {
+        if self.levels > 0 {
+            return Ok(Nester {
+                levels: self.levels - 1,
+            }
+            .start()?
+            .result()?);
+        }
+        let started = Nester { levels: 0 }
+            .start()
+            .map(|h| {
+                let _ = h.result();
+            })
+            .map_err(|e| e.to_string());
+        Ok((cx.id(), started))
+    }
+}
+
+/// Processes nest `MAX_DEPTH` levels below the root; the deepest cannot start another,
+/// and its `start()` says why.
+#[test]
+fn processes_nest_max_depth_levels_and_no_deeper() {
+    let _serial = serial();
+    assert_eq!(node::MAX_DEPTH, 16);
+    let h = Nester {
+        levels: node::MAX_DEPTH - 1,
+    }
+    .start()
+    .unwrap();
+    let (deepest, started) = h.result().unwrap();
+    assert_eq!(deepest.depth(), node::MAX_DEPTH);
+    assert_eq!(
+        started,
+        Err(format!(
+            "invalid configuration: processes nest at most 16 levels below the root; {deepest} cannot start another"
+        ))
+    );
+    let mut up = Some(deepest);
+    for _ in 0..node::MAX_DEPTH {
+        up = up.and_then(Pid::parent);
+    }
+    assert_eq!(up, Some(Pid::ROOT));
 }
