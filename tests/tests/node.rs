@@ -1472,3 +1472,200 @@ fn processes_nest_max_depth_levels_and_no_deeper() {
     }
     assert_eq!(up, Some(Pid::ROOT));
 }
+
+// ---------------------------------------------------------------------------------
+// A chain.
+
+/// One link of a chain: registers itself, links to `prev`, says so, then waits for an
+/// exit signal to end it.
+#[derive(Process, Serialize, Deserialize)]
+#[process(timeout.loop = "60s")]
+struct ChainLink {
+    name: String,
+    prev: Option<Pid>,
+}
+
+impl Lifecycle for ChainLink {
+    type Output = ();
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        // Set up on the first lap only: the name is taken once.
+        if !self.name.is_empty() {
+            node::register(&std::mem::take(&mut self.name), cx.id())?;
+            if let Some(prev) = self.prev {
+                node::link(prev)?;
+            }
+            cx.tell(&Quit)?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+fn descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// `n` processes registered, linked in a chain and monitored by the root; the head is
+/// killed from outside. Every monitor fires once, every link once (each process but
+/// the head ends with `Linked` from the one before it), and nothing is left: no name,
+/// no process.
+fn chain_dies_from_its_head(n: usize) {
+    let mut chain: Vec<Handle<()>> = Vec::with_capacity(n);
+    let mut monitors = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let h = ChainLink {
+            name: format!("chain-{i}"),
+            prev: chain.last().map(Handle::id),
+        }
+        .start()
+        .unwrap();
+        if let Err(e) = h.listen::<Quit>(LONG) {
+            panic!(
+                "link {i} of the chain did not set up ({e}): {:?}",
+                h.result()
+            );
+        }
+        monitors.insert(node::monitor(h.id()), h.id());
+        chain.push(h);
+    }
+    assert_eq!(node::registered().len(), n);
+    assert_eq!(node::processes().len(), n + 1);
+    kill_9(chain[0].pid());
+    while !monitors.is_empty() {
+        let down: Down = node::receive(LONG).unwrap();
+        assert_eq!(monitors.remove(&down.monitor), Some(down.pid), "{down:?}");
+    }
+    expect_no_down();
+    for (i, h) in chain.iter().enumerate() {
+        match h.result() {
+            Err(ProcessError::Crashed { .. }) if i == 0 => {}
+            Err(ProcessError::Linked { from, .. }) if i > 0 && from == chain[i - 1].id() => {}
+            other => panic!("link {i} ended with {other:?}"),
+        }
+    }
+    drop(chain);
+    assert!(node::registered().is_empty(), "{:?}", node::registered());
+    assert_eq!(node::processes(), vec![Pid::ROOT]);
+}
+
+/// The chain of the benchmark's node figures, a hundred long; no descriptor is left
+/// open.
+#[test]
+fn a_chain_of_100_dies_from_its_head() {
+    let _serial = serial();
+    // Whatever the runtime opens once for good is open before the count is taken.
+    chain_dies_from_its_head(3);
+    let fds = descriptors();
+    chain_dies_from_its_head(100);
+    assert_eq!(descriptors(), fds);
+}
+
+// ---------------------------------------------------------------------------------
+// More of monitor_SUITE.
+
+/// Sends an exit signal (`Shutdown`) to the pid the root gives it, then ends normally.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Exiter;
+
+impl Lifecycle for Exiter {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        let Target(pid) = node::receive(LONG)?;
+        node::exit(pid, ExitReason::Shutdown);
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// monitor_SUITE's `case_1`: A monitors B, B kills A (an exit signal) and then ends.
+/// A ends with B's signal; B's end, which A monitored, troubles nobody.
+#[test]
+fn case_1() {
+    let _serial = serial();
+    let a = Watcher.start().unwrap();
+    let b = Exiter.start().unwrap();
+    node::send(a.id(), &Target(b.id())).unwrap();
+    let Quit = a.listen(LONG).unwrap();
+    node::send(b.id(), &Target(a.id())).unwrap();
+    b.result().unwrap();
+    assert_eq!(
+        a.result(),
+        Err(ProcessError::Exited {
+            from: b.id(),
+            reason: Box::new(ExitReason::Shutdown)
+        })
+    );
+    assert_eq!(node::processes(), vec![Pid::ROOT]);
+}
+
+/// Tries to take back the monitor the root gives it (one it did not make), tells the
+/// root what `demonitor` returned, then ends.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Demonitorer;
+
+impl Lifecycle for Demonitorer {
+    type Output = ();
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        let mref: MonitorRef = node::receive(LONG)?;
+        cx.tell(&node::demonitor(mref))?;
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// monitor_SUITE's `case_2`: A monitors B, B tries to take A's monitor back. Only the
+/// process that made a monitor can: B's `demonitor` does nothing, and A gets B's
+/// `Down`.
+#[test]
+fn case_2() {
+    let _serial = serial();
+    let b = Demonitorer.start().unwrap();
+    let mref = node::monitor(b.id());
+    node::send(b.id(), &mref).unwrap();
+    let taken_back: bool = b.listen(LONG).unwrap();
+    assert!(!taken_back);
+    b.result().unwrap();
+    let down = expect_down(mref);
+    assert_eq!((down.pid, down.reason), (b.id(), ExitReason::Normal));
+    expect_no_down();
+}
+
+/// monitor_SUITE's `local_remove_monitor`: monitors of processes that end at once,
+/// taken back while their `Down` may be on its way or already here. `demonitor` says
+/// which (`true`: it had not come), and either way no `Down` of it is ever received.
+#[test]
+fn local_remove_monitor() {
+    let _serial = serial();
+    let handles: Vec<_> = (0..20)
+        .map(|_| Whoami { nest: 0 }.start().unwrap())
+        .collect();
+    let monitors: Vec<MonitorRef> = handles.iter().map(|h| node::monitor(h.id())).collect();
+    // Some end before they are taken back, some after.
+    let (early, late) = monitors.split_at(10);
+    for h in &handles[..10] {
+        h.result().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let taken_early: Vec<bool> = early.iter().map(|&m| node::demonitor(m)).collect();
+    // These may or may not have ended by now: whichever, their Down never comes.
+    for &m in late {
+        node::demonitor(m);
+    }
+    for h in &handles[10..] {
+        h.result().unwrap();
+    }
+    // The ones that had ended a while ago had their Down here already.
+    assert!(taken_early.iter().all(|&active| !active), "{taken_early:?}");
+    expect_no_down();
+    // Taking a monitor back twice: the second time, it is not active.
+    assert!(monitors.iter().all(|&m| !node::demonitor(m)));
+}
