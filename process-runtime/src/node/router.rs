@@ -69,32 +69,15 @@ pub(crate) fn flush(limit: Duration) {
     }
 }
 
-/// The largest frame handed on by the thread that pushes it: one that fits in any
-/// socket's buffer, so that writing it never waits for a reader.
-const DIRECT_MAX: usize = 4096;
-
-/// Hands `job` on: at once, on this thread, when nothing waits in the router and the
-/// receiver has room (one thread wake-up less on the way of every message a parent
-/// relays); otherwise through the router, behind what waits there. Dropped (its credit
-/// given back) when the router cannot be started.
+/// Hands `job` to the router; dropped (its credit given back) when the router cannot
+/// be started.
 ///
-/// Order between two processes holds: the messages of one sender are pushed by one
-/// thread (the event loop that reads them), and while any job waits in the router,
-/// every later one queues behind it.
+/// Always through the router thread, even when the receiver has room: writing on the
+/// pushing thread (the event loop, for what a parent relays) would save a thread
+/// wake-up per hop, but the write is a blocking one, and may also wait for a lock that
+/// a sender holds across its own blocking write to the same child; the event loop must
+/// never wait for a child.
 pub(crate) fn push(job: Job) {
-    let job = if job.frame.len() <= DIRECT_MAX && PENDING.load(SeqCst) == 0 {
-        match hand_on(job) {
-            None => return,
-            Some(job) => job,
-        }
-    } else {
-        job
-    };
-    queue(job);
-}
-
-/// Hands `job` to the router thread.
-fn queue(job: Job) {
     let router = ROUTER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
         let started = std::thread::Builder::new()
