@@ -1669,3 +1669,47 @@ fn local_remove_monitor() {
     // Taking a monitor back twice: the second time, it is not active.
     assert!(monitors.iter().all(|&m| !node::demonitor(m)));
 }
+
+// ---------------------------------------------------------------------------------
+// From erl_link_SUITE.
+
+/// erl_link_SUITE's `otp_5772_link`: a process that traps exits links a process, sends
+/// it an exit signal and unlinks at once. An `Exit` that arrived before the unlink may
+/// be in the mailbox; none arrives later.
+#[test]
+fn otp_5772_link() {
+    let _serial = serial();
+    let _trapping = Trapping::on();
+    for _ in 0..5 {
+        let p = Sleeper::default().start().unwrap();
+        node::link(p.id()).unwrap();
+        node::exit(p.id(), ExitReason::Shutdown);
+        node::unlink(p.id());
+        let _already_here = node::receive::<Exit>(Duration::ZERO);
+        assert_eq!(
+            p.result(),
+            Err(ProcessError::Exited {
+                from: Pid::ROOT,
+                reason: Box::new(ExitReason::Shutdown)
+            })
+        );
+        if let Ok(exit) = node::receive::<Exit>(Duration::from_millis(300)) {
+            panic!("a late exit message: {exit:?}");
+        }
+    }
+}
+
+/// erl_link_SUITE's `otp_5772_monitor`: monitor a process, send it an exit signal and
+/// take the monitor back at once: no `Down` of it is received, then or later.
+#[test]
+fn otp_5772_monitor() {
+    let _serial = serial();
+    for _ in 0..5 {
+        let p = Sleeper::default().start().unwrap();
+        let m = node::monitor(p.id());
+        node::exit(p.id(), ExitReason::Shutdown);
+        node::demonitor(m);
+        assert!(p.result().is_err());
+        expect_no_down();
+    }
+}
