@@ -267,7 +267,8 @@ pub fn send<M: Serialize + 'static>(to: Pid, msg: &M) -> Result<(), SendError> {
 }
 
 /// Like [`send`], but returns [`SendError::Full`] at once instead of waiting when the
-/// next mailbox on the way is full.
+/// next mailbox on the way is full. (A child's first send to a process other than its
+/// parent and children still asks the root whether it is alive, as [`send`] does.)
 ///
 /// # Errors
 /// As [`send`], and [`SendError::Full`].
