@@ -1357,10 +1357,12 @@ impl Lifecycle for Sender {
             Err(e) => return Err(e.into()),
         };
         let text = |r: Result<(), SendError>| r.map_err(|e| e.to_string());
+        // Once it has heard of the end (here from `is_alive`), its sends are refused.
+        let alive = node::is_alive(to);
         let sent = (
             text(node::send(to, &Ping(1))),
             text(node::try_send(to, &Ping(2))),
-            node::is_alive(to),
+            alive,
         );
         cx.tell(&sent)?;
         Ok(())
@@ -1374,10 +1376,11 @@ impl Lifecycle for Sender {
 /// `is_alive`.
 type Sent = (Result<(), String>, Result<(), String>, bool);
 
-/// A child's sends to a sibling that has ended fail with `NoProc` once the node knows
-/// it ended (the root does, at once), whether the child sent to it before or never did;
-/// they neither block nor reach another process. Below a sibling (a grandchild of the
-/// root, reached through its parent) too.
+/// A child's sends to a sibling that has ended fail with `NoProc` once it has heard of
+/// the end (from `is_alive` here, or a `Down`: the root tells it before either),
+/// whether it sent to that process before or never did; they neither block nor reach
+/// another process. Below a sibling (a grandchild of the root, reached through its
+/// parent) too.
 #[test]
 fn a_send_to_an_ended_process_anywhere_is_noproc() {
     let _serial = serial();

@@ -8,9 +8,11 @@
 //! tells each watcher (a `Gone` notice, in no slot), which marks it here. The first
 //! `send` to a process costs a round trip to the root; the next ones cost a look-up.
 //!
-//! The notice travels like any other: a `send` made while it is on its way still
-//! goes, and the message is dropped where it can go no further. Pids are never
-//! reused, so an ended process stays marked.
+//! The root sends the notice as it forgets the process, so it comes before anything
+//! the root tells this process afterwards (an `is_alive` answer, a `Down`): a process
+//! that has heard of the end finds its sends refused. A `send` made while the notice
+//! is on its way still goes, and the message is dropped where it can go no further.
+//! Pids are never reused, so an ended process stays marked.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -212,8 +212,6 @@ pub(crate) struct Downs {
     downs: Vec<(MonitorRef, Pid, ExitReason)>,
     /// Exit signals: to, from, reason.
     signals: Vec<(Pid, Pid, ExitReason)>,
-    /// `Gone` notices: to the watcher, of the process that ended.
-    gone: Vec<(Pid, Pid)>,
 }
 
 impl Downs {
@@ -221,20 +219,11 @@ impl Downs {
         Downs {
             downs: Vec::new(),
             signals: Vec::new(),
-            gone: Vec::new(),
         }
     }
 
     /// Sends them.
     pub(crate) fn send(self) {
-        // Senders first: a process told of the end by a `Down` finds its sends to
-        // the process refused already.
-        for (watcher, pid) in self.gone {
-            match postcard::to_allocvec(&Ctl::Gone { pid }) {
-                Ok(body) => notify(watcher, Pid::ROOT, ctl_tag(), body),
-                Err(e) => tracing::error!("cannot encode a Gone notice: {e}"),
-            }
-        }
         for (mref, target, reason) in self.downs {
             send_down(mref, target, reason);
         }
@@ -416,7 +405,14 @@ fn forget(pid: Pid, reason: Option<ExitReason>) -> Downs {
         root.trapping.remove(p);
         for watcher in root.watchers.remove(p).into_iter().flatten() {
             if !gone.contains(&watcher) {
-                downs.gone.push((watcher, *p));
+                // Sent while the root's lock is held: whatever the root tells the
+                // watcher afterwards (an `is_alive` answer, a `Down`) comes after it, on
+                // the same way, so a process that has heard of the end in any way finds
+                // its sends refused.
+                match postcard::to_allocvec(&Ctl::Gone { pid: *p }) {
+                    Ok(body) => notify(watcher, Pid::ROOT, ctl_tag(), body),
+                    Err(e) => tracing::error!("cannot encode a Gone notice: {e}"),
+                }
             }
         }
     }
