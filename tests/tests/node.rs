@@ -1237,6 +1237,8 @@ struct SetUp {
     attempt: u32,
     /// Its own registration of "restarter" succeeded.
     registered: Result<(), RegistryError>,
+    /// The first monitor it made.
+    first_monitor: MonitorRef,
 }
 
 /// Registers itself, links to and monitors `partner` and traps exits, from inside; its
@@ -1254,14 +1256,18 @@ impl Lifecycle for Restarter {
     type Output = Seen;
     fn main_loop(&mut self, cx: &mut Context) -> Outcome {
         let registered = node::register("restarter", cx.id());
-        if cx.attempt() == 1 {
+        let first_monitor = if cx.attempt() == 1 {
             node::link(self.partner)?;
-            let _watch = node::monitor(self.partner);
             node::trap_exit(true);
-        }
+            node::monitor(self.partner)
+        } else {
+            // The root never ends: a monitor that never fires.
+            node::monitor(Pid::ROOT)
+        };
         cx.tell(&SetUp {
             attempt: cx.attempt(),
             registered,
+            first_monitor,
         })?;
         let Quit = node::receive(LONG)?;
         if cx.attempt() == 1 {
@@ -1297,13 +1303,11 @@ fn links_and_monitors_across_a_restart() {
     node::send(r.id(), &Quit).unwrap();
     // The second attempt registers the name again: the first one's went with it.
     let second: SetUp = r.listen(LONG).unwrap();
-    assert_eq!(
-        second,
-        SetUp {
-            attempt: 2,
-            registered: Ok(())
-        }
-    );
+    assert_eq!((second.attempt, second.registered), (2, Ok(())));
+    // Each attempt numbers its monitors apart: a Down still on its way to the first
+    // attempt can never pass for one of the second's.
+    assert_eq!(first.first_monitor.owner(), second.first_monitor.owner());
+    assert_ne!(first.first_monitor, second.first_monitor);
     assert_eq!(node::whereis("restarter"), Some(r.id()));
     expect_no_down();
     if let Ok(exit) = node::receive::<Exit>(Duration::from_millis(100)) {
