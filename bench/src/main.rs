@@ -1,6 +1,6 @@
 //! process-runtime's figures, each measured next to its physical floor in one run.
 //!
-//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|pool|poolrun|transfer|warm]`
+//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|node|pool|poolrun|transfer|warm]`
 //!
 //! Every figure and its floor are measured in alternating rounds (floor, measured,
 //! measured, floor, ...), so that whatever the machine does meanwhile hits both sides.
@@ -20,6 +20,7 @@ use process_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 mod messages;
+mod node;
 mod pool;
 mod pool_run;
 mod transfer;
@@ -937,7 +938,7 @@ fn restart_rows() -> Vec<Row> {
 }
 
 /// Which figures to measure: all, or the one named by
-/// `--only <start|laps|stop|restart|timers|messages|pool|poolrun|transfer|warm>`.
+/// `--only <start|laps|stop|restart|timers|messages|node|pool|poolrun|transfer|warm>`.
 fn wanted(args: &[String], figure: &str) -> bool {
     match args.iter().position(|a| a == "--only") {
         Some(i) => args.get(i + 1).is_some_and(|f| f == figure),
@@ -979,6 +980,9 @@ fn main() {
     }
     if wanted(&args, "messages") {
         rows.extend(messages::rows());
+    }
+    if wanted(&args, "node") {
+        rows.extend(node::rows());
     }
     if wanted(&args, "pool") {
         rows.extend(pool::rows());

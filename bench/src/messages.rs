@@ -207,10 +207,10 @@ impl Pair {
 }
 
 /// A private directory for the raw socket, removed on drop.
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
 
 impl TempDir {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let path = std::env::temp_dir().join(format!(
             "process-runtime-bench-{}-{}",
             std::process::id(),
@@ -331,7 +331,7 @@ impl Lifecycle for Bare {
 }
 
 /// This process's thread count, from `/proc/self/status`.
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -342,12 +342,12 @@ fn threads() -> usize {
         .unwrap_or(0)
 }
 
-fn descriptors() -> usize {
+pub(crate) fn descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
 }
 
 /// Zombie children of this process.
-fn zombies() -> usize {
+pub(crate) fn zombies() -> usize {
     let me = std::process::id().to_string();
     std::fs::read_dir("/proc")
         .into_iter()

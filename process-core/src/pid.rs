@@ -17,11 +17,18 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// How many levels below the root a pid can name: a process this deep cannot start
-/// processes of its own.
-pub const MAX_DEPTH: usize = 7;
+/// processes of its own (its `start()` fails with a `ProcessError::Config` that says
+/// so).
+///
+/// A pid holds its path in place, so that it stays `Copy`; on the wire only the used
+/// part travels (one length, then one number per level), so a deeper limit costs
+/// shallow pids nothing.
+pub const MAX_DEPTH: usize = 16;
 
 /// A process's identity in the node: `Copy`, comparable, hashable, and serializable, so
 /// that it can travel inside messages and states. Shown like `<0.12>`.
@@ -33,8 +40,7 @@ pub const MAX_DEPTH: usize = 7;
 /// and never reused for another process. It names the process, not one of its
 /// attempts: it stays the same across restarts (lives). Processes nest at most
 /// [`MAX_DEPTH`] levels below the root.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "RawPid")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pid {
     /// How many numbers of `path` are used: 0 for the root.
     depth: u8,
@@ -42,29 +48,58 @@ pub struct Pid {
     path: [u32; MAX_DEPTH],
 }
 
-/// A pid as it travels, checked before it becomes one: a pid may arrive inside any
-/// message, and one the runtime could not have made must not get in.
-#[derive(Deserialize)]
-struct RawPid {
-    depth: u8,
-    path: [u32; MAX_DEPTH],
+impl Serialize for Pid {
+    /// The path's numbers, as a sequence: `[]` for the root, `[12, 3]` for `<0.12.3>`.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let path = &self.path[..usize::from(self.depth)];
+        let mut seq = serializer.serialize_seq(Some(path.len()))?;
+        for n in path {
+            seq.serialize_element(n)?;
+        }
+        seq.end()
+    }
 }
 
-impl TryFrom<RawPid> for Pid {
-    type Error = String;
-    fn try_from(raw: RawPid) -> Result<Self, String> {
-        let pid = Pid {
-            depth: raw.depth,
-            path: raw.path,
-        };
-        if pid.__is_valid() {
-            Ok(pid)
-        } else {
-            Err(format!(
-                "not a pid: depth {} with path {:?}",
-                raw.depth, raw.path
-            ))
+impl<'de> Deserialize<'de> for Pid {
+    /// Checked before it becomes a pid: a pid may arrive inside any message, and one
+    /// the runtime could not have made (too deep, a zero number) must not get in.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_seq(PathVisitor)
+    }
+}
+
+/// Reads a pid's path into place, without allocating.
+struct PathVisitor;
+
+impl<'de> Visitor<'de> for PathVisitor {
+    type Value = Pid;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a pid: at most {MAX_DEPTH} child numbers, none of them 0"
+        )
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Pid, A::Error> {
+        let mut pid = Pid::ROOT;
+        while let Some(n) = seq.next_element::<u32>()? {
+            let depth = usize::from(pid.depth);
+            if depth == MAX_DEPTH {
+                return Err(de::Error::custom(format!(
+                    "not a pid: deeper than {MAX_DEPTH} levels"
+                )));
+            }
+            if n == 0 {
+                return Err(de::Error::custom(format!(
+                    "not a pid: child number 0 at level {}",
+                    depth + 1
+                )));
+            }
+            pid.path[depth] = n;
+            pid.depth += 1;
         }
+        Ok(pid)
     }
 }
 
@@ -231,6 +266,17 @@ mod tests {
         assert_eq!(other.__next_hop(b), None);
     }
 
+    impl Pid {
+        /// The same depth, every number 1.
+        fn with_ones(self) -> Pid {
+            let mut p = Pid::ROOT;
+            for _ in 0..self.depth {
+                p = p.__child(1).unwrap();
+            }
+            p
+        }
+    }
+
     #[test]
     fn depth_is_bounded_and_round_trips() {
         let mut p = Pid::ROOT;
@@ -241,18 +287,23 @@ mod tests {
         assert!(p.__is_valid());
         let bytes = postcard::to_allocvec(&p).unwrap();
         assert_eq!(postcard::from_bytes::<Pid>(&bytes).unwrap(), p);
-        let forged = Pid {
-            depth: 1,
-            path: [1, 1, 0, 0, 0, 0, 0],
-        };
+        let mut forged = Pid::ROOT;
+        forged.depth = 1;
+        forged.path[..2].copy_from_slice(&[1, 1]);
         assert!(!forged.__is_valid());
-        let bytes = postcard::to_allocvec(&forged).unwrap();
-        assert!(postcard::from_bytes::<Pid>(&bytes).is_err());
-        let too_deep = Pid {
-            depth: MAX_DEPTH as u8 + 2,
-            path: [1; MAX_DEPTH],
-        };
-        let bytes = postcard::to_allocvec(&too_deep).unwrap();
-        assert!(postcard::from_bytes::<Pid>(&bytes).is_err());
+        // A zero number, and one level too many, as they would travel.
+        let zero = postcard::to_allocvec(&[4u32, 0, 2][..]).unwrap();
+        assert!(postcard::from_bytes::<Pid>(&zero).is_err());
+        let too_deep = postcard::to_allocvec(&[1u32; MAX_DEPTH + 1][..]).unwrap();
+        assert!(postcard::from_bytes::<Pid>(&too_deep).is_err());
+        let deepest = postcard::to_allocvec(&[1u32; MAX_DEPTH][..]).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<Pid>(&deepest).unwrap(),
+            p.with_ones()
+        );
+        // Only the used levels travel: the root is one byte, `<0.12.3>` three.
+        assert_eq!(postcard::to_allocvec(&Pid::ROOT).unwrap(), [0]);
+        let shallow = Pid::ROOT.__child(12).unwrap().__child(3).unwrap();
+        assert_eq!(postcard::to_allocvec(&shallow).unwrap(), [2, 12, 3]);
     }
 }

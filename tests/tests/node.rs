@@ -1193,3 +1193,530 @@ fn large_exit() {
     let (_, down) = watcher.result().unwrap();
     assert_eq!(down.reason, ExitReason::Error(e));
 }
+
+/// Sends `rounds` pings to the pid the root gives it, one at a time.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct ManyRelay {
+    rounds: u64,
+}
+
+impl Lifecycle for ManyRelay {
+    type Output = u64;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<u64, BoxError> {
+        let Target(to) = node::receive(LONG)?;
+        for n in 0..self.rounds {
+            node::send(to, &Ping(n))?;
+            let pong: Pong =
+                node::receive(Duration::from_secs(5)).map_err(|e| format!("no pong {n}: {e}"))?;
+            assert_eq!(pong, Pong(n, to));
+        }
+        Ok(self.rounds)
+    }
+}
+
+#[test]
+fn siblings_ping_pong_many_times() {
+    let _serial = serial();
+    let echo = Echoer { count: 100 }.start().unwrap();
+    let relay = ManyRelay { rounds: 100 }.start().unwrap();
+    node::send(relay.id(), &Target(echo.id())).unwrap();
+    assert_eq!(relay.result().unwrap(), 100);
+    assert_eq!(echo.result().unwrap(), 0);
+}
+
+// ---------------------------------------------------------------------------------
+// Restarts: a process with lives left has not ended.
+
+/// What each attempt of [`Restarter`] tells the root once it is set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SetUp {
+    attempt: u32,
+    /// Its own registration of "restarter" succeeded.
+    registered: Result<(), RegistryError>,
+    /// The first monitor it made.
+    first_monitor: MonitorRef,
+}
+
+/// Registers itself, links to and monitors `partner` and traps exits, from inside; its
+/// first attempt then fails when told to, its second reports what reached it.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, lives = 2, timeout.loop = "30s")]
+struct Restarter {
+    partner: Pid,
+}
+
+/// What the second attempt of [`Restarter`] saw: any `Down`, any `Exit`.
+type Seen = (Option<Down>, Option<Exit>);
+
+impl Lifecycle for Restarter {
+    type Output = Seen;
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        let registered = node::register("restarter", cx.id());
+        let first_monitor = if cx.attempt() == 1 {
+            node::link(self.partner)?;
+            node::trap_exit(true);
+            node::monitor(self.partner)
+        } else {
+            // The root never ends: a monitor that never fires.
+            node::monitor(Pid::ROOT)
+        };
+        cx.tell(&SetUp {
+            attempt: cx.attempt(),
+            registered,
+            first_monitor,
+        })?;
+        let Quit = node::receive(LONG)?;
+        if cx.attempt() == 1 {
+            return Err("the first attempt fails".into());
+        }
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<Seen, BoxError> {
+        let short = Duration::from_millis(300);
+        Ok((node::receive(short).ok(), node::receive(short).ok()))
+    }
+}
+
+/// An attempt that fails and is restarted is not the end of the process: its monitors
+/// do not fire and a process linked to it gets no signal, and the link another process
+/// made to it holds its next attempt. What the failed attempt set up itself (its own
+/// name, its link, its monitor, its trapping) is gone from the next one.
+#[test]
+fn links_and_monitors_across_a_restart() {
+    let _serial = serial();
+    let _trapping = Trapping::on();
+    let partner = Sleeper::default().start().unwrap();
+    let r = Restarter {
+        partner: partner.id(),
+    }
+    .start()
+    .unwrap();
+    let watch = node::monitor(r.id());
+    node::link(r.id()).unwrap();
+    let first: SetUp = r.listen(LONG).unwrap();
+    assert_eq!(first.attempt, 1);
+    assert_eq!(first.registered, Ok(()));
+    node::send(r.id(), &Quit).unwrap();
+    // The second attempt registers the name again: the first one's went with it.
+    let second: SetUp = r.listen(LONG).unwrap();
+    assert_eq!((second.attempt, second.registered), (2, Ok(())));
+    // Each attempt numbers its monitors apart: a Down still on its way to the first
+    // attempt can never pass for one of the second's.
+    assert_eq!(first.first_monitor.owner(), second.first_monitor.owner());
+    assert_ne!(first.first_monitor, second.first_monitor);
+    assert_eq!(node::whereis("restarter"), Some(r.id()));
+    expect_no_down();
+    if let Ok(exit) = node::receive::<Exit>(Duration::from_millis(100)) {
+        panic!("an exit signal for an attempt: {exit:?}");
+    }
+    // The partner was not signalled, and its end no longer reaches the restarted
+    // process (no Down, no Exit: that link and that monitor were the first attempt's).
+    assert!(node::is_alive(partner.id()));
+    kill_9(partner.pid());
+    assert!(partner.result().is_err());
+    node::send(r.id(), &Quit).unwrap();
+    assert_eq!(r.result().unwrap(), (None, None));
+    // The root's link and monitor held the second attempt, and fire once.
+    assert_eq!(expect_down(watch).reason, ExitReason::Normal);
+    assert_eq!(expect_exit(r.id()).reason, ExitReason::Normal);
+    expect_no_down();
+    assert_eq!(node::whereis("restarter"), None);
+}
+
+/// A name another process gave a process stays across its restart; it goes with the
+/// process's end.
+#[test]
+fn a_name_given_from_outside_survives_a_restart() {
+    let _serial = serial();
+    let p = Phoenix.start().unwrap();
+    node::register("phoenix", p.id()).unwrap();
+    let Quit = p.listen(LONG).unwrap();
+    node::exit(p.id(), ExitReason::Shutdown);
+    let Quit = p.listen(LONG).unwrap();
+    assert_eq!(node::whereis("phoenix"), Some(p.id()));
+    node::send(p.id(), &Quit).unwrap();
+    assert_eq!(p.result().unwrap(), 2);
+    assert_eq!(node::whereis("phoenix"), None);
+}
+
+// ---------------------------------------------------------------------------------
+// Sends to a process that has ended, anywhere in the tree.
+
+/// Sends a ping to each pid the root gives it, when told: what each send returned.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(timeout.loop = "30s")]
+struct Sender;
+
+impl Lifecycle for Sender {
+    type Output = ();
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        // A short wait, so that a stop is seen between laps.
+        let to = match node::receive(Duration::from_millis(50)) {
+            Ok(Target(to)) => to,
+            Err(RecvError::Timeout) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let text = |r: Result<(), SendError>| r.map_err(|e| e.to_string());
+        // Once it has heard of the end (here from `is_alive`), its sends are refused.
+        let alive = node::is_alive(to);
+        let sent = (
+            text(node::send(to, &Ping(1))),
+            text(node::try_send(to, &Ping(2))),
+            alive,
+        );
+        cx.tell(&sent)?;
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// What [`Sender`] tells: its `send` and `try_send` (errors as their text), and
+/// `is_alive`.
+type Sent = (Result<(), String>, Result<(), String>, bool);
+
+/// A child's sends to a sibling that has ended fail with `NoProc` once it has heard of
+/// the end (from `is_alive` here, or a `Down`: the root tells it before either),
+/// whether it sent to that process before or never did; they neither block nor reach
+/// another process. Below a sibling (a grandchild of the root, reached through its
+/// parent) too.
+#[test]
+fn a_send_to_an_ended_process_anywhere_is_noproc() {
+    let _serial = serial();
+    let sender = Sender.start().unwrap();
+    let ask = |to: Pid| -> Sent {
+        node::send(sender.id(), &Target(to)).unwrap();
+        sender.listen(LONG).unwrap()
+    };
+    let sibling = Sleeper::default().start().unwrap();
+    let never_sent_to = Sleeper::default().start().unwrap();
+    assert_eq!(ask(sibling.id()), (Ok(()), Ok(()), true));
+    for p in [&sibling, &never_sent_to] {
+        node::send(p.id(), &Quit).unwrap();
+        p.result().unwrap();
+    }
+    let gone = Err(SendError::NoProc.to_string());
+    assert_eq!(
+        gone,
+        Err("no such process: it has ended, or never existed".to_owned())
+    );
+    let noproc: Sent = (gone.clone(), gone, false);
+    assert_eq!(ask(sibling.id()), noproc);
+    assert_eq!(ask(never_sent_to.id()), noproc);
+
+    // A process below a sibling, killed from outside with its parent.
+    let middle = BusyParent { named: true }.start().unwrap();
+    let Target(grandchild) = middle.listen(LONG).unwrap();
+    assert_eq!(ask(grandchild), (Ok(()), Ok(()), true));
+    kill_9(middle.pid());
+    assert!(middle.result().is_err());
+    assert_eq!(ask(grandchild), noproc);
+    sender.stop();
+    sender.result().unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// Depth.
+
+/// Starts a chain of `levels` more processes below itself; the last one tries to start
+/// one more: what that returned, as text, comes back up with the deepest pid.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "60s")]
+struct Nester {
+    levels: usize,
+}
+
+impl Lifecycle for Nester {
+    type Output = (Pid, Result<(), String>);
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(Pid, Result<(), String>), BoxError> {
+        if self.levels > 0 {
+            return Ok(Nester {
+                levels: self.levels - 1,
+            }
+            .start()?
+            .result()?);
+        }
+        let started = Nester { levels: 0 }
+            .start()
+            .map(|h| {
+                let _ = h.result();
+            })
+            .map_err(|e| e.to_string());
+        Ok((cx.id(), started))
+    }
+}
+
+/// Processes nest `MAX_DEPTH` levels below the root; the deepest cannot start another,
+/// and its `start()` says why.
+#[test]
+fn processes_nest_max_depth_levels_and_no_deeper() {
+    let _serial = serial();
+    assert_eq!(node::MAX_DEPTH, 16);
+    let h = Nester {
+        levels: node::MAX_DEPTH - 1,
+    }
+    .start()
+    .unwrap();
+    let (deepest, started) = h.result().unwrap();
+    assert_eq!(deepest.depth(), node::MAX_DEPTH);
+    assert_eq!(
+        started,
+        Err(format!(
+            "invalid configuration: processes nest at most 16 levels below the root; {deepest} cannot start another"
+        ))
+    );
+    let mut up = Some(deepest);
+    for _ in 0..node::MAX_DEPTH {
+        up = up.and_then(Pid::parent);
+    }
+    assert_eq!(up, Some(Pid::ROOT));
+}
+
+// ---------------------------------------------------------------------------------
+// A chain.
+
+/// One link of a chain: registers itself, links to `prev`, says so, then waits for an
+/// exit signal to end it.
+#[derive(Process, Serialize, Deserialize)]
+#[process(timeout.loop = "60s")]
+struct ChainLink {
+    name: String,
+    prev: Option<Pid>,
+}
+
+impl Lifecycle for ChainLink {
+    type Output = ();
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        // Set up on the first lap only: the name is taken once.
+        if !self.name.is_empty() {
+            node::register(&std::mem::take(&mut self.name), cx.id())?;
+            if let Some(prev) = self.prev {
+                node::link(prev)?;
+            }
+            cx.tell(&Quit)?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+fn descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// `n` processes registered, linked in a chain and monitored by the root; the head is
+/// killed from outside. Every monitor fires once, every link once (each process but
+/// the head ends with `Linked` from the one before it), and nothing is left: no name,
+/// no process.
+fn chain_dies_from_its_head(n: usize) {
+    let mut chain: Vec<Handle<()>> = Vec::with_capacity(n);
+    let mut monitors = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let h = ChainLink {
+            name: format!("chain-{i}"),
+            prev: chain.last().map(Handle::id),
+        }
+        .start()
+        .unwrap();
+        if let Err(e) = h.listen::<Quit>(LONG) {
+            panic!(
+                "link {i} of the chain did not set up ({e}): {:?}",
+                h.result()
+            );
+        }
+        monitors.insert(node::monitor(h.id()), h.id());
+        chain.push(h);
+    }
+    assert_eq!(node::registered().len(), n);
+    assert_eq!(node::processes().len(), n + 1);
+    kill_9(chain[0].pid());
+    while !monitors.is_empty() {
+        let down: Down = node::receive(LONG).unwrap();
+        assert_eq!(monitors.remove(&down.monitor), Some(down.pid), "{down:?}");
+    }
+    expect_no_down();
+    for (i, h) in chain.iter().enumerate() {
+        match h.result() {
+            Err(ProcessError::Crashed { .. }) if i == 0 => {}
+            Err(ProcessError::Linked { from, .. }) if i > 0 && from == chain[i - 1].id() => {}
+            other => panic!("link {i} ended with {other:?}"),
+        }
+    }
+    drop(chain);
+    assert!(node::registered().is_empty(), "{:?}", node::registered());
+    assert_eq!(node::processes(), vec![Pid::ROOT]);
+}
+
+/// The chain of the benchmark's node figures, a hundred long; no descriptor is left
+/// open.
+#[test]
+fn a_chain_of_100_dies_from_its_head() {
+    let _serial = serial();
+    // Whatever the runtime opens once for good is open before the count is taken.
+    chain_dies_from_its_head(3);
+    let fds = descriptors();
+    chain_dies_from_its_head(100);
+    assert_eq!(descriptors(), fds);
+}
+
+// ---------------------------------------------------------------------------------
+// More of monitor_SUITE.
+
+/// Sends an exit signal (`Shutdown`) to the pid the root gives it, then ends normally.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Exiter;
+
+impl Lifecycle for Exiter {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        let Target(pid) = node::receive(LONG)?;
+        node::exit(pid, ExitReason::Shutdown);
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// monitor_SUITE's `case_1`: A monitors B, B kills A (an exit signal) and then ends.
+/// A ends with B's signal; B's end, which A monitored, troubles nobody.
+#[test]
+fn case_1() {
+    let _serial = serial();
+    let a = Watcher.start().unwrap();
+    let b = Exiter.start().unwrap();
+    node::send(a.id(), &Target(b.id())).unwrap();
+    let Quit = a.listen(LONG).unwrap();
+    node::send(b.id(), &Target(a.id())).unwrap();
+    b.result().unwrap();
+    assert_eq!(
+        a.result(),
+        Err(ProcessError::Exited {
+            from: b.id(),
+            reason: Box::new(ExitReason::Shutdown)
+        })
+    );
+    assert_eq!(node::processes(), vec![Pid::ROOT]);
+}
+
+/// Tries to take back the monitor the root gives it (one it did not make), tells the
+/// root what `demonitor` returned, then ends.
+#[derive(Process, Serialize, Deserialize, Default)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Demonitorer;
+
+impl Lifecycle for Demonitorer {
+    type Output = ();
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        let mref: MonitorRef = node::receive(LONG)?;
+        cx.tell(&node::demonitor(mref))?;
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// monitor_SUITE's `case_2`: A monitors B, B tries to take A's monitor back. Only the
+/// process that made a monitor can: B's `demonitor` does nothing, and A gets B's
+/// `Down`.
+#[test]
+fn case_2() {
+    let _serial = serial();
+    let b = Demonitorer.start().unwrap();
+    let mref = node::monitor(b.id());
+    node::send(b.id(), &mref).unwrap();
+    let taken_back: bool = b.listen(LONG).unwrap();
+    assert!(!taken_back);
+    b.result().unwrap();
+    let down = expect_down(mref);
+    assert_eq!((down.pid, down.reason), (b.id(), ExitReason::Normal));
+    expect_no_down();
+}
+
+/// monitor_SUITE's `local_remove_monitor`: monitors of processes that end at once,
+/// taken back while their `Down` may be on its way or already here. `demonitor` says
+/// which (`true`: it had not come), and either way no `Down` of it is ever received.
+#[test]
+fn local_remove_monitor() {
+    let _serial = serial();
+    let handles: Vec<_> = (0..20)
+        .map(|_| Whoami { nest: 0 }.start().unwrap())
+        .collect();
+    let monitors: Vec<MonitorRef> = handles.iter().map(|h| node::monitor(h.id())).collect();
+    // Some end before they are taken back, some after.
+    let (early, late) = monitors.split_at(10);
+    for h in &handles[..10] {
+        h.result().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let taken_early: Vec<bool> = early.iter().map(|&m| node::demonitor(m)).collect();
+    // These may or may not have ended by now: whichever, their Down never comes.
+    for &m in late {
+        node::demonitor(m);
+    }
+    for h in &handles[10..] {
+        h.result().unwrap();
+    }
+    // The ones that had ended a while ago had their Down here already.
+    assert!(taken_early.iter().all(|&active| !active), "{taken_early:?}");
+    expect_no_down();
+    // Taking a monitor back twice: the second time, it is not active.
+    assert!(monitors.iter().all(|&m| !node::demonitor(m)));
+}
+
+// ---------------------------------------------------------------------------------
+// From erl_link_SUITE.
+
+/// erl_link_SUITE's `otp_5772_link`: a process that traps exits links a process, sends
+/// it an exit signal and unlinks at once. An `Exit` that arrived before the unlink may
+/// be in the mailbox; none arrives later.
+#[test]
+fn otp_5772_link() {
+    let _serial = serial();
+    let _trapping = Trapping::on();
+    for _ in 0..5 {
+        let p = Sleeper::default().start().unwrap();
+        node::link(p.id()).unwrap();
+        node::exit(p.id(), ExitReason::Shutdown);
+        node::unlink(p.id());
+        let _already_here = node::receive::<Exit>(Duration::ZERO);
+        assert_eq!(
+            p.result(),
+            Err(ProcessError::Exited {
+                from: Pid::ROOT,
+                reason: Box::new(ExitReason::Shutdown)
+            })
+        );
+        if let Ok(exit) = node::receive::<Exit>(Duration::from_millis(300)) {
+            panic!("a late exit message: {exit:?}");
+        }
+    }
+}
+
+/// erl_link_SUITE's `otp_5772_monitor`: monitor a process, send it an exit signal and
+/// take the monitor back at once: no `Down` of it is received, then or later.
+#[test]
+fn otp_5772_monitor() {
+    let _serial = serial();
+    for _ in 0..5 {
+        let p = Sleeper::default().start().unwrap();
+        let m = node::monitor(p.id());
+        node::exit(p.id(), ExitReason::Shutdown);
+        node::demonitor(m);
+        assert!(p.result().is_err());
+        expect_no_down();
+    }
+}

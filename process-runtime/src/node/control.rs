@@ -90,6 +90,15 @@ pub(crate) enum Ctl {
         pid: Pid,
         error: ProcessError,
     },
+    /// Whether `pid` is alive; the sender is told when it ends (`Gone`). See
+    /// `contacts.rs`.
+    Watch {
+        pid: Pid,
+    },
+    /// From the root to a watcher: `pid` has ended.
+    Gone {
+        pid: Pid,
+    },
 }
 
 /// The root's answer to a request that has one.
@@ -125,18 +134,64 @@ struct Root {
     /// Every process of the tree alive, but the root.
     alive: BTreeSet<Pid>,
     names: BTreeMap<String, Pid>,
-    name_of: BTreeMap<Pid, String>,
+    /// Each named process's name, and whether it registered itself (a name it took
+    /// belongs to its attempt; one another process gave it stays across restarts).
+    name_of: BTreeMap<Pid, (String, bool)>,
     /// Monitors and the process each watches.
     monitors: BTreeMap<MonitorRef, Pid>,
-    /// Links, each pair once, the smaller pid first.
-    links: BTreeSet<(Pid, Pid)>,
+    /// Links, each pair once, the smaller pid first, with which side made it.
+    links: BTreeMap<(Pid, Pid), Made>,
     /// The processes that trap exits.
     trapping: BTreeSet<Pid>,
+    /// The children told of each process's end (their contacts: `contacts.rs`).
+    watchers: BTreeMap<Pid, BTreeSet<Pid>>,
 }
 
 /// A link's key.
 fn link_key(a: Pid, b: Pid) -> (Pid, Pid) {
     (a.min(b), a.max(b))
+}
+
+/// Which side of a link made it (either, or both). What a process set up itself
+/// belongs to its attempt and goes when the attempt ends, even when the process
+/// restarts; what another process set up on it stays while the process lives (an
+/// attempt that ends and is restarted is not the end of the process: no `Down`, no
+/// exit signal).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+struct Made {
+    /// By the first of the pair (the link key's smaller pid).
+    first: bool,
+    /// By the other.
+    second: bool,
+}
+
+impl Made {
+    /// Made by `by`, for the pair keyed `key`.
+    fn by(key: (Pid, Pid), by: Pid) -> Self {
+        Made {
+            first: by == key.0,
+            second: by != key.0,
+        }
+    }
+
+    /// Merges what `other` made.
+    fn with(self, other: Made) -> Self {
+        Made {
+            first: self.first || other.first,
+            second: self.second || other.second,
+        }
+    }
+
+    /// Takes back what `pid`, which restarts, set up; whether anything is left.
+    fn without(&mut self, key: (Pid, Pid), pid: Pid) -> bool {
+        if key.0 == pid {
+            self.first = false;
+        }
+        if key.1 == pid {
+            self.second = false;
+        }
+        self.first || self.second
+    }
 }
 
 static ROOT: Mutex<Option<Root>> = Mutex::new(None);
@@ -195,7 +250,9 @@ fn handle(from: Pid, ctl: Ctl) -> Option<Reply> {
                 let root = guard.get_or_insert_with(Root::default);
                 let alive = pid.is_root() || root.alive.contains(&pid);
                 if alive && pid != from {
-                    root.links.insert(link_key(from, pid));
+                    let key = link_key(from, pid);
+                    let made = root.links.get(&key).copied().unwrap_or_default();
+                    root.links.insert(key, made.with(Made::by(key, from)));
                 }
                 (alive, root.trapping.contains(&from))
             };
@@ -270,6 +327,7 @@ fn end_with(pid: Pid, error: ProcessError) {
 pub(crate) fn from_root(body: &[u8]) {
     match postcard::from_bytes::<Ctl>(body) {
         Ok(Ctl::Signal { pid, error }) => end_with(pid, error),
+        Ok(Ctl::Gone { pid }) => super::contacts::ended(pid),
         Ok(other) => tracing::warn!("an unexpected request from the root: {other:?}"),
         Err(e) => tracing::warn!("a malformed request from the root: {e}"),
     }
@@ -280,14 +338,17 @@ pub(crate) fn exit_tag() -> u64 {
     process_core::__tag_of::<Exit>()
 }
 
-/// Forgets `pid` and what is below it (only what is below it, when `reason` is
-/// `None`): its name is freed, the monitors it made are dropped, and those of it are
-/// taken out, their `Down` notices returned.
+/// Forgets `pid` and what is below it: its name is freed, the monitors it made are
+/// dropped, and those of it are taken out, their `Down` notices returned.
+///
+/// When `reason` is `None`, an attempt of `pid` ended and another starts: what is
+/// below it is forgotten, and of `pid` itself only what its attempt set up (the
+/// monitors it made, the links it made, its trapping, the name it took). The
+/// monitors of it, the links others made to it and a name another gave it stay: the
+/// process has not ended.
 fn forget(pid: Pid, reason: Option<ExitReason>) -> Downs {
     let mut guard = root();
     let root = guard.get_or_insert_with(Root::default);
-    // What the process itself set up (monitors it made, links, trapping) goes with
-    // each attempt: the next one starts from the original state.
     root.trapping.remove(&pid);
     let gone: Vec<Pid> = root
         .alive
@@ -297,8 +358,17 @@ fn forget(pid: Pid, reason: Option<ExitReason>) -> Downs {
         .collect();
     for p in &gone {
         root.alive.remove(p);
-        if let Some(name) = root.name_of.remove(p) {
+        if let Some((name, _)) = root.name_of.remove(p) {
             root.names.remove(&name);
+        }
+    }
+    if reason.is_none() {
+        // A restart: the name the process took itself goes with its attempt.
+        if let Some((name, itself)) = root.name_of.get(&pid) {
+            if *itself {
+                root.names.remove(name);
+                root.name_of.remove(&pid);
+            }
         }
     }
     let why = |p: Pid| match &reason {
@@ -314,19 +384,43 @@ fn forget(pid: Pid, reason: Option<ExitReason>) -> Downs {
             !gone.contains(&mref.owner) && mref.owner != pid
         }
     });
-    root.links.retain(|&(a, b)| {
+    root.links.retain(|&(a, b), made| {
         let (a_gone, b_gone) = (gone.contains(&a), gone.contains(&b));
         if a_gone != b_gone {
-            // One end is gone, the other gets its signal.
+            // One end is gone, the other gets its signal (not a process that restarts:
+            // what its attempt had is gone anyway).
             let (dead, other) = if a_gone { (a, b) } else { (b, a) };
             if other != pid {
                 downs.signals.push((other, dead, why(dead)));
             }
         }
-        !(a_gone || b_gone || a == pid || b == pid)
+        if a_gone || b_gone {
+            return false;
+        }
+        // A restart: the links the process made itself go with its attempt; those
+        // another process made to it stay, and its next attempt is linked.
+        !(a == pid || b == pid) || made.without((a, b), pid)
     });
     for p in &gone {
         root.trapping.remove(p);
+        for watcher in root.watchers.remove(p).into_iter().flatten() {
+            if !gone.contains(&watcher) {
+                // Sent while the root's lock is held: whatever the root tells the
+                // watcher afterwards (an `is_alive` answer, a `Down`) comes after it, on
+                // the same way, so a process that has heard of the end in any way finds
+                // its sends refused.
+                match postcard::to_allocvec(&Ctl::Gone { pid: *p }) {
+                    Ok(body) => notify(watcher, Pid::ROOT, ctl_tag(), body),
+                    Err(e) => tracing::error!("cannot encode a Gone notice: {e}"),
+                }
+            }
+        }
+    }
+    if !gone.is_empty() {
+        root.watchers.retain(|_, watchers| {
+            watchers.retain(|w| !gone.contains(w));
+            !watchers.is_empty()
+        });
     }
     downs
 }
@@ -367,14 +461,14 @@ fn answer(from: Pid, ctl: Ctl) -> Option<Reply> {
             Err(RegistryError::NoProc(pid))
         } else if let Some(&holder) = root.names.get(&name) {
             Err(RegistryError::Taken { name, holder })
-        } else if let Some(has) = root.name_of.get(&pid) {
+        } else if let Some((has, _)) = root.name_of.get(&pid) {
             Err(RegistryError::AlreadyNamed {
                 pid,
                 name: has.clone(),
             })
         } else {
             root.names.insert(name.clone(), pid);
-            root.name_of.insert(pid, name);
+            root.name_of.insert(pid, (name, from == pid));
             Ok(())
         })),
         Ctl::Unregister { name } => Some(Reply::Done(match root.names.remove(&name) {
@@ -392,6 +486,14 @@ fn answer(from: Pid, ctl: Ctl) -> Option<Reply> {
             Some(Reply::Pids(all))
         }
         Ctl::IsAlive { pid } => Some(Reply::Alive(alive(root, pid))),
+        Ctl::Watch { pid } => {
+            let alive = alive(root, pid);
+            if alive && !pid.is_root() {
+                root.watchers.entry(pid).or_default().insert(from);
+            }
+            Some(Reply::Alive(alive))
+        }
+        Ctl::Gone { .. } => None,
         Ctl::Monitor { mref, target } => {
             if target.is_root() {
                 // The root ends with the node: its monitors never fire.
@@ -529,7 +631,7 @@ pub(crate) fn from_child(
     let forged = match &ctl {
         Ctl::Born { pid } | Ctl::Ended { pid, .. } => pid.parent() != Some(from),
         Ctl::Monitor { mref, .. } | Ctl::Demonitor { mref } => mref.owner != from,
-        Ctl::Signal { .. } => true,
+        Ctl::Signal { .. } | Ctl::Gone { .. } => true,
         _ => false,
     };
     if forged {
@@ -593,11 +695,13 @@ pub(crate) fn attempt_ended(pid: Pid) {
     }
 }
 
-/// A new monitor of this process's.
+/// A new monitor of this process's. Its number is unique across the attempts of the
+/// process too (the attempt's number in the high half): a `Down` still on its way to
+/// an attempt that ended can never pass for one of the next attempt's monitors.
 pub(crate) fn new_monitor_ref() -> MonitorRef {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     MonitorRef {
         owner: local::self_pid(),
-        n: NEXT.fetch_add(1, Ordering::Relaxed),
+        n: (u64::from(local::attempt() - 1) << 32) | NEXT.fetch_add(1, Ordering::Relaxed),
     }
 }

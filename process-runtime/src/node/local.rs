@@ -29,10 +29,19 @@ pub(crate) fn self_pid() -> Pid {
     SELF.get().copied().unwrap_or(Pid::ROOT)
 }
 
-/// Records this process's pid; called once in a child, before any user code that
-/// could ask for it.
-pub(crate) fn set_self(pid: Pid) {
+/// This attempt's number (1 for the first), in a child; 1 in the root.
+static ATTEMPT: AtomicU32 = AtomicU32::new(1);
+
+/// Records this process's pid and the number of its attempt; called once in a child,
+/// before any user code that could ask for them.
+pub(crate) fn set_self(pid: Pid, attempt: u32) {
     let _ = SELF.set(pid);
+    ATTEMPT.store(attempt.max(1), Ordering::Relaxed);
+}
+
+/// This attempt's number: 1 in the root and in a child's first attempt.
+pub(crate) fn attempt() -> u32 {
+    ATTEMPT.load(Ordering::Relaxed)
 }
 
 /// Lets [`Pid::os_pid`] ask this process; called before `main`, by the runtime's entry

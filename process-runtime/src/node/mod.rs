@@ -18,8 +18,10 @@
 //! Inside: `local` (this process's pid and its children), `route` and `router` (where
 //! a message goes, and handing on what passes through), `mailbox` (what is filed for
 //! `receive`), `control` (the root's bookkeeping: alive processes, names, monitors,
-//! links, exit signals).
+//! links, exit signals), `contacts` (which of the other processes a child sends to
+//! have ended).
 
+pub(crate) mod contacts;
 pub(crate) mod control;
 pub(crate) mod local;
 pub(crate) mod mailbox;
@@ -109,7 +111,10 @@ pub fn is_alive(pid: Pid) -> bool {
 /// Registers `pid` under `name`, node-wide: [`whereis`] finds it, from any process.
 /// A process has at most one name; the name is freed when the process ends, whichever
 /// way it ends (a crash or a kill from outside included), before its [`Down`]
-/// notices go out. The registry lives in the root; a child asks it.
+/// notices go out. A name a process registered for itself is also freed when its
+/// attempt fails and it restarts (the next attempt registers again, as the first
+/// did); one another process gave it stays. The registry lives in the root; a child
+/// asks it.
 ///
 /// # Errors
 /// [`RegistryError::Taken`] when a live process holds `name`;
@@ -197,10 +202,12 @@ pub fn demonitor(mref: MonitorRef) -> bool {
 /// ([`trap_exit`]) receives an [`Exit`] message instead, for a `Normal` end too.
 /// Linking twice is linking once.
 ///
-/// Links belong to an attempt: a process restarted after a failure (its lives) starts
-/// with none, like the rest of its state, and so does the process it was linked to
-/// (which gets no signal: the process did not end). The root is never ended by an exit
-/// signal; without `trap_exit` it ignores them.
+/// A process restarted after a failure (its lives) has not ended: nobody linked to it
+/// gets a signal, and its monitors do not fire. The links it made itself belong to
+/// the attempt that made them and are gone from the next one, like the rest of its
+/// state (and so are the monitors it made, its `trap_exit` and a name it registered
+/// for itself); the links another process made to it stay, and hold its next attempt.
+/// The root is never ended by an exit signal; without `trap_exit` it ignores them.
 ///
 /// # Errors
 /// [`SendError::NoProc`] when `pid` is not alive; a process that traps exits gets an
@@ -249,10 +256,12 @@ pub fn exit(pid: Pid, reason: ExitReason) {
 /// dropped.
 ///
 /// # Errors
-/// [`SendError::NoProc`] when this process knows that `to` has ended, or that no
-/// process ever had it (a child of this process that has ended; any pid below a
-/// process that is not alive, seen from the root); [`SendError::Encode`] when postcard
-/// cannot encode `msg`.
+/// [`SendError::NoProc`] when `to` has ended, or no process ever had it, as this
+/// process knows: at once for its own children, and in the root for any process. A
+/// child asks the root the first time it sends to any other process (one round trip),
+/// and the root tells it when that process ends; a message sent while that notice is
+/// on its way is dropped where it can go no further. [`SendError::Encode`] when
+/// postcard cannot encode `msg`.
 pub fn send<M: Serialize + 'static>(to: Pid, msg: &M) -> Result<(), SendError> {
     let sent = route::send(to, msg, true);
     crate::shutdown::hold();
@@ -260,7 +269,8 @@ pub fn send<M: Serialize + 'static>(to: Pid, msg: &M) -> Result<(), SendError> {
 }
 
 /// Like [`send`], but returns [`SendError::Full`] at once instead of waiting when the
-/// next mailbox on the way is full.
+/// next mailbox on the way is full. (A child's first send to a process other than its
+/// parent and children still asks the root whether it is alive, as [`send`] does.)
 ///
 /// # Errors
 /// As [`send`], and [`SendError::Full`].

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::mailbox::{self, Entry};
 use super::router::{self, Hop, Job};
-use super::{local, Credit};
+use super::{contacts, local, Credit};
 use crate::parent::shared::Shared;
 use crate::wire::channel::Frame;
 use crate::wire::protocol::{self, Route, TO_CHILD, TO_PARENT};
@@ -42,6 +42,11 @@ pub(crate) fn send<M: Serialize + 'static>(to: Pid, msg: &M, wait: bool) -> Resu
             Credit::None,
         ));
         return Ok(());
+    }
+    // A child knows its parent and its children; of any other process, what the root
+    // told it.
+    if !me.is_root() && contacts::is_remote(to) && !contacts::alive(to) {
+        return Err(SendError::NoProc);
     }
     if let Some(n) = me.__next_hop(to) {
         // The root knows every process of the tree: a message to one that ended goes

@@ -74,6 +74,12 @@ pub(crate) fn flush(limit: Duration) {
 
 /// Hands `job` to the router; dropped (its credit given back) when the router cannot
 /// be started.
+///
+/// Always through the router thread, even when the receiver has room: writing on the
+/// pushing thread (the event loop, for what a parent relays) would save a thread
+/// wake-up per hop, but the write is a blocking one, and may also wait for a lock that
+/// a sender holds across its own blocking write to the same child; the event loop must
+/// never wait for a child.
 pub(crate) fn push(job: Job) {
     let router = ROUTER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
