@@ -478,10 +478,15 @@ impl ChildPort {
                 }
             }
         }
-        descriptors::write_frame_with(&writer.conn, frame, fds)?;
         if pair {
             writer.socket_messages += 1;
+            // Said first: a parent that waits on the ring for it learns to wait on the
+            // socket instead.
+            if let Some(ring) = &writer.ring {
+                ring.sent_on_socket(writer.socket_messages);
+            }
         }
+        descriptors::write_frame_with(&writer.conn, frame, fds)?;
         Ok(())
     }
 

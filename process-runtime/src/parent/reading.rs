@@ -104,7 +104,7 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
         // Then the ring, older than anything on the socket.
         None => match tells::drain(shared, &mut reading, Some(tag)) {
             Ok(Some(frame)) => Some(Borrowed::Took(frame)),
-            Ok(None) => read_until(shared, &mut reading, &conn, tag, deadline, false),
+            Ok(None) => read_until(shared, &mut reading, &conn, tag, deadline, Read::Buffered),
             Err(e) => Some(refuse(&mut reading, e)),
         },
     };
@@ -119,7 +119,7 @@ pub(crate) fn borrow(shared: &Shared, tag: u64, deadline: Option<Instant>) -> Bo
             // Nothing there: wait on the socket here, with the loop's interest off, so
             // that the reply wakes this thread only.
             reactor::disarm(sys::stream_fd(conn.stream()), reading.key);
-            read_until(shared, &mut reading, &conn, tag, deadline, true)
+            read_until(shared, &mut reading, &conn, tag, deadline, Read::Wait)
         };
     }
     let outcome = outcome.unwrap_or(Borrowed::Wait);
@@ -179,7 +179,7 @@ fn wait_on_page(
             Ok(None) => {}
             Err(e) => return Some(refuse(reading, e)),
         }
-        if let Some(done) = read_until(shared, reading, conn, tag, deadline, false) {
+        if let Some(done) = read_until(shared, reading, conn, tag, deadline, Read::Buffered) {
             return Some(done);
         }
         if shared.rearm_owed.swap(false, SeqCst) {
@@ -200,6 +200,20 @@ fn wait_on_page(
             }
             continue;
         }
+        if tells::child_on_socket(reading) {
+            // The ring was full, or a message too large for it: the child writes to the
+            // socket until this side has read what it sent there, and commits nothing
+            // to the ring meanwhile. Wait on the socket itself for that long, with the
+            // loop's interest off, as where there is no waiting on the page.
+            let fd = sys::stream_fd(conn.stream());
+            reactor::disarm(fd, reading.key);
+            let done = read_until(shared, reading, conn, tag, deadline, Read::WhileOnSocket);
+            reactor::rearm(fd, reading.key);
+            match done {
+                Some(done) => return Some(done),
+                None => continue,
+            }
+        }
         let timeout = match deadline {
             None => None,
             Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -211,22 +225,37 @@ fn wait_on_page(
     }
 }
 
-/// Reads frames until the wanted message, the deadline, or something for the loop.
-/// Without `block`, only the frames already in the reader's buffer: `None` once those
-/// are filed.
+/// How long [`read_until`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Only the frames already in the reader's buffer.
+    Buffered,
+    /// Waiting on the socket, until the wanted message or the deadline.
+    Wait,
+    /// As `Wait`, but only while the child sends on the socket (see
+    /// [`tells::child_on_socket`]): once it no longer does, the next message comes
+    /// through the ring.
+    WhileOnSocket,
+}
+
+/// Reads frames until the wanted message, the deadline, or something for the loop;
+/// `None` once what `how` reads is filed (see [`Read`]).
 fn read_until(
     shared: &Shared,
     reading: &mut Reading,
     conn: &Conn,
     tag: u64,
     deadline: Option<Instant>,
-    block: bool,
+    how: Read,
 ) -> Option<Borrowed> {
     loop {
         if shared.retire_reader.load(SeqCst) {
             return Some(Borrowed::Wait);
         }
-        if !block {
+        if how == Read::WhileOnSocket && !tells::child_on_socket(reading) {
+            return None;
+        }
+        if how == Read::Buffered {
             let Some(reader) = reading.reader.as_mut() else {
                 return Some(Borrowed::Wait);
             };

@@ -90,6 +90,15 @@ fn file(
     Ok(())
 }
 
+/// Whether the child sends its messages on the socket for now: it sent more there than
+/// the parent has read, and until the parent has read them all, it commits nothing to
+/// the ring. Then the socket is the place to wait.
+pub(crate) fn child_on_socket(reading: &Reading) -> bool {
+    reading.ring.as_ref().is_some_and(|ring| {
+        ring.sent_on_socket() > ring.beacon().mail().socket_messages_read.load(SeqCst)
+    })
+}
+
 /// Counts a message of the pair taken off the socket, once the ring was drained before
 /// it: the child may commit to the ring again once it sees the count match its own.
 pub(crate) fn read_from_socket(inner: &Inner) {

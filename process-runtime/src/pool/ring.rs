@@ -48,6 +48,10 @@ const STARTED: usize = 8;
 const ITEM_BEACON: usize = 16;
 /// Which attempt of that process runs (written by the worker).
 const ITEM_ATTEMPT: usize = 24;
+/// In a tells ring: the messages the child sent on the socket instead (written by the
+/// child, before each), so that a parent that has not read as many knows to wait on
+/// the socket rather than on the ring (see `child/port.rs`).
+const SOCKET_SENT: usize = 32;
 /// Bytes the parent consumed (written by the parent).
 const CONSUMED: usize = 64;
 /// Set by the parent when it is about to wait for results; cleared by the worker that
@@ -105,6 +109,9 @@ pub(crate) struct RingWriter {
     area: Area,
     committed: u64,
     started: u64,
+    /// What the parent had consumed when last looked at: the parent's cache line is
+    /// read again only when this says the ring is too full, not on every record.
+    consumed: u64,
 }
 
 /// What became of a result offered to the ring.
@@ -128,6 +135,7 @@ impl RingWriter {
             area,
             committed: 0,
             started: 0,
+            consumed: 0,
         }
     }
 
@@ -147,15 +155,15 @@ impl RingWriter {
         if record.len() > MAX_RECORD {
             return Pushed::NoRoom;
         }
-        let consumed = word(self.area, CONSUMED).load(Ordering::Acquire);
-        let used = usize::try_from(self.committed.saturating_sub(consumed)).unwrap_or(CAPACITY);
-        let free = CAPACITY.saturating_sub(used);
         let at = self.offset();
         let to_end = CAPACITY - at;
         let need = footprint(record.len());
         let skip = if need > to_end { to_end } else { 0 };
-        if skip + need > free {
-            return Pushed::NoRoom;
+        if skip + need > self.free() {
+            self.consumed = word(self.area, CONSUMED).load(Ordering::Acquire);
+            if skip + need > self.free() {
+                return Pushed::NoRoom;
+            }
         }
         let base = data(self.area);
         if skip > 0 {
@@ -176,13 +184,33 @@ impl RingWriter {
         // SeqCst with the flag below, against the parent's pair in `wait_ready`: either
         // the parent sees this commit before it waits, or this side sees that it waits.
         word(self.area, COMMITTED).store(self.committed, Ordering::SeqCst);
-        let waiting = word(self.area, WAITING).swap(0, Ordering::SeqCst);
+        // Loaded before it is swapped: the flag shares the parent's cache line, and a
+        // swap on every record would take that line from the parent each time.
+        let flag = word(self.area, WAITING);
+        let waiting = if flag.load(Ordering::SeqCst) == 0 {
+            0
+        } else {
+            flag.swap(0, Ordering::SeqCst)
+        };
         if waiting & WAKE_WANTED != 0 {
             wake_waiter(self.area);
         }
         Pushed::Committed {
             wake: waiting & FRAME_WANTED != 0,
         }
+    }
+
+    /// Says that the child's `sent`th message goes on the socket rather than the ring
+    /// (a tells ring only).
+    pub(crate) fn sent_on_socket(&self, sent: u64) {
+        word(self.area, SOCKET_SENT).store(sent, Ordering::SeqCst);
+    }
+
+    /// Bytes free in the ring, as far as the last look at the parent's count says.
+    fn free(&self) -> usize {
+        let used =
+            usize::try_from(self.committed.saturating_sub(self.consumed)).unwrap_or(CAPACITY);
+        CAPACITY.saturating_sub(used)
     }
 
     fn offset(&self) -> usize {
@@ -208,7 +236,7 @@ unsafe fn write_bytes(base: NonNull<u8>, at: usize, bytes: &[u8]) {
 #[derive(Debug)]
 pub(crate) struct RingReader {
     /// Keeps the mapping, and with it the area, for as long as this reader lives.
-    _beacon: Arc<Beacon>,
+    beacon: Arc<Beacon>,
     area: Area,
     consumed: u64,
     /// Where a record is copied before it is handed on.
@@ -232,7 +260,7 @@ impl RingReader {
 
     fn on(beacon: Arc<Beacon>, area: Area) -> Self {
         Self {
-            _beacon: beacon,
+            beacon,
             area,
             consumed: 0,
             record: Vec::new(),
@@ -360,6 +388,17 @@ impl RingReader {
     /// Whether records were committed that this reader has not drained.
     pub(crate) fn has_records(&self) -> bool {
         word(self.area, COMMITTED).load(Ordering::SeqCst) != self.consumed
+    }
+
+    /// The messages the child sent on the socket rather than the ring, as it last said
+    /// (a tells ring only).
+    pub(crate) fn sent_on_socket(&self) -> u64 {
+        word(self.area, SOCKET_SENT).load(Ordering::SeqCst)
+    }
+
+    /// The page this ring is in.
+    pub(crate) fn beacon(&self) -> &Beacon {
+        &self.beacon
     }
 
     /// Items the worker started, as it last said; read once it is gone, it tells
