@@ -16,6 +16,7 @@ mod process;
 mod registry;
 mod shutdown;
 mod spawn;
+mod supervisor;
 mod sys;
 mod wire;
 
@@ -106,6 +107,9 @@ pub use process_core::{
 pub use process_macros::{main, timethis, Process};
 pub use shutdown::{shutdown, shutdown_on_signals, shutdown_requested, wait_for_shutdown};
 pub use spawn::{spawn, Spawn};
+pub use supervisor::{
+    ChildInfo, ChildSpec, Restart, Strategy, Supervisor, SupervisorError, SupervisorHandle,
+};
 
 use process_core::__set_signal_names;
 

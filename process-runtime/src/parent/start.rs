@@ -40,16 +40,23 @@ pub(crate) fn start<T: Process>(
             "it serializes but does not deserialize back ({e}); {POSTCARD_LIMITS}"
         ))
     })?;
+    start_encoded(T::__registration().tag(), state, config, options)
+}
+
+/// Starts the process type registered as `tag` from its state's postcard bytes, known
+/// to decode; for starts that hold no typed value (a supervisor's children).
+pub(crate) fn start_encoded(
+    tag: &'static str,
+    state: Vec<u8>,
+    config: ProcessConfig,
+    options: StartOptions,
+) -> Result<Arc<Shared>, ProcessError> {
+    config.validate()?;
     // Refused while a shutdown stops every process; otherwise registered once running,
     // so that a shutdown finds it.
     let ticket = tree::begin_start()?;
     let shared = Arc::new(Shared::new(config, node::local::new_child_pid()?));
-    let mut supervisor = Supervisor::new(
-        Arc::clone(&shared),
-        T::__registration().tag(),
-        state,
-        options,
-    );
+    let mut supervisor = Supervisor::new(Arc::clone(&shared), tag, state, options);
     // In the node's table before it exists, so that what is sent to it meanwhile
     // waits in its mailbox.
     node::local::enter_child(&shared);
