@@ -1,6 +1,6 @@
 //! process-runtime's figures, each measured next to its physical floor in one run.
 //!
-//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|pool|warm]`
+//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|pool|supervisor|warm]`
 //!
 //! Every figure and its floor are measured in alternating rounds (floor, measured,
 //! measured, floor, ...), so that whatever the machine does meanwhile hits both sides.
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 mod messages;
 mod pool;
+mod supervisor;
 mod warm;
 
 /// Set in the environment of the floor's child: `main` exits at once when it sees it.
@@ -924,7 +925,7 @@ fn restart_rows() -> Vec<Row> {
 }
 
 /// Which figures to measure: all, or the one named by
-/// `--only <start|laps|stop|restart|timers|messages|pool|warm>`.
+/// `--only <start|laps|stop|restart|timers|messages|pool|supervisor|warm>`.
 fn wanted(args: &[String], figure: &str) -> bool {
     match args.iter().position(|a| a == "--only") {
         Some(i) => args.get(i + 1).is_some_and(|f| f == figure),
@@ -969,6 +970,9 @@ fn main() {
     }
     if wanted(&args, "pool") {
         rows.extend(pool::rows());
+    }
+    if wanted(&args, "supervisor") {
+        rows.extend(supervisor::rows());
     }
     // Last: it starts warm children, which the other figures must not use.
     if wanted(&args, "warm") {
