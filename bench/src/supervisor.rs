@@ -91,9 +91,36 @@ fn cold_once(n: usize) -> Duration {
     took
 }
 
-/// The restart figure, and the cold start and floor beside it.
+/// SIGKILLs the supervised child running as `current`; returns the time until its
+/// replacement reports, and the replacement's OS pid.
+fn kill_once(current: u32) -> (Duration, u32) {
+    // Spaced wider than the intensity period: each restart comes after a quiet
+    // period, so the backoff lets it start at once, as a single crash would.
+    std::thread::sleep(QUIET + Duration::from_millis(10));
+    let t0 = Instant::now();
+    sigkill(current);
+    let running = next_running();
+    let took = t0.elapsed();
+    assert_ne!(running.os_pid, current);
+    (took, running.os_pid)
+}
+
+/// Waits until `n` warm children are ready, so that a restart finds one.
+fn warm_ready(n: usize) {
+    let t0 = Instant::now();
+    while process_runtime::__testing::warm_pids().len() < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "warm children never got ready"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// The restart figures (cold, then with warm children), and the cold start and floor
+/// beside them.
 fn restart_rows() -> Vec<Row> {
-    eprintln!("[supervisor] {RUNS} SIGKILLs of a supervised child beside {RUNS} cold starts...");
+    eprintln!("[supervisor] {RUNS} SIGKILLs of a supervised child beside {RUNS} cold starts, then {RUNS} with keep_warm(2)...");
     let sup = Supervisor::new(Strategy::OneForOne)
         .intensity(u32::MAX, QUIET)
         .child(ChildSpec::new(
@@ -105,38 +132,51 @@ fn restart_rows() -> Vec<Row> {
         .start()
         .expect("start the supervisor");
     let mut current = next_running().os_pid;
-    let (mut cold, mut restart, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cold, mut restart, mut warm, mut floor) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..RUNS {
         floor.push(floor_once());
         cold.push(cold_once(round));
-        // Spaced wider than the intensity period: each restart comes after a quiet
-        // period, so the backoff lets it start at once, as a single crash would.
-        std::thread::sleep(QUIET + Duration::from_millis(10));
-        let t0 = Instant::now();
-        sigkill(current);
-        let running = next_running();
-        restart.push(t0.elapsed());
-        assert_ne!(running.os_pid, current);
-        current = running.os_pid;
+        let (took, next) = kill_once(current);
+        restart.push(took);
+        current = next;
     }
+    process_runtime::keep_warm(2).expect("keep warm children");
+    for _ in 0..RUNS {
+        warm_ready(2);
+        let (took, next) = kill_once(current);
+        warm.push(took);
+        current = next;
+    }
+    process_runtime::keep_warm(0).expect("end the warm children");
     let restarts = sup.which_children()[0].restarts;
     sup.stop();
-    assert_eq!(restarts as usize, RUNS);
-    let (cold, restart, floor) = (Stats::of(&cold), Stats::of(&restart), Stats::of(&floor));
-    let ratio = restart.median.as_secs_f64() / cold.median.as_secs_f64();
-    vec![Row {
-        figure: "supervisor: SIGKILL to replacement running (OneForOne)".into(),
-        measured: restart.ms(),
-        floor: format!(
-            "{} cold start to running ({:.3} ms re-exec floor)",
-            cold.ms(),
-            ms(floor.median)
+    assert_eq!(restarts as usize, 2 * RUNS);
+    let (cold, floor) = (Stats::of(&cold), Stats::of(&floor));
+    let row = |figure: &str, samples: &[Duration]| {
+        let stats = Stats::of(samples);
+        let ratio = stats.median.as_secs_f64() / cold.median.as_secs_f64();
+        Row {
+            figure: figure.into(),
+            measured: stats.ms(),
+            floor: format!(
+                "{} cold start to running ({:.3} ms re-exec floor)",
+                cold.ms(),
+                ms(floor.median)
+            ),
+            ratio: format!("{ratio:.3}x"),
+            checked: ratio,
+            target: Target::AtMost(1.3),
+            target_text: "<= 1.3x a cold start".into(),
+        }
+    };
+    vec![
+        row(
+            "supervisor: SIGKILL to replacement running (OneForOne)",
+            &restart,
         ),
-        ratio: format!("{ratio:.3}x"),
-        checked: ratio,
-        target: Target::AtMost(1.3),
-        target_text: "<= 1.3x a cold start".into(),
-    }]
+        row("  the same with keep_warm(2)", &warm),
+    ]
 }
 
 /// xorshift64: which worker to kill next; no need for more.
