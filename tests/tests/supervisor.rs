@@ -1028,3 +1028,48 @@ fn tree_under_fire() {
         );
     }
 }
+
+#[test]
+fn sigterm_stops_a_supervision_tree() {
+    // SIGTERM to a program whose `main` waits on a supervisor: the graceful shutdown
+    // stops every process of the tree (each runs its `on_finish`), the supervisors
+    // restart none of them, and the program exits with 143.
+    let dir = Scratch::new("supervised_term");
+    let mut program = std::process::Command::new(env!("CARGO_BIN_EXE_supervised_term"))
+        .arg(dir.path())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = process_runtime_tests::wait_for_file(&dir.file("ready"), Duration::from_secs(30));
+    if ready.is_none() {
+        let _ = program.kill();
+        panic!("the program never got ready");
+    }
+    let pid = libc::pid_t::try_from(program.id()).unwrap();
+    // SAFETY: a plain signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = program.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = program.kill();
+            panic!("the program did not exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(status.code(), Some(143));
+    assert!(!dir.file("main.returned").exists());
+    let starts = std::fs::read_to_string(dir.file("starts")).unwrap();
+    let runs: Vec<(&str, &str)> = starts.lines().map(|l| l.split_once(' ').unwrap()).collect();
+    // Nobody was restarted, every worker ran its on_finish and is gone.
+    assert_eq!(runs.len(), 2, "{starts}");
+    for (name, pid) in runs {
+        assert!(
+            dir.file(&format!("{name}.{pid}.finished")).exists(),
+            "{name} was not stopped gracefully"
+        );
+        assert!(gone_within(pid.parse().unwrap(), Duration::from_secs(10)));
+    }
+}
