@@ -375,3 +375,35 @@ fn register(name: &str, shared: &Shared) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Pid, RemoteError};
+
+    #[test]
+    fn ends_are_classified_as_otp_reads_exit_reasons() {
+        assert_eq!(
+            classify::<()>(&Ok(())),
+            (Ending::Normal, ExitReason::Normal)
+        );
+        let exited = |reason| ProcessError::Exited {
+            from: Pid::ROOT,
+            reason: Box::new(reason),
+        };
+        // `node::exit` with `Shutdown` is a normal end for a transient child.
+        assert_eq!(
+            classify::<()>(&Err(exited(ExitReason::Shutdown))),
+            (Ending::Normal, ExitReason::Shutdown)
+        );
+        let failed = ProcessError::MainLoop(RemoteError::msg("boom"));
+        assert_eq!(
+            classify::<()>(&Err(failed.clone())),
+            (Ending::Failure, ExitReason::Error(failed))
+        );
+        assert_eq!(
+            classify::<()>(&Err(ProcessError::Killed)).0,
+            Ending::Failure
+        );
+    }
+}
