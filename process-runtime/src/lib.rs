@@ -16,6 +16,7 @@ mod process;
 mod registry;
 mod shutdown;
 mod spawn;
+mod supervisor;
 mod sys;
 mod transfer;
 mod wire;
@@ -132,6 +133,9 @@ pub use process_core::{
 pub use process_macros::{main, timethis, Process};
 pub use shutdown::{shutdown, shutdown_on_signals, shutdown_requested, wait_for_shutdown};
 pub use spawn::{spawn, Spawn};
+pub use supervisor::{
+    ChildInfo, ChildSpec, Restart, Strategy, Supervisor, SupervisorError, SupervisorHandle,
+};
 pub use transfer::Transfer;
 
 use process_core::__set_signal_names;

@@ -80,3 +80,9 @@ pub(crate) fn fingerprint() -> u64 {
         acc.wrapping_add(fnv(&offset.to_le_bytes(), h))
     })
 }
+
+/// The registered tag equal to `tag`, as the table holds it; `None` when this build has
+/// no such type.
+pub(crate) fn static_tag(tag: &str) -> Option<&'static str> {
+    REGISTRY.iter().find(|r| r.tag == tag).map(|r| r.tag)
+}

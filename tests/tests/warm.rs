@@ -200,6 +200,30 @@ impl Lifecycle for Handed {
     }
 }
 
+/// Sends to the root at once and reports whether `try_send` found room.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1)]
+struct FirstSend {
+    room: bool,
+}
+
+impl Lifecycle for FirstSend {
+    type Output = bool;
+
+    fn preloop(&mut self, _cx: &mut Context) -> Outcome {
+        self.room = process_runtime::node::try_send(process_runtime::Pid::ROOT, &1u8).is_ok();
+        Ok(())
+    }
+
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+
+    fn result(&mut self, _cx: &mut Context) -> Result<bool, BoxError> {
+        Ok(self.room)
+    }
+}
+
 #[test]
 fn a_warm_child_receives_the_descriptors_of_its_state_small_or_large() {
     use std::io::Read;
@@ -222,6 +246,23 @@ fn a_warm_child_receives_the_descriptors_of_its_state_small_or_large() {
         let mut text = String::new();
         (&mine).read_to_string(&mut text).unwrap();
         assert_eq!(text, format!("{pid} {ballast}\n"));
+    }
+    process_runtime::keep_warm(0).unwrap();
+}
+
+#[test]
+fn a_warm_child_has_room_to_send_from_its_first_instruction() {
+    // Its room in the parent's mailbox is granted before its start frame goes out:
+    // otherwise a child quick enough found none, and its first `node::send` waited
+    // for a notice that never came (a second, until its wait timed out and looked
+    // again).
+    let _serial = serial();
+    process_runtime::keep_warm(2).unwrap();
+    for _ in 0..30 {
+        ready(2);
+        let h = FirstSend { room: false }.start().unwrap();
+        assert_eq!(h.result(), Ok(true), "the first try_send found no room");
+        let _: u8 = process_runtime::node::receive(Duration::from_secs(10)).unwrap();
     }
     process_runtime::keep_warm(0).unwrap();
 }

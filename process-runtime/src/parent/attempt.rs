@@ -190,6 +190,11 @@ impl Attempt {
         if options.is_plain() {
             while let Some(warm) = warm::take() {
                 let early = start.len() <= EARLY_START_MAX;
+                // The child runs the moment its start frame arrives: its room to send
+                // is granted first, or a message sent from its first section would
+                // find none and wait for a notice that never comes (`prepare` grants
+                // the same room again below).
+                mailbox::grant_initial(&mut shared.lock(), warm.beacon(), shared.config.mailbox);
                 // A small start frame is written now; one that fails to go means the
                 // warm child died since it was checked: the next one is tried.
                 if early && write_frame_with(&warm.conn, &start, &start_fds).is_err() {

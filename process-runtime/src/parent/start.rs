@@ -52,17 +52,31 @@ pub(crate) fn start<T: Process>(
             process_core::__cause(&e)
         ))
     })?;
+    start_encoded(
+        T::__registration().tag(),
+        state,
+        fds.into(),
+        config,
+        options,
+    )
+}
+
+/// Starts the process type registered as `tag` from its state's postcard bytes, known
+/// to decode, and the descriptors of its `Transfer`s; for starts that hold no typed
+/// value (a supervisor's children).
+pub(crate) fn start_encoded(
+    tag: &'static str,
+    state: Vec<u8>,
+    fds: Arc<[std::os::fd::OwnedFd]>,
+    config: ProcessConfig,
+    options: StartOptions,
+) -> Result<Arc<Shared>, ProcessError> {
+    config.validate()?;
     // Refused while a shutdown stops every process; otherwise registered once running,
     // so that a shutdown finds it.
     let ticket = tree::begin_start()?;
     let shared = Arc::new(Shared::new(config, node::local::new_child_pid()?));
-    let mut supervisor = Supervisor::new(
-        Arc::clone(&shared),
-        T::__registration().tag(),
-        state,
-        fds.into(),
-        options,
-    );
+    let mut supervisor = Supervisor::new(Arc::clone(&shared), tag, state, fds, options);
     // In the node's table before it exists, so that what is sent to it meanwhile
     // waits in its mailbox.
     node::local::enter_child(&shared);

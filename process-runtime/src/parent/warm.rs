@@ -42,6 +42,11 @@ impl WarmChild {
         (self.child, self.conn, self.beacon, self.secret)
     }
 
+    /// The page this child shares with the parent, where its room to send is granted.
+    pub(crate) fn beacon(&self) -> &Beacon {
+        &self.beacon
+    }
+
     /// Kills and reaps a warm child that cannot be used.
     pub(crate) fn discard(mut self) {
         let _ = sys::kill_group(self.child.id());
