@@ -208,11 +208,12 @@ pub(crate) struct MailCounters {
     pub(crate) parent_waits: AtomicU64,
     /// Set while the child waits for room in the parent's mailbox.
     pub(crate) child_waits: AtomicU64,
-    /// Messages of the pair that the parent took off the socket rather than the tells
-    /// ring (written by the parent, once it has drained the ring before each). The
-    /// child commits to the ring only while this equals what it sent on the socket,
-    /// which keeps the two ways in one order (see `child/port.rs`).
-    pub(crate) socket_messages_read: AtomicU64,
+    /// Frames with content (messages of the pair and of the node, the node's control)
+    /// that the parent read off the socket (written by the parent, once it has drained
+    /// the tells ring before each and handled it). The child commits to the ring only
+    /// while this equals what it sent on the socket, which keeps the two ways in one
+    /// order (see `child/port.rs`).
+    pub(crate) socket_frames_read: AtomicU64,
 }
 
 /// The taken bitmap: bit `s` (of word `s / 64`, from its least significant bit) stands

@@ -66,8 +66,8 @@ mod imp {
             HelloStep::Send
         }
 
-        /// The start frame was read; the lifecycle has not run. Returns the messages
-        /// of the pair it sent on the socket, for the port to count.
+        /// The start frame was read; the lifecycle has not run. Returns the frames with
+        /// content it sent on the socket, for the port to count.
         pub(crate) fn after_start(&self, send: &Conn) -> u64 {
             let len = u32::try_from(self.1.len()).expect("a test frame fits in u32");
             let mut frame = len.to_le_bytes().to_vec();
@@ -75,8 +75,14 @@ mod imp {
             match self.0 {
                 Some(Fault::RawFrameAfterStart) => {
                     let _ = write_frame(send, &frame);
-                    let message = crate::wire::protocol::kind::TO_PARENT_MESSAGE;
-                    return u64::from(self.1.first() == Some(&message));
+                    // Counted as the child counts what it sends on the socket.
+                    use crate::wire::protocol::kind;
+                    let content = [
+                        kind::TO_PARENT_MESSAGE,
+                        kind::TO_PARENT_ROUTED,
+                        kind::TO_PARENT_CONTROL,
+                    ];
+                    return u64::from(self.1.first().is_some_and(|k| content.contains(k)));
                 }
                 Some(Fault::DescriptorAnnouncedNotSent) => {
                     // The layout of a frame with descriptors (see `descriptors`): a

@@ -33,11 +33,14 @@
 //! parent holds, so it outlives a child that dies at once after telling it.
 //!
 //! A message that does not fit (larger than a quarter of the ring, or no room now)
-//! goes on the socket instead. The two ways must not overtake each other, so the child
-//! commits to the ring only while the parent has read every message it sent on the
-//! socket (`MailCounters::socket_messages_read`), and the parent drains the ring before
-//! it takes each message from the socket: what is in the ring is always older than
-//! any message the socket still holds.
+//! goes on the socket instead, as do the node's messages and control frames. Nothing
+//! may overtake what was sent before it (a child announces a grandchild with a control
+//! frame, then tells its pid: the parent must know the pid by then), so the child
+//! commits to the ring only while the parent has read every frame with content it
+//! sent on the socket (`MailCounters::socket_frames_read`), and the parent drains the
+//! ring before it handles each: what is in the ring is always older than any such
+//! frame the socket still holds. Room notices and ready frames say nothing to order,
+//! and are not counted.
 
 //!
 //! The port is the process's one link to its parent, for the pair's messages and for
@@ -119,8 +122,20 @@ struct WriteSide {
     conn: Conn,
     /// The tells ring; `None` where the page has none (tests of the port alone).
     ring: Option<RingWriter>,
-    /// Messages of the pair sent on the socket rather than the ring.
-    socket_messages: u64,
+    /// Frames with content sent on the socket: messages of the pair that did not go
+    /// to the ring, the node's messages and control frames.
+    socket_frames: u64,
+}
+
+impl WriteSide {
+    /// Counts a frame with content about to go on the socket (see the module's doc).
+    fn count_socket_frame(&mut self) {
+        self.socket_frames += 1;
+        // Said first: a parent that waits on the ring learns to wait on the socket.
+        if let Some(ring) = &self.ring {
+            ring.sent_on_socket(self.socket_frames);
+        }
+    }
 }
 
 /// What only the thread that reads may touch.
@@ -153,7 +168,7 @@ pub(crate) fn install(
     writer: Conn,
     mail: &'static MailCounters,
     taken: Taken<'static>,
-    socket_messages: u64,
+    socket_frames: u64,
 ) -> PairPort {
     let port = ChildPort {
         read: Mutex::new(ReadSide {
@@ -164,7 +179,7 @@ pub(crate) fn install(
         write: Mutex::new(WriteSide {
             conn: writer,
             ring: crate::beacon::child_tells().map(RingWriter::new),
-            socket_messages,
+            socket_frames,
         }),
         sent: AtomicU64::new(0),
         ended: AtomicBool::new(false),
@@ -388,7 +403,8 @@ impl ChildPort {
     /// Writes a control frame of the node to the parent: counted against no grant.
     /// Returns whether it was written.
     pub(crate) fn send_control(&self, frame: &[u8]) -> bool {
-        let writer = self.lock_write();
+        let mut writer = self.lock_write();
+        writer.count_socket_frame();
         write_frame(&writer.conn, frame).is_ok()
     }
 
@@ -465,7 +481,7 @@ impl ChildPort {
         let pair = frame.get(4) == Some(&TO_PARENT.message);
         // Descriptors travel only on the socket.
         let ring_may =
-            fds.is_empty() && writer.socket_messages == self.mail.socket_messages_read.load(SeqCst);
+            fds.is_empty() && writer.socket_frames == self.mail.socket_frames_read.load(SeqCst);
         if pair && ring_may {
             if let Some(ring) = writer.ring.as_mut() {
                 if let Pushed::Committed { wake } = ring.push(&frame[4..]) {
@@ -478,14 +494,7 @@ impl ChildPort {
                 }
             }
         }
-        if pair {
-            writer.socket_messages += 1;
-            // Said first: a parent that waits on the ring for it learns to wait on the
-            // socket instead.
-            if let Some(ring) = &writer.ring {
-                ring.sent_on_socket(writer.socket_messages);
-            }
-        }
+        writer.count_socket_frame();
         descriptors::write_frame_with(&writer.conn, frame, fds)?;
         Ok(())
     }

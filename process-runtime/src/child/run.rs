@@ -106,7 +106,7 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
     };
     drop(frame);
     crate::node::local::set_self(pid, attempt);
-    let raw_messages = fault.after_start(&writer);
+    let raw_frames = fault.after_start(&writer);
     engine::panic_location::install();
     // Stop requests arrive through the shared page, and messages are read by the
     // sections that listen, so nothing reads the socket in the background. Where the
@@ -114,7 +114,7 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
     if !sys::parent_death_signal_armed() {
         exit_with_parent(parent_pid);
     }
-    let port = port::install(reader, writer.clone(), mail, taken, raw_messages);
+    let port = port::install(reader, writer.clone(), mail, taken, raw_frames);
     let mut cx = Context::__new(config, stop, std::process::id(), parent_pid, attempt)
         .__with_ids(pid, pid.parent().unwrap_or(Pid::ROOT))
         .__with_timers(timers.timers, timers.written)

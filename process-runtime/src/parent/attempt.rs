@@ -433,9 +433,12 @@ impl Attempt {
             // back once it is handed on, or the receiver once it is taken here.
             let routed = mailbox::count_received(&mut inner);
             drop(inner);
-            return match routed
-                .and_then(|()| crate::node::route::from_child(shared, tag, frame, false))
-            {
+            let handled =
+                routed.and_then(|()| crate::node::route::from_child(shared, tag, frame, false));
+            // Handled after the ring was drained (see `drain_tells`): the child may use
+            // the ring again once it has seen all it sent on the socket handled.
+            tells::read_from_socket(Some(&self.beacon));
+            return match handled {
                 Ok(()) => None,
                 Err(e) => Some(self.refuse(shared, e)),
             };
@@ -443,7 +446,9 @@ impl Attempt {
         if let Ok(Kind::Control(tag)) = kind {
             // Not counted: control never waits behind messages.
             drop(inner);
-            return match crate::node::route::from_child(shared, tag, frame, true) {
+            let handled = crate::node::route::from_child(shared, tag, frame, true);
+            tells::read_from_socket(Some(&self.beacon));
+            return match handled {
                 Ok(()) => None,
                 Err(e) => Some(self.refuse(shared, e)),
             };
@@ -452,7 +457,7 @@ impl Attempt {
             Ok(Kind::Message(tag)) => {
                 // The ring was drained before this frame was handled (see
                 // `drain_tells`): the child may use it again.
-                tells::read_from_socket(&inner);
+                tells::read_from_socket(Some(&self.beacon));
                 mailbox::on_message(&mut inner, tag, frame)
             }
             // Drained already, before this frame was handled.

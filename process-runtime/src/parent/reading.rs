@@ -334,7 +334,7 @@ fn file(shared: &Shared, reading: &mut Reading, frame: Frame, tag: u64) -> Optio
     let mut inner = shared.lock();
     match what {
         Ok(Kind::Message(t)) if mailbox::within_grant(&inner) => {
-            tells::read_from_socket(&inner);
+            tells::read_from_socket(inner.beacon.as_deref());
             if t == tag && from_ring.is_none() {
                 mailbox::count_received(&mut inner).expect("within the grant");
                 return Some(Borrowed::Took(frame));

@@ -16,6 +16,7 @@ use super::mailbox;
 use super::reactor;
 use super::reading::Reading;
 use super::shared::{Inner, Shared};
+use crate::beacon::Beacon;
 use crate::pool::ring;
 use crate::wire::channel::Frame;
 use crate::wire::protocol::{self, Kind, TO_PARENT};
@@ -90,20 +91,22 @@ fn file(
     Ok(())
 }
 
-/// Whether the child sends its messages on the socket for now: it sent more there than
+/// Whether the child sends on the socket for now: it sent more frames there than
 /// the parent has read, and until the parent has read them all, it commits nothing to
 /// the ring. Then the socket is the place to wait.
 pub(crate) fn child_on_socket(reading: &Reading) -> bool {
     reading.ring.as_ref().is_some_and(|ring| {
-        ring.sent_on_socket() > ring.beacon().mail().socket_messages_read.load(SeqCst)
+        ring.sent_on_socket() > ring.beacon().mail().socket_frames_read.load(SeqCst)
     })
 }
 
-/// Counts a message of the pair taken off the socket, once the ring was drained before
-/// it: the child may commit to the ring again once it sees the count match its own.
-pub(crate) fn read_from_socket(inner: &Inner) {
-    if let Some(beacon) = &inner.beacon {
-        beacon.mail().socket_messages_read.fetch_add(1, SeqCst);
+/// Counts a frame with content (a message, of the pair or of the node, or the node's
+/// control) read off the socket of the attempt whose page is `beacon`, once the ring
+/// was drained before it and it was handled: the child may commit to the ring again
+/// once it sees the count match its own.
+pub(crate) fn read_from_socket(beacon: Option<&Beacon>) {
+    if let Some(beacon) = beacon {
+        beacon.mail().socket_frames_read.fetch_add(1, SeqCst);
     }
 }
 
