@@ -22,9 +22,8 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 
 use crate::parent::mailbox::AsyncListener;
-use crate::parent::reactor;
 use crate::parent::shared::Shared;
-use crate::parent::wakers::{Alarm, Registration};
+use crate::parent::wakers::{Deadline, Registration};
 use crate::RecvError;
 
 /// Ready once the process has ended: its outcome and exit status are published.
@@ -64,9 +63,8 @@ impl Future for Ended<'_> {
 #[derive(Debug)]
 pub(crate) struct Listen<'a, M> {
     listener: AsyncListener<'a>,
-    deadline: Option<Instant>,
     /// Rings at the deadline, once the future has waited.
-    alarm: Option<Arc<Alarm>>,
+    deadline: Deadline,
     _message: PhantomData<fn() -> M>,
 }
 
@@ -74,28 +72,8 @@ impl<'a, M> Listen<'a, M> {
     pub(crate) fn new(shared: &'a Arc<Shared>, tag: u64, deadline: Option<Instant>) -> Self {
         Self {
             listener: AsyncListener::new(shared, tag),
-            deadline,
-            alarm: None,
+            deadline: Deadline::new(deadline),
             _message: PhantomData,
-        }
-    }
-
-    /// Makes sure that the waker is woken at the deadline, if there is one.
-    fn arm(&mut self, cx: &Context<'_>) {
-        let Some(at) = self.deadline else { return };
-        if let Some(alarm) = &self.alarm {
-            if alarm.set_waker(cx.waker()) {
-                return;
-            }
-        }
-        let alarm = Arc::new(Alarm::new(at, cx.waker()));
-        self.alarm = Some(Arc::clone(&alarm));
-        reactor::alarm(alarm);
-    }
-
-    fn disarm(&mut self) {
-        if let Some(alarm) = self.alarm.take() {
-            alarm.cancel();
         }
     }
 }
@@ -106,26 +84,22 @@ impl<M: DeserializeOwned + 'static> Future for Listen<'_, M> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let mut decoded = None;
-        let polled = this.listener.poll(cx.waker(), this.deadline, &mut |body| {
-            decoded = Some(process_core::__decode::<M>(body));
-        });
+        let polled = this
+            .listener
+            .poll(cx.waker(), this.deadline.at(), &mut |body| {
+                decoded = Some(process_core::__decode::<M>(body));
+            });
         match polled {
             Poll::Pending => {
-                this.arm(cx);
+                this.deadline.arm(cx.waker());
                 Poll::Pending
             }
             Poll::Ready(result) => {
-                this.disarm();
+                this.deadline.disarm();
                 Poll::Ready(result.and_then(|()| {
                     decoded.expect("the listener hands over a message when it succeeds")
                 }))
             }
         }
-    }
-}
-
-impl<M> Drop for Listen<'_, M> {
-    fn drop(&mut self) {
-        self.disarm();
     }
 }

@@ -17,7 +17,6 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -25,17 +24,16 @@ use serde::de::DeserializeOwned;
 
 use super::mailbox::AsyncWait;
 use crate::parent::reactor;
-use crate::parent::wakers::Alarm;
+use crate::parent::wakers::Deadline;
 use crate::{Pid, RecvError};
 
 /// The oldest message of type `M` in this process's mailbox, with its sender.
 #[derive(Debug)]
 pub(crate) struct Receive<M> {
     tag: u64,
-    deadline: Option<Instant>,
     wait: AsyncWait,
     /// Rings at the deadline, once the future has waited.
-    alarm: Option<Arc<Alarm>>,
+    deadline: Deadline,
     /// The event loop runs (and, in a child, reads the parent's socket).
     prepared: bool,
     _message: PhantomData<fn() -> M>,
@@ -45,9 +43,8 @@ impl<M> Receive<M> {
     pub(crate) fn new(tag: u64, deadline: Option<Instant>) -> Self {
         Self {
             tag,
-            deadline,
             wait: AsyncWait::new(),
-            alarm: None,
+            deadline: Deadline::new(deadline),
             prepared: false,
             _message: PhantomData,
         }
@@ -71,24 +68,9 @@ impl<M> Receive<M> {
         Ok(())
     }
 
-    /// Makes sure that the waker is woken at the deadline, if there is one.
-    fn arm(&mut self, cx: &Context<'_>) {
-        let Some(at) = self.deadline else { return };
-        if let Some(alarm) = &self.alarm {
-            if alarm.set_waker(cx.waker()) {
-                return;
-            }
-        }
-        let alarm = Arc::new(Alarm::new(at, cx.waker()));
-        self.alarm = Some(Arc::clone(&alarm));
-        reactor::alarm(alarm);
-    }
-
     fn finish<T>(&mut self, result: Result<T, RecvError>) -> Poll<Result<T, RecvError>> {
         self.wait.clear();
-        if let Some(alarm) = self.alarm.take() {
-            alarm.cancel();
-        }
+        self.deadline.disarm();
         Poll::Ready(result)
     }
 }
@@ -111,18 +93,10 @@ impl<M: DeserializeOwned + 'static> Future for Receive<M> {
         if parent_gone && !super::local::has_children() {
             return this.finish(Err(RecvError::Ended));
         }
-        if this.deadline.is_some_and(|d| Instant::now() >= d) {
+        if this.deadline.passed() {
             return this.finish(Err(RecvError::Timeout));
         }
-        this.arm(cx);
+        this.deadline.arm(cx.waker());
         Poll::Pending
-    }
-}
-
-impl<M> Drop for Receive<M> {
-    fn drop(&mut self) {
-        if let Some(alarm) = self.alarm.take() {
-            alarm.cancel();
-        }
     }
 }

@@ -24,7 +24,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -111,6 +111,57 @@ impl<'a> Registration<'a> {
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+/// A future's time limit: an [`Alarm`] set once the future first waits, moved to the
+/// latest waker on each later wait, and cancelled when the future is done or dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Deadline {
+    at: Option<Instant>,
+    alarm: Option<Arc<Alarm>>,
+}
+
+impl Deadline {
+    /// A limit at `at`; `None` for none.
+    pub(crate) fn new(at: Option<Instant>) -> Self {
+        Self { at, alarm: None }
+    }
+
+    /// When it is.
+    pub(crate) fn at(&self) -> Option<Instant> {
+        self.at
+    }
+
+    /// Whether it has passed.
+    pub(crate) fn passed(&self) -> bool {
+        self.at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    /// Makes sure that `waker` is woken at the limit, if there is one.
+    pub(crate) fn arm(&mut self, waker: &Waker) {
+        let Some(at) = self.at else { return };
+        if let Some(alarm) = &self.alarm {
+            if alarm.set_waker(waker) {
+                return;
+            }
+        }
+        let alarm = Arc::new(Alarm::new(at, waker));
+        self.alarm = Some(Arc::clone(&alarm));
+        super::reactor::alarm(alarm);
+    }
+
+    /// Wakes nobody any more.
+    pub(crate) fn disarm(&mut self) {
+        if let Some(alarm) = self.alarm.take() {
+            alarm.cancel();
+        }
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        self.disarm();
     }
 }
 
