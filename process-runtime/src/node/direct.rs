@@ -57,7 +57,7 @@ use super::mailbox::{self, Entry};
 use super::{local, Credit};
 use crate::parent::shared::Shared;
 use crate::sys;
-use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ReadError};
+use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ParentRead, ReadError};
 use crate::wire::protocol::{self, Kind, Route, MAX_FRAME, TO_PARENT};
 use crate::{Pid, SendError};
 
@@ -337,7 +337,7 @@ pub(crate) fn may_hand_on(sender: &Shared, route: Route) -> bool {
 pub(crate) struct Inbound {
     from: Pid,
     conn: Conn,
-    reader: Mutex<FrameReader<Conn>>,
+    reader: Mutex<FrameReader<ParentRead>>,
     /// Messages relayed by the sender filed since the hello.
     relayed: AtomicU64,
     /// How many relayed messages come before the link's first (`u64::MAX` until the
@@ -421,7 +421,10 @@ fn install(from: Pid, fd: OwnedFd) {
     }
     let link = Arc::new(Inbound {
         from,
-        reader: Mutex::new(FrameReader::new(conn.clone())),
+        reader: Mutex::new(FrameReader::new(ParentRead {
+            conn: conn.clone(),
+            wait: false,
+        })),
         conn,
         relayed: AtomicU64::new(0),
         switch_at: AtomicU64::new(u64::MAX),
@@ -433,38 +436,32 @@ fn install(from: Pid, fd: OwnedFd) {
     }
 }
 
-/// Reads what has arrived on `link` and files it, while it may be read; `false` once
-/// the link has ended (it is forgotten).
-fn drain(link: &Arc<Inbound>, reader: &mut FrameReader<Conn>, wait: bool) -> bool {
+/// Reads what has arrived on `link` (waiting for it, on a thread of the link's own,
+/// when `wait`) and files it, while the link may be read. Returns how many messages
+/// it filed; `None` once the link has ended (it is forgotten).
+fn drain(link: &Arc<Inbound>, reader: &mut FrameReader<ParentRead>, wait: bool) -> Option<usize> {
+    reader.get_mut().wait = wait;
+    let mut filed = 0;
     loop {
         if !link.readable() {
-            return true;
+            return Some(filed);
         }
-        // A thread of its own waits in the read; the receiving thread reads only what
-        // has come.
-        let next = if wait || reader.has_buffered() {
-            reader.read_frame(MAX_FRAME)
-        } else {
-            match sys::poll_readable(link.conn.stream(), Duration::ZERO) {
-                Ok(true) => reader.read_frame(MAX_FRAME),
-                Ok(false) => return true,
-                Err(_) => Err(ReadError::Closed { partial: false }),
-            }
-        };
-        match next {
+        match reader.read_frame(MAX_FRAME) {
             Ok(Some(frame)) => {
                 if !take(link, frame) {
                     end(link);
-                    return false;
+                    return None;
                 }
-                if wait && !reader.has_buffered() {
-                    return true;
+                filed += 1;
+                // What is not in the buffer yet is for the next wait.
+                if !reader.has_buffered() {
+                    return Some(filed);
                 }
             }
-            Ok(None) => return true,
+            Ok(None) => return Some(filed),
             Err(_) => {
                 end(link);
-                return false;
+                return None;
             }
         }
     }
@@ -523,13 +520,12 @@ pub(crate) fn wait_with_parent(parent: &Stream, deadline: Option<Instant>) -> Wa
         .filter(|l| l.readable())
         .cloned()
         .collect();
-    // What is read already needs no wait.
+    // What is read already needs no wait (a part of a frame does).
     let mut filed = false;
     for link in &links {
         if let Ok(mut reader) = link.reader.try_lock() {
             if reader.has_buffered() {
-                drain(link, &mut reader, false);
-                filed = true;
+                filed |= drain(link, &mut reader, false) != Some(0);
             }
         }
     }
@@ -548,8 +544,7 @@ pub(crate) fn wait_with_parent(parent: &Stream, deadline: Option<Instant>) -> Wa
     for (link, ready) in links.iter().zip(&ready[1..]) {
         if *ready {
             if let Ok(mut reader) = link.reader.try_lock() {
-                drain(link, &mut reader, false);
-                filed = true;
+                filed |= drain(link, &mut reader, false) != Some(0);
             }
         }
     }
@@ -585,7 +580,7 @@ fn read_in_thread(link: Arc<Inbound>) {
                 continue;
             }
             let mut reader = lock(&link.reader);
-            if !drain(&link, &mut reader, true) {
+            if drain(&link, &mut reader, true).is_none() {
                 return;
             }
         });
