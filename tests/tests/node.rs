@@ -1819,6 +1819,52 @@ fn siblings_ping_pong_on_direct_links() {
     assert_eq!(descriptors(), before);
 }
 
+/// Answers `rounds` hops as [`LinkPonger`] does, but takes them with
+/// `node::receive_from_async`: its event loop reads its parent's socket, and a thread
+/// of its own reads each direct link.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct AsyncLinkPonger {
+    rounds: u64,
+}
+
+impl Lifecycle for AsyncLinkPonger {
+    type Output = i64;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<i64, BoxError> {
+        // The first wait starts the event loop, with descriptors of its own: counted
+        // before the links.
+        let nothing = futures::executor::block_on(node::receive_async::<Never>(Duration::ZERO));
+        assert_eq!(nothing, Err(RecvError::Timeout));
+        let before = descriptors();
+        for n in 0..self.rounds {
+            let (from, Hop(m)) = futures::executor::block_on(node::receive_from_async(LONG))?;
+            assert_eq!(m, n, "a hop out of order");
+            node::send(from, &HopBack(m))?;
+        }
+        Ok(descriptors_since(before))
+    }
+}
+
+/// The same ping-pong with a receiver whose links are read by threads (it receives
+/// without blocking, so its event loop reads its socket): every answer in turn, one
+/// link each way.
+#[test]
+fn siblings_ping_pong_on_direct_links_read_in_the_background() {
+    let _serial = serial();
+    let ponger = AsyncLinkPonger { rounds: 1_000 }.start().unwrap();
+    let pinger = LinkPinger {
+        to: ponger.id(),
+        rounds: 1_000,
+    }
+    .start()
+    .unwrap();
+    assert_eq!(pinger.result().unwrap(), 2);
+    assert_eq!(ponger.result().unwrap(), 2);
+}
+
 /// Sends hops to `to` until a send fails; tells the root when the link is surely made
 /// (after 100). Returns the error's text and how many descriptors it has more than
 /// before.
