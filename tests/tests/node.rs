@@ -1720,3 +1720,351 @@ fn otp_5772_monitor() {
         expect_no_down();
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Direct links: siblings that talk a lot get a socket pair of their own.
+
+/// A message on its way between siblings, numbered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Hop(u64);
+/// The answer to a [`Hop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct HopBack(u64);
+/// A receiver's word that it is ready for what comes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Ready;
+/// A sender's word that the receiver's mailbox refused a message, after `0` were taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Filled(u64);
+/// What nobody sends: a receive of it only reads what has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Never;
+
+/// How many descriptors this process has more than `before`.
+fn descriptors_since(before: usize) -> i64 {
+    i64::try_from(descriptors()).unwrap() - i64::try_from(before).unwrap()
+}
+
+/// Pings `to` `rounds` times, each answer checked in turn; returns how many
+/// descriptors it has more at the end than before the first ping.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct LinkPinger {
+    to: Pid,
+    rounds: u64,
+}
+
+impl Lifecycle for LinkPinger {
+    type Output = i64;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<i64, BoxError> {
+        let before = descriptors();
+        for n in 0..self.rounds {
+            node::send(self.to, &Hop(n))?;
+            let (from, HopBack(m)) = node::receive_from(LONG)?;
+            assert_eq!((from, m), (self.to, n), "an answer out of turn");
+        }
+        Ok(descriptors_since(before))
+    }
+}
+
+/// Answers `rounds` hops, each to its sender, checking their order; returns how many
+/// descriptors it has more at the end than before the first.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct LinkPonger {
+    rounds: u64,
+}
+
+impl Lifecycle for LinkPonger {
+    type Output = i64;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<i64, BoxError> {
+        let before = descriptors();
+        for n in 0..self.rounds {
+            let (from, Hop(m)) = node::receive_from(LONG)?;
+            assert_eq!(m, n, "a hop out of order");
+            node::send(from, &HopBack(m))?;
+        }
+        Ok(descriptors_since(before))
+    }
+}
+
+/// Two siblings that ping-pong many times: each answer comes in turn, and each side
+/// holds one more descriptor per direction (the ends of the two direct links: the
+/// first messages went through the parent, the rest did not). The root, which handed
+/// the links' ends on, holds none of them once both have ended.
+#[test]
+fn siblings_ping_pong_on_direct_links() {
+    let _serial = serial();
+    let before = descriptors();
+    let ponger = LinkPonger { rounds: 1_000 }.start().unwrap();
+    let pinger = LinkPinger {
+        to: ponger.id(),
+        rounds: 1_000,
+    }
+    .start()
+    .unwrap();
+    assert_eq!(pinger.result().unwrap(), 2);
+    assert_eq!(ponger.result().unwrap(), 2);
+    drop((pinger, ponger));
+    let deadline = Instant::now() + 5 * SECOND;
+    while descriptors() != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(descriptors(), before);
+}
+
+/// Answers `rounds` hops as [`LinkPonger`] does, but takes them with
+/// `node::receive_from_async`: its event loop reads its parent's socket, and a thread
+/// of its own reads each direct link.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct AsyncLinkPonger {
+    rounds: u64,
+}
+
+impl Lifecycle for AsyncLinkPonger {
+    type Output = i64;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<i64, BoxError> {
+        // The first wait starts the event loop, with descriptors of its own: counted
+        // before the links.
+        let nothing = futures::executor::block_on(node::receive_async::<Never>(Duration::ZERO));
+        assert_eq!(nothing, Err(RecvError::Timeout));
+        let before = descriptors();
+        for n in 0..self.rounds {
+            let (from, Hop(m)) = futures::executor::block_on(node::receive_from_async(LONG))?;
+            assert_eq!(m, n, "a hop out of order");
+            node::send(from, &HopBack(m))?;
+        }
+        Ok(descriptors_since(before))
+    }
+}
+
+/// The same ping-pong with a receiver whose links are read by threads (it receives
+/// without blocking, so its event loop reads its socket): every answer in turn, one
+/// link each way.
+#[test]
+fn siblings_ping_pong_on_direct_links_read_in_the_background() {
+    let _serial = serial();
+    let ponger = AsyncLinkPonger { rounds: 1_000 }.start().unwrap();
+    let pinger = LinkPinger {
+        to: ponger.id(),
+        rounds: 1_000,
+    }
+    .start()
+    .unwrap();
+    assert_eq!(pinger.result().unwrap(), 2);
+    assert_eq!(ponger.result().unwrap(), 2);
+}
+
+/// Sends hops to `to` until a send fails; tells the root when the link is surely made
+/// (after 100). Returns the error's text and how many descriptors it has more than
+/// before.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Talker {
+    to: Pid,
+}
+
+impl Lifecycle for Talker {
+    type Output = (String, i64);
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(String, i64), BoxError> {
+        let before = descriptors();
+        for n in 0.. {
+            if let Err(e) = node::send(self.to, &Hop(n)) {
+                return Ok((e.to_string(), descriptors_since(before)));
+            }
+            if n == 100 {
+                cx.tell(&Ready)?;
+            }
+        }
+        unreachable!("a send fails once the receiver is killed")
+    }
+}
+
+/// Takes hops for ever.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Listener;
+
+impl Lifecycle for Listener {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        let mut next = 0;
+        loop {
+            let Hop(n) = node::receive(LONG)?;
+            assert_eq!(n, next, "a hop out of order");
+            next += 1;
+        }
+    }
+}
+
+/// A receiver killed from outside in the middle of a conversation on a direct link:
+/// the sender's next sends find it gone (`NoProc`, not a wait for ever), and its end of
+/// the link is closed.
+#[test]
+fn a_sibling_killed_mid_conversation_on_a_direct_link() {
+    let _serial = serial();
+    let listener = Listener.start().unwrap();
+    let talker = Talker { to: listener.id() }.start().unwrap();
+    let Ready = talker.listen(LONG).unwrap();
+    kill_9(listener.pid());
+    let (error, descriptors) = talker.result().unwrap();
+    assert_eq!(error, SendError::NoProc.to_string());
+    assert_eq!(descriptors, 0, "the sender's end of the link is still open");
+    assert!(listener.result().is_err());
+}
+
+/// Takes `rounds` hops from whoever sends them after it was told a `Target`, while it
+/// monitors that target; once the target's `Down` came, waits until it holds no more
+/// descriptors than before. Returns whether it got there, and the `Down`'s reason.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct LinkWatcher {
+    rounds: u64,
+}
+
+impl Lifecycle for LinkWatcher {
+    type Output = (bool, ExitReason);
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(bool, ExitReason), BoxError> {
+        let before = descriptors();
+        let Target(talker) = node::receive(LONG)?;
+        let m = node::monitor(talker);
+        for n in 0..self.rounds {
+            let Hop(got) = node::receive(LONG)?;
+            assert_eq!(got, n, "a hop out of order");
+        }
+        cx.tell(&Ready)?;
+        let down: Down = node::receive(LONG)?;
+        assert_eq!(down.monitor, m);
+        // Whatever the talker sent before it died is taken, and the link's end read.
+        let deadline = Instant::now() + 10 * SECOND;
+        while descriptors() != before && Instant::now() < deadline {
+            let _ = node::receive::<Hop>(Duration::from_millis(10));
+        }
+        Ok((descriptors() == before, down.reason))
+    }
+}
+
+/// A sender killed from outside in the middle of a conversation on a direct link: the
+/// receiver sees the end (its `Down`, and the end of the link, whose descriptor it
+/// closes).
+#[test]
+fn a_sender_killed_mid_conversation_on_a_direct_link() {
+    let _serial = serial();
+    let watcher = LinkWatcher { rounds: 100 }.start().unwrap();
+    let talker = Talker { to: watcher.id() }.start().unwrap();
+    node::send(watcher.id(), &Target(talker.id())).unwrap();
+    let Ready = watcher.listen(LONG).unwrap();
+    kill_9(talker.pid());
+    let (closed, reason) = watcher.result().unwrap();
+    assert!(
+        matches!(reason, ExitReason::Error(ProcessError::Crashed { .. })),
+        "{reason:?}"
+    );
+    assert!(closed, "the receiver's end of the link is still open");
+    assert!(talker.result().is_err());
+}
+
+/// Sends 8 hops to `to` (through the parent), waits for its [`Ready`], then fills its
+/// mailbox with `try_send` (on the link by then), tells the root how many went, and
+/// sends 4 more, which wait for room.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, timeout.loop = "30s")]
+struct Filler {
+    to: Pid,
+}
+
+impl Lifecycle for Filler {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<(), BoxError> {
+        for n in 0..8 {
+            node::send(self.to, &Hop(n))?;
+        }
+        let Ready = node::receive(LONG)?;
+        let mut n = 8;
+        loop {
+            match node::try_send(self.to, &Hop(n)) {
+                Ok(()) => n += 1,
+                Err(SendError::Full) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        cx.tell(&Filled(n - 8))?;
+        for _ in 0..4 {
+            node::send(self.to, &Hop(n))?;
+            n += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A mailbox of 4: takes 8 hops, waits until the link's hello is in (one descriptor
+/// more), says it is ready, and takes the rest only when the root says how many.
+#[derive(Process, Serialize, Deserialize)]
+#[process(num_loops = 1, mailbox = 4, timeout.loop = "30s")]
+struct SmallMailbox;
+
+impl Lifecycle for SmallMailbox {
+    type Output = Vec<u64>;
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        Ok(())
+    }
+    fn result(&mut self, cx: &mut Context) -> Result<Vec<u64>, BoxError> {
+        let before = descriptors();
+        let mut got = Vec::new();
+        let mut from = None;
+        for _ in 0..8 {
+            let (sender, Hop(n)) = node::receive_from(LONG)?;
+            from = Some(sender);
+            got.push(n);
+        }
+        let deadline = Instant::now() + LONG;
+        while descriptors() == before && Instant::now() < deadline {
+            let _ = node::receive::<Never>(Duration::from_millis(10));
+        }
+        node::send(from.expect("8 hops came"), &Ready)?;
+        let Filled(filled) = cx.listen(LONG)?;
+        for _ in 0..filled + 4 {
+            let Hop(n) = node::receive(LONG)?;
+            got.push(n);
+        }
+        Ok(got)
+    }
+}
+
+/// On a direct link the receiver's mailbox still bounds what a sender may leave in it:
+/// `try_send` is `Full` once the mailbox (4) holds its messages, `send` waits for room,
+/// and everything arrives once, in order, across the switch from the parent to the
+/// link.
+#[test]
+fn a_direct_link_holds_the_mailbox_bound() {
+    let _serial = serial();
+    let small = SmallMailbox.start().unwrap();
+    let filler = Filler { to: small.id() }.start().unwrap();
+    let Filled(filled) = filler.listen(LONG).unwrap();
+    assert_eq!(filled, 4);
+    small.tell(&Filled(filled)).unwrap();
+    filler.result().unwrap();
+    assert_eq!(small.result().unwrap(), (0..16).collect::<Vec<_>>());
+}

@@ -233,6 +233,8 @@ impl ChildPort {
                 let _ = self.loop_key.set(key);
             }
         });
+        // The direct links from siblings are read by threads from now on.
+        node::direct::read_in_background();
         // Whatever arrived before the loop watched it.
         crate::parent::reactor::kick_port();
     }
@@ -527,7 +529,19 @@ impl ChildPort {
             }
             let read = {
                 let mut rs = self.lock_read();
-                self.read_one(&mut rs, deadline)?
+                if node::direct::has_inbound() && !rs.reader.has_buffered() {
+                    // Direct links from siblings are read by this thread too.
+                    let parent = rs.reader.get_ref().stream();
+                    match node::direct::wait_with_parent(parent, deadline) {
+                        node::direct::Waited::Parent => {
+                            self.read_one(&mut rs, Some(Instant::now()))?
+                        }
+                        node::direct::Waited::Filed => true,
+                        node::direct::Waited::Timeout => false,
+                    }
+                } else {
+                    self.read_one(&mut rs, deadline)?
+                }
             };
             if !read && deadline.is_some_and(|d| Instant::now() >= d) {
                 // A last look before giving up.

@@ -106,6 +106,7 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
     };
     drop(frame);
     crate::node::local::set_self(pid, attempt);
+    crate::node::direct::set_mailbox(config.mailbox);
     let raw_frames = fault.after_start(&writer);
     engine::panic_location::install();
     // Stop requests arrive through the shared page, and messages are read by the

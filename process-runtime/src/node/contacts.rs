@@ -57,6 +57,8 @@ pub(crate) fn alive(to: Pid) -> bool {
 /// The root says `pid` has ended.
 pub(crate) fn ended(pid: Pid) {
     known().get_or_insert_with(HashMap::new).insert(pid, false);
+    // A direct link to it is closed now, not at the next send.
+    super::direct::forget(pid);
 }
 
 /// Whether a send from this process to `to` needs [`alive`]: `to` is neither this

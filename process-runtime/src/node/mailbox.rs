@@ -30,7 +30,7 @@ pub(crate) struct Entry {
     /// Where the body starts in the frame's payload.
     body: usize,
     /// Given back when the entry is dropped (taken, or dropped with the mailbox).
-    _credit: Credit,
+    credit: Credit,
 }
 
 impl Entry {
@@ -40,8 +40,19 @@ impl Entry {
             tag,
             frame,
             body,
-            _credit: credit,
+            credit,
         }
+    }
+
+    /// Whether the message came down from the parent in a slot of this process's
+    /// mailbox (relayed, rather than a notice or a message on a direct link).
+    pub(crate) fn relayed(&self) -> bool {
+        matches!(self.credit, Credit::Slot(_))
+    }
+
+    /// The descriptors that came with the message, taken out of it.
+    pub(crate) fn take_fds(&mut self) -> Vec<std::os::fd::OwnedFd> {
+        self.frame.take_fds()
     }
 
     /// The message's postcard bytes.
@@ -125,6 +136,10 @@ pub(crate) fn demonitor(mref: MonitorRef) -> bool {
 
 /// Files a message, waking the receivers that wait.
 pub(crate) fn file(entry: Entry) {
+    // A direct link's hello is not a message; what it counts, it counts here.
+    let Some(entry) = super::direct::on_filing(entry) else {
+        return;
+    };
     if !wanted(entry.tag, entry.body()) {
         return;
     }

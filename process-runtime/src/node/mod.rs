@@ -19,10 +19,11 @@
 //! a message goes, and handing on what passes through), `mailbox` (what is filed for
 //! `receive`), `control` (the root's bookkeeping: alive processes, names, monitors,
 //! links, exit signals), `contacts` (which of the other processes a child sends to
-//! have ended).
+//! have ended), `direct` (socket pairs between siblings that talk a lot).
 
 pub(crate) mod contacts;
 pub(crate) mod control;
+pub(crate) mod direct;
 pub(crate) mod local;
 pub(crate) mod mailbox;
 mod receive_future;
@@ -54,6 +55,8 @@ pub(crate) enum Credit {
     Child(Arc<Shared>),
     /// A slot of this child's own mailbox, where it came down from the parent.
     Slot(u32),
+    /// A place in the window of a direct link from a sibling, where it came on it.
+    Direct(Arc<direct::Inbound>),
 }
 
 impl Drop for Credit {
@@ -66,6 +69,7 @@ impl Drop for Credit {
                     port.took_one(*slot);
                 }
             }
+            Credit::Direct(link) => link.give_back(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! what passes through is handed to the [router](super::router), which never makes
 //! the event loop wait.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -65,8 +66,12 @@ pub(crate) fn send<M: Serialize + 'static>(to: Pid, msg: &M, wait: bool) -> Resu
     };
     let (frame, fds) = encode(protocol::routed_prefix(&TO_PARENT, tag, route))?;
     let frame = protocol::seal(frame, type_name)?;
-    port.send_frame(frame, &fds, wait)
-        .map_err(|(e, _)| no_proc(e))
+    // To a sibling, on a direct link once there is one (see `direct`).
+    let relay = |frame: Vec<u8>, fds: &[OwnedFd], wait: bool| {
+        port.send_frame(frame, fds, wait)
+            .map_err(|(e, _)| no_proc(e))
+    };
+    super::direct::send(to, frame, fds, wait, &relay)
 }
 
 /// A next hop that has ended: the receiver has too (or is cut off from this process
@@ -96,6 +101,11 @@ pub(crate) fn from_child(
     }
     if control {
         return super::control::from_child(route.from, tag, frame, body);
+    }
+    if tag == super::direct::hello_tag() && !super::direct::may_hand_on(sender, route) {
+        // Dropped, and the receiver's end of the link closed with it: the sender reads
+        // the end, and relays for good.
+        return Ok(());
     }
     let credit = Credit::Child(Arc::clone(sender));
     let me = local::self_pid();

@@ -67,6 +67,12 @@ pub(crate) fn poll_readable(stream: &Stream, timeout: Duration) -> io::Result<bo
     imp::poll_readable(stream, timeout)
 }
 
+/// Which of `streams` have bytes (or an end-of-file) to read, waiting up to `timeout`
+/// for the first: one flag per stream, all false when the time ran out.
+pub(crate) fn poll_readable_any(streams: &[&Stream], timeout: Duration) -> io::Result<Vec<bool>> {
+    imp::poll_readable_any(streams, timeout)
+}
+
 /// The socket's descriptor, to register it for readiness.
 pub(crate) fn stream_fd(stream: &Stream) -> BorrowedFd<'_> {
     imp::stream_fd(stream)

@@ -78,6 +78,26 @@ pub(super) fn poll_readable(stream: &Stream, timeout: Duration) -> io::Result<bo
     }
 }
 
+pub(super) fn poll_readable_any(streams: &[&Stream], timeout: Duration) -> io::Result<Vec<bool>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds: Vec<PollFd<'_>> = streams
+        .iter()
+        .map(|stream| PollFd::new(stream_fd(stream), PollFlags::POLLIN))
+        .collect();
+    let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    loop {
+        match poll(&mut fds, PollTimeout::from(millis)) {
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(fds
+        .iter()
+        .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
+}
+
 pub(super) fn stream_fd(stream: &Stream) -> BorrowedFd<'_> {
     let Stream::UdSocket(socket) = stream;
     socket.as_fd()
