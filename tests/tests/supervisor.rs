@@ -204,6 +204,12 @@ fn kill_and_await_restart(sup: &SupervisorHandle, dir: &Scratch, name: &str) -> 
 fn kill_and_await_new_pid(sup: &SupervisorHandle, name: &str) -> ChildInfo {
     let before = info(sup, name);
     sigkill(before.os_pid.expect("the child runs"));
+    await_new_pid(sup, name, &before)
+}
+
+/// Waits until the child `name` runs under another pid than `before`'s; returns its
+/// new info.
+fn await_new_pid(sup: &SupervisorHandle, name: &str, before: &ChildInfo) -> ChildInfo {
     let mut after = None;
     eventually(&format!("`{name}` restarted"), || {
         let now = info(sup, name);
@@ -212,6 +218,18 @@ fn kill_and_await_new_pid(sup: &SupervisorHandle, name: &str) -> ChildInfo {
         restarted
     });
     after.unwrap()
+}
+
+/// A supervisor of one worker, logging as `c` in its own directory and named
+/// `<test>.c`, restarted as `restart` says: the set-up of the restart-type cases.
+fn one_child(test: &str, restart: Restart) -> (Scratch, String, SupervisorHandle) {
+    let dir = Scratch::new(test);
+    let name = format!("{test}.c");
+    let sup = quick(Strategy::OneForOne)
+        .child(ChildSpec::new(name.clone(), Worker::new(&dir, "c")).restart(restart))
+        .start()
+        .unwrap();
+    (dir, name, sup)
 }
 
 /// Waits until the child `name` no longer runs.
@@ -380,18 +398,11 @@ fn sup_stop_timeout() {
 
 #[test]
 fn permanent_normal() {
-    let dir = Scratch::new("permanent_normal");
-    let name = "permanent_normal.c";
-    let sup = quick(Strategy::OneForOne)
-        .child(ChildSpec::new(name, Worker::new(&dir, "c")).restart(Restart::Permanent))
-        .start()
-        .unwrap();
+    let (_dir, name, sup) = one_child("permanent_normal", Restart::Permanent);
+    let name = name.as_str();
     let before = info(&sup, name);
     node::send(before.pid.unwrap(), &Cmd::Finish).unwrap();
-    eventually("restarted", || {
-        let now = info(&sup, name);
-        now.pid.is_some() && now.pid != before.pid
-    });
+    await_new_pid(&sup, name, &before);
     assert_eq!(info(&sup, name).restarts, 1);
     // The name follows the new process.
     assert_eq!(node::whereis(name), info(&sup, name).pid);
@@ -399,12 +410,8 @@ fn permanent_normal() {
 
 #[test]
 fn transient_normal() {
-    let dir = Scratch::new("transient_normal");
-    let name = "transient_normal.c";
-    let sup = quick(Strategy::OneForOne)
-        .child(ChildSpec::new(name, Worker::new(&dir, "c")).restart(Restart::Transient))
-        .start()
-        .unwrap();
+    let (dir, name, sup) = one_child("transient_normal", Restart::Transient);
+    let name = name.as_str();
     let pid = info(&sup, name).pid.unwrap();
     node::send(pid, &Cmd::Finish).unwrap();
     await_down(&sup, name);
@@ -421,12 +428,8 @@ fn transient_normal() {
 
 #[test]
 fn temporary_normal() {
-    let dir = Scratch::new("temporary_normal");
-    let name = "temporary_normal.c";
-    let sup = quick(Strategy::OneForOne)
-        .child(ChildSpec::new(name, Worker::new(&dir, "c")).restart(Restart::Temporary))
-        .start()
-        .unwrap();
+    let (dir, name, sup) = one_child("temporary_normal", Restart::Temporary);
+    let name = name.as_str();
     node::send(info(&sup, name).pid.unwrap(), &Cmd::Finish).unwrap();
     eventually("forgotten", || sup.which_children().is_empty());
     assert_eq!(started_pids(&dir, "c").len(), 1);
@@ -441,28 +444,17 @@ fn shut_down(sup: &SupervisorHandle, name: &str) -> ChildInfo {
 
 #[test]
 fn permanent_shutdown() {
-    let dir = Scratch::new("permanent_shutdown");
-    let name = "permanent_shutdown.c";
-    let sup = quick(Strategy::OneForOne)
-        .child(ChildSpec::new(name, Worker::new(&dir, "c")))
-        .start()
-        .unwrap();
+    let (_dir, name, sup) = one_child("permanent_shutdown", Restart::Permanent);
+    let name = name.as_str();
     let before = shut_down(&sup, name);
-    eventually("restarted", || {
-        let now = info(&sup, name);
-        now.pid.is_some() && now.pid != before.pid
-    });
+    await_new_pid(&sup, name, &before);
     assert_eq!(info(&sup, name).restarts, 1);
 }
 
 #[test]
 fn transient_shutdown() {
-    let dir = Scratch::new("transient_shutdown");
-    let name = "transient_shutdown.c";
-    let sup = quick(Strategy::OneForOne)
-        .child(ChildSpec::new(name, Worker::new(&dir, "c")).restart(Restart::Transient))
-        .start()
-        .unwrap();
+    let (dir, name, sup) = one_child("transient_shutdown", Restart::Transient);
+    let name = name.as_str();
     await_starts(&dir, "c", 1);
     shut_down(&sup, name);
     await_down(&sup, name);
@@ -472,24 +464,16 @@ fn transient_shutdown() {
 
 #[test]
 fn temporary_shutdown() {
-    let dir = Scratch::new("temporary_shutdown");
-    let name = "temporary_shutdown.c";
-    let sup = quick(Strategy::OneForOne)
-        .child(ChildSpec::new(name, Worker::new(&dir, "c")).restart(Restart::Temporary))
-        .start()
-        .unwrap();
+    let (_dir, name, sup) = one_child("temporary_shutdown", Restart::Temporary);
+    let name = name.as_str();
     shut_down(&sup, name);
     eventually("forgotten", || sup.which_children().is_empty());
 }
 
 #[test]
 fn permanent_abnormal() {
-    let dir = Scratch::new("permanent_abnormal");
-    let name = "permanent_abnormal.c";
-    let sup = quick(Strategy::OneForOne)
-        .child(ChildSpec::new(name, Worker::new(&dir, "c")))
-        .start()
-        .unwrap();
+    let (dir, name, sup) = one_child("permanent_abnormal", Restart::Permanent);
+    let name = name.as_str();
     let old = info(&sup, name);
     let new = kill_and_await_restart(&sup, &dir, name);
     assert_eq!(new.restarts, 1);
@@ -509,30 +493,19 @@ fn permanent_abnormal() {
 
 #[test]
 fn transient_abnormal() {
-    let dir = Scratch::new("transient_abnormal");
-    let name = "transient_abnormal.c";
-    let sup = quick(Strategy::OneForOne)
-        .child(ChildSpec::new(name, Worker::new(&dir, "c")).restart(Restart::Transient))
-        .start()
-        .unwrap();
+    let (_dir, name, sup) = one_child("transient_abnormal", Restart::Transient);
+    let name = name.as_str();
     // A failure by error this time (the SIGKILL case is `permanent_abnormal`).
     let before = info(&sup, name);
     node::send(before.pid.unwrap(), &Cmd::Fail).unwrap();
-    eventually("restarted", || {
-        let now = info(&sup, name);
-        now.pid.is_some() && now.pid != before.pid
-    });
+    await_new_pid(&sup, name, &before);
     assert_eq!(info(&sup, name).restarts, 1);
 }
 
 #[test]
 fn temporary_abnormal() {
-    let dir = Scratch::new("temporary_abnormal");
-    let name = "temporary_abnormal.c";
-    let sup = quick(Strategy::OneForOne)
-        .child(ChildSpec::new(name, Worker::new(&dir, "c")).restart(Restart::Temporary))
-        .start()
-        .unwrap();
+    let (dir, name, sup) = one_child("temporary_abnormal", Restart::Temporary);
+    let name = name.as_str();
     await_starts(&dir, "c", 1);
     sigkill(info(&sup, name).os_pid.unwrap());
     eventually("forgotten", || sup.which_children().is_empty());
