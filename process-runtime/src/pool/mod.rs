@@ -459,74 +459,51 @@ pub struct Imap<'p, I, R> {
     feed: Feed<'p, I, R>,
 }
 
-impl<'p, I, R> Imap<'p, I, R> {
-    /// The same results as a [`Stream`](futures_core::Stream), for async code (see
-    /// [`ImapStream`]).
-    #[must_use]
-    pub fn into_stream(self) -> ImapStream<'p, I, R> {
-        ImapStream { feed: self.feed }
-    }
-}
-
-impl<I, R, A> Iterator for Imap<'_, I, R>
-where
-    I: Iterator<Item = A>,
-    A: Serialize,
-    R: DeserializeOwned,
-{
-    type Item = Result<R, ProcessError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.feed.next_result().map(|(_, result)| result)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.feed.size_hint()
-    }
-}
-
-impl<I, R> fmt::Debug for Imap<'_, I, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Imap").finish_non_exhaustive()
-    }
-}
-
 /// The results of [`Pool::imap_unordered`], as their items finish.
 pub struct ImapUnordered<'p, I, R> {
     feed: Feed<'p, I, R>,
 }
 
-impl<'p, I, R> ImapUnordered<'p, I, R> {
-    /// The same results as a [`Stream`](futures_core::Stream), for async code (see
-    /// [`ImapStream`]).
-    #[must_use]
-    pub fn into_stream(self) -> ImapStream<'p, I, R> {
-        ImapStream { feed: self.feed }
-    }
+/// What [`Imap`] and [`ImapUnordered`] share: the order is their [`Feed`]'s, so the
+/// two are one iterator under two names, each documented for what it promises.
+macro_rules! results_iterator {
+    ($name:ident) => {
+        impl<'p, I, R> $name<'p, I, R> {
+            /// The same results as a [`Stream`](futures_core::Stream), for async code
+            /// (see [`ImapStream`]).
+            #[must_use]
+            pub fn into_stream(self) -> ImapStream<'p, I, R> {
+                ImapStream { feed: self.feed }
+            }
+        }
+
+        impl<I, R, A> Iterator for $name<'_, I, R>
+        where
+            I: Iterator<Item = A>,
+            A: Serialize,
+            R: DeserializeOwned,
+        {
+            type Item = Result<R, ProcessError>;
+
+            fn next(&mut self) -> Option<Self::Item> {
+                self.feed.next_result().map(|(_, result)| result)
+            }
+
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                self.feed.size_hint()
+            }
+        }
+
+        impl<I, R> fmt::Debug for $name<'_, I, R> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+    };
 }
 
-impl<I, R, A> Iterator for ImapUnordered<'_, I, R>
-where
-    I: Iterator<Item = A>,
-    A: Serialize,
-    R: DeserializeOwned,
-{
-    type Item = Result<R, ProcessError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.feed.next_result().map(|(_, result)| result)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.feed.size_hint()
-    }
-}
-
-impl<I, R> fmt::Debug for ImapUnordered<'_, I, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ImapUnordered").finish_non_exhaustive()
-    }
-}
+results_iterator!(Imap);
+results_iterator!(ImapUnordered);
 
 /// The results of [`Pool::imap`] or [`Pool::imap_unordered`] as a
 /// [`Stream`](futures_core::Stream), in the order of the call it came from:
