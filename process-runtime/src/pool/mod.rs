@@ -381,17 +381,8 @@ impl Pool {
         F: Fn(A) -> R,
         I: IntoIterator<Item = A>,
     {
-        let call = crate::call::offset_of::<A, R, F>(&f);
         Imap {
-            feed: Feed::new(
-                &self.core,
-                call,
-                items.into_iter(),
-                decode,
-                true,
-                true,
-                None,
-            ),
+            feed: self.lazy_feed(&f, items, true),
         }
     }
 
@@ -404,18 +395,30 @@ impl Pool {
         F: Fn(A) -> R,
         I: IntoIterator<Item = A>,
     {
-        let call = crate::call::offset_of::<A, R, F>(&f);
         ImapUnordered {
-            feed: Feed::new(
-                &self.core,
-                call,
-                items.into_iter(),
-                decode,
-                false,
-                true,
-                None,
-            ),
+            feed: self.lazy_feed(&f, items, false),
         }
+    }
+
+    /// The feed of `imap` (`in_order`) or `imap_unordered`: `f` over `items`, read a
+    /// window ahead of the results taken.
+    fn lazy_feed<A, R, F, I>(&self, f: &F, items: I, in_order: bool) -> Feed<'_, I::IntoIter, R>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+        F: Fn(A) -> R,
+        I: IntoIterator<Item = A>,
+    {
+        let call = crate::call::offset_of::<A, R, F>(f);
+        Feed::new(
+            &self.core,
+            call,
+            items.into_iter(),
+            decode,
+            in_order,
+            true,
+            None,
+        )
     }
 }
 
