@@ -144,15 +144,7 @@ impl<R: FdRead> FrameReader<R> {
     pub(crate) fn read_frame(&mut self, max: usize) -> Result<Option<Frame>, ReadError> {
         loop {
             let have = self.filled - self.pos;
-            if have >= 4 {
-                let prefix: [u8; 4] = self.buf[self.pos..self.pos + 4]
-                    .try_into()
-                    .expect("4 bytes");
-                let prefix = u32::from_le_bytes(prefix) as usize;
-                let mut len = prefix;
-                if len > max {
-                    len = self.check_flagged(prefix, max)?;
-                }
+            if let Some((prefix, len)) = self.next_len(max)? {
                 if have >= 4 + len {
                     return self.take(prefix, len).map(Some);
                 }
@@ -202,19 +194,10 @@ impl<R: FdRead> FrameReader<R> {
     /// The next frame if it is whole in the buffer already, without reading: `Ok(None)`
     /// when it is not.
     pub(crate) fn buffered_frame(&mut self, max: usize) -> Result<Option<Frame>, ReadError> {
-        let have = self.filled - self.pos;
-        if have < 4 {
+        let Some((prefix, len)) = self.next_len(max)? else {
             return Ok(None);
-        }
-        let prefix: [u8; 4] = self.buf[self.pos..self.pos + 4]
-            .try_into()
-            .expect("4 bytes");
-        let prefix = u32::from_le_bytes(prefix) as usize;
-        let mut len = prefix;
-        if len > max {
-            len = self.check_flagged(prefix, max)?;
-        }
-        if have >= 4 + len {
+        };
+        if self.filled - self.pos >= 4 + len {
             self.take(prefix, len).map(Some)
         } else {
             Ok(None)
@@ -225,6 +208,24 @@ impl<R: FdRead> FrameReader<R> {
     /// whose length (count byte included) is returned, or one too large. Off the path
     /// of frames without descriptors.
     #[cold]
+    /// The next frame's length prefix as it came and the length of its payload, once
+    /// the prefix is in the buffer: `None` before.
+    fn next_len(&self, max: usize) -> Result<Option<(usize, usize)>, ReadError> {
+        if self.filled - self.pos < 4 {
+            return Ok(None);
+        }
+        let prefix: [u8; 4] = self.buf[self.pos..self.pos + 4]
+            .try_into()
+            .expect("4 bytes");
+        let prefix = u32::from_le_bytes(prefix) as usize;
+        let len = if prefix > max {
+            self.check_flagged(prefix, max)?
+        } else {
+            prefix
+        };
+        Ok(Some((prefix, len)))
+    }
+
     fn check_flagged(&self, prefix: usize, max: usize) -> Result<usize, ReadError> {
         let flag = CARRIES_FDS as usize;
         let len = prefix & !flag;
