@@ -709,6 +709,27 @@ fn a_busy_parent_hands_messages_on() {
     h.result().unwrap();
 }
 
+/// A pid that a child tells right after it started that process is known to the root
+/// when the message arrives: the announcement of the start goes first, on the socket,
+/// and the message, through the shared page, never overtakes it.
+#[test]
+fn a_pid_told_right_after_its_start_is_known_when_it_arrives() {
+    let _serial = serial();
+    // A race when it goes wrong: enough rounds to lose it.
+    for round in 0..100 {
+        let h = BusyParent { named: false }.start().unwrap();
+        let Target(grandchild) = h.listen(LONG).unwrap();
+        assert!(
+            node::is_alive(grandchild),
+            "round {round}: the root does not know {grandchild} yet"
+        );
+        node::send(grandchild, &Ping(round)).unwrap();
+        let (from, pong) = node::receive_from::<Pong>(LONG).unwrap();
+        assert_eq!((from, pong), (grandchild, Pong(round, grandchild)));
+        h.result().unwrap();
+    }
+}
+
 /// A grandchild uses the registry (the root's answers come down through its busy
 /// parent) and is found by name; its name goes with it.
 #[test]
