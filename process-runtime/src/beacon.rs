@@ -45,7 +45,7 @@ use std::mem::{align_of, size_of};
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::sys::{self, SharedMapping};
@@ -58,6 +58,12 @@ const STOP_OFFSET: usize = 8;
 /// a shutdown), not from the process's own `cx.stop()`: a process stopped from above
 /// stops its own children before its `on_finish` (see `shutdown.rs`).
 const PARENT_STOP_OFFSET: usize = 9;
+/// A 32-bit word the parent bumps, and wakes waiters on (`sys::wake_word`), after each
+/// stop it requests: a child with children of its own waits on it to pass the stop on
+/// at once, instead of looking at the flags now and then (see `shutdown.rs`).
+const STOP_WAKE_OFFSET: usize = 12;
+const _: () = assert!(STOP_WAKE_OFFSET % align_of::<AtomicU32>() == 0);
+const _: () = assert!(STOP_WAKE_OFFSET + size_of::<AtomicU32>() <= WRITTEN_OFFSET);
 /// Where the child says it wrote its timers (a byte, 0 or 1), so that the parent reads
 /// them only then: reading untouched pages of the mapping would fault them in.
 const WRITTEN_OFFSET: usize = 16;
@@ -264,6 +270,8 @@ pub(crate) struct ChildPage {
     pub(crate) stop: &'static AtomicBool,
     /// Set with `stop` when the stop came from the parent.
     pub(crate) parent_stop: &'static AtomicBool,
+    /// Bumped, and woken, by the parent after each stop it requests.
+    pub(crate) stop_wake: &'static AtomicU32,
     /// The timers the engine records into.
     pub(crate) timers: ChildTimers,
     /// The mailbox counters.
@@ -349,6 +357,19 @@ impl Beacon {
         };
         parent_stop.store(true, Ordering::Relaxed);
         self.stop_flag().store(true, Ordering::Release);
+        // SAFETY: the aligned 32-bit word at STOP_WAKE_OFFSET of a mapping longer than
+        // that, valid while `self` lives; every bit pattern is a valid u32.
+        let wake = unsafe {
+            self.mapping
+                .as_ptr()
+                .add(STOP_WAKE_OFFSET)
+                .cast::<AtomicU32>()
+                .as_ref()
+        };
+        // After the flags: a child that reads the word, then finds no stop, then waits
+        // while the word is unchanged, cannot miss this one.
+        wake.fetch_add(1, SeqCst);
+        sys::wake_word(wake);
     }
 
     /// The mailbox counters.
@@ -392,6 +413,9 @@ impl Beacon {
         let stop = unsafe { ptr.add(STOP_OFFSET).cast::<AtomicBool>().as_ref() };
         // SAFETY: as for `stop`, at PARENT_STOP_OFFSET.
         let parent_stop = unsafe { ptr.add(PARENT_STOP_OFFSET).cast::<AtomicBool>().as_ref() };
+        // SAFETY: the aligned word at STOP_WAKE_OFFSET (checked above), never unmapped
+        // now; every bit pattern is a valid u32.
+        let stop_wake = unsafe { ptr.add(STOP_WAKE_OFFSET).cast::<AtomicU32>().as_ref() };
         // SAFETY: byte WRITTEN_OFFSET of the mapping, never unmapped now; AtomicBool is
         // one byte, and the mapping starts zeroed (false). The parent only reads it.
         let written = unsafe { ptr.add(WRITTEN_OFFSET).cast::<AtomicBool>().as_ref() };
@@ -413,6 +437,7 @@ impl Beacon {
             word,
             stop,
             parent_stop,
+            stop_wake,
             timers: ChildTimers { timers, written },
             mail,
             taken,

@@ -6,11 +6,10 @@
 //!
 //! **Nested processes end bottom-up.** A stop that comes from a process's parent (its
 //! handle's `stop()` or drop, or a shutdown) is marked as such in the page the two
-//! share. A child that started processes of its own watches for that mark and passes
-//! the stop on to its own children at once, so the whole tree hears it within a few
-//! tens of milliseconds per level; and when its engine reaches `on_finish`, it first
-//! runs the graceful phase over its own children, so that they have ended before its
-//! `on_finish` starts. That wait counts against its own `timeout.onfinish`: past it,
+//! share. A child that started processes of its own waits for that mark (the parent
+//! wakes it) and passes the stop on to its own children at once; and when its engine
+//! reaches `on_finish`, it first runs the graceful phase over its own children, so
+//! that they have ended before its `on_finish` starts. That wait counts against its own `timeout.onfinish`: past it,
 //! it is killed as usual, and its children with it. A process that ends by itself
 //! (`num_loops`, `join_in`, `cx.stop()`) leaves its children alone, as before.
 //!
@@ -26,7 +25,7 @@
 //! A child never installs anything: `shutdown_on_signals` does nothing there, and the
 //! attribute's call is never reached in a child (the child is entered before it).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -236,6 +235,8 @@ fn exit(signal: i32) -> ! {
 struct ParentStop {
     stop: &'static AtomicBool,
     parent_stop: &'static AtomicBool,
+    /// Bumped and woken by the parent after each stop it requests.
+    stop_wake: &'static AtomicU32,
 }
 
 static PARENT_STOP: OnceLock<ParentStop> = OnceLock::new();
@@ -246,8 +247,16 @@ fn in_child() -> bool {
 
 /// Called once when this process runs as a child: where its parent's stop requests
 /// are stored.
-pub(crate) fn set_parent_stop(stop: &'static AtomicBool, parent_stop: &'static AtomicBool) {
-    let _ = PARENT_STOP.set(ParentStop { stop, parent_stop });
+pub(crate) fn set_parent_stop(
+    stop: &'static AtomicBool,
+    parent_stop: &'static AtomicBool,
+    stop_wake: &'static AtomicU32,
+) {
+    let _ = PARENT_STOP.set(ParentStop {
+        stop,
+        parent_stop,
+        stop_wake,
+    });
 }
 
 /// In a child: its stop flag, and the flag that says its parent set it (a pool worker
@@ -275,28 +284,75 @@ pub(crate) fn before_on_finish() {
     }
 }
 
-/// How often a child with children of its own looks whether its parent stopped it.
+/// Where the parent's wake-ups cannot reach a waiting thread (`sys::SHARED_WAIT` is
+/// false), how often a child with children of its own looks whether its parent stopped
+/// it.
 const PARENT_STOP_POLL: Duration = Duration::from_millis(20);
 
-/// Called when a process is registered. In a child, the first one starts a thread that
-/// passes a stop from its parent on to its own children as soon as it comes, instead of
-/// when its engine next reaches `on_finish` (a section may be waiting on one of those
-/// children). A child that starts no process has no such thread.
-pub(crate) fn registered_a_process() {
-    static WATCHING: Once = Once::new();
+/// What runs, once, when this child's parent stops it: see [`on_parent_stop`].
+type StopHook = Box<dyn FnOnce() + Send>;
+
+/// The hooks registered with [`on_parent_stop`] that have not run yet; `None` once they
+/// have (a hook registered after that runs at once).
+static STOP_HOOKS: Mutex<Option<Vec<StopHook>>> = Mutex::new(Some(Vec::new()));
+
+/// In a child: runs `hook` as soon as its parent stops it, before the stop is passed on
+/// to the child's own children (so that, say, a supervisor running here stops restarting
+/// before its children go); at once if that already happened. Elsewhere `hook` never
+/// runs. The hook runs on the thread that watches for the stop; it only needs to start
+/// the work, not finish it.
+pub(crate) fn on_parent_stop(hook: impl FnOnce() + Send + 'static) {
     if !in_child() {
         return;
     }
+    watch_for_parent_stop();
+    let mut hooks = STOP_HOOKS.lock().unwrap_or_else(PoisonError::into_inner);
+    match hooks.as_mut() {
+        Some(pending) => pending.push(Box::new(hook)),
+        None => {
+            drop(hooks);
+            hook();
+        }
+    }
+}
+
+/// Called when a process is registered: in a child, starts the thread that passes a stop
+/// from its parent on to its own children as soon as it comes (see
+/// [`watch_for_parent_stop`]). A child that starts no process has no such thread.
+pub(crate) fn registered_a_process() {
+    watch_for_parent_stop();
+}
+
+/// In a child, the first call starts a thread that waits for a stop from the parent
+/// (on the word the parent wakes after each stop, see `beacon.rs`), then runs the
+/// [`on_parent_stop`] hooks and stops this process's own children, at once instead of
+/// when its engine next reaches `on_finish` (a section may be waiting on one of those
+/// children). It costs no wake-up until then.
+fn watch_for_parent_stop() {
+    static WATCHING: Once = Once::new();
+    let Some(flags) = PARENT_STOP.get() else {
+        return;
+    };
     WATCHING.call_once(|| {
         let spawned = std::thread::Builder::new()
             .name("process-runtime-stop-watch".into())
             .stack_size(64 * 1024)
             .spawn(|| loop {
+                let seen = flags.stop_wake.load(Ordering::SeqCst);
                 if stopped_by_parent() {
+                    let hooks = STOP_HOOKS
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take();
+                    hooks.into_iter().flatten().for_each(|hook| hook());
                     tree::stop_all();
                     return;
                 }
-                std::thread::sleep(PARENT_STOP_POLL);
+                if sys::SHARED_WAIT {
+                    sys::wait_on_word(flags.stop_wake, seen, None);
+                } else {
+                    std::thread::sleep(PARENT_STOP_POLL);
+                }
             });
         if let Err(e) = spawned {
             // Its children are still stopped before its `on_finish`.

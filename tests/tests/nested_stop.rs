@@ -158,3 +158,48 @@ fn a_process_that_ends_by_itself_leaves_its_children_alone() {
     // It dies with its parent, as before (the parent-death signal).
     assert!(gone_within(leaf, Duration::from_secs(1)));
 }
+
+/// The voluntary context switches of every thread of process `pid` so far.
+#[cfg(target_os = "linux")]
+fn voluntary_switches(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the process is alive");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .filter_map(|n| n.trim().parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_waiting_process_with_children_is_not_woken_until_its_parent_stops_it() {
+    // The parent waits on its leaf: every thread it has is blocked until the stop, the
+    // one that watches for it included (a watcher that polled every 20 ms would switch
+    // some 50 times a second).
+    let dir = Scratch::new("nested-stop-idle");
+    let h = Parent {
+        dir: dir.path(),
+        wait_on_leaf: true,
+        leaf: None,
+        seen: String::new(),
+    }
+    .start()
+    .unwrap();
+    leaf_pid(&dir);
+    let pid = h.id().os_pid().expect("the parent is running");
+    // Its start-up settles first.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = voluntary_switches(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let woken = voluntary_switches(pid) - before;
+    assert!(woken < 10, "{woken} wake-ups in 1 s");
+    let stopped = Instant::now();
+    h.stop();
+    assert!(h.result().is_ok());
+    assert!(stopped.elapsed() < Duration::from_secs(5));
+}

@@ -126,6 +126,7 @@ fn handshake_and_run(
         beacon: page.word,
         stop: page.stop,
         parent_stop: page.parent_stop,
+        stop_wake: page.stop_wake,
         timers: page.timers,
         mail: page.mail,
         taken: page.taken,

@@ -1,7 +1,7 @@
 //! Running a registered type in the child: decode the state, run the engine (or only
 //! `error`), report, exit.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 use super::engine;
 use super::entry::exit_code;
@@ -23,6 +23,8 @@ pub(crate) struct ChildRun {
     pub(super) stop: &'static AtomicBool,
     /// Set with `stop` when the parent asked for the stop.
     pub(super) parent_stop: &'static AtomicBool,
+    /// Bumped and woken by the parent after it sets `stop`.
+    pub(super) stop_wake: &'static AtomicU32,
     /// The process's timers, in the page shared with the parent.
     pub(super) timers: ChildTimers,
     /// The mailbox counters, in the same page.
@@ -75,12 +77,13 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
         beacon,
         stop,
         parent_stop,
+        stop_wake,
         timers,
         mail,
         taken,
         fault,
     } = run;
-    crate::shutdown::set_parent_stop(stop, parent_stop);
+    crate::shutdown::set_parent_stop(stop, parent_stop, stop_wake);
     // The descriptors of the state's `Transfer`s; those it does not take are closed.
     let fds = frame.take_fds();
     let Ok(ToChild::Start {

@@ -3,13 +3,13 @@
 //!
 //! The child's `main_loop` starts the supervisor (its children become this process's
 //! children, so they die with it: its process group, and the parent-death signal each
-//! child sets) and waits for it to end. A stop from the parent reaches the children
-//! directly too (the runtime passes a stop on to a process's children); the waiting
-//! loop also looks at the stop flag every [`STOP_CHECK`] and stops the supervisor, so
-//! that the process then ends. When the supervisor gives up, `main_loop` fails with its
+//! child sets) and waits for it to end. A stop from the parent first stops the
+//! supervisor (it no longer restarts anyone), then reaches the children directly (the
+//! runtime passes a stop on to a process's children, see `shutdown.rs`), and the
+//! process ends. When the supervisor gives up, `main_loop` fails with its
 //! error, and the parent's supervisor sees a failed child.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,10 +17,6 @@ use super::running::SupervisorHandle;
 use super::Supervisor;
 use crate::registry::{Registration, REGISTRY};
 use crate::{BoxError, Context, Lifecycle, Outcome, Process, ProcessConfig};
-
-/// How often the waiting `main_loop` looks at its stop flag (the engine offers no wake
-/// on a stop; a look costs a relaxed load).
-const STOP_CHECK: Duration = Duration::from_millis(20);
 
 /// A supervisor as a process.
 #[derive(Serialize, Deserialize)]
@@ -49,18 +45,18 @@ impl SupervisorProcess {
 impl Lifecycle for SupervisorProcess {
     type Output = ();
 
-    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
         let handle = self.supervisor.clone().start()?;
+        let board = Arc::clone(&handle.board);
+        // A stop from the parent is the only way this process is asked to stop; the
+        // supervisor then stops its children in reverse order and ends well.
+        crate::shutdown::on_parent_stop(move || board.update(|s| s.stop_requested = true));
         let handle = self.running.insert(handle);
-        loop {
-            if let Some(outcome) = handle.wait_timeout(STOP_CHECK) {
-                return outcome.map_err(Into::into);
-            }
-            if cx.is_stopping() {
-                handle.stop();
-                return Ok(());
-            }
+        let outcome = handle.wait();
+        if handle.board.lock().stop_requested {
+            return Ok(());
         }
+        outcome.map_err(Into::into)
     }
 
     fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
