@@ -1,6 +1,6 @@
 //! process-runtime's figures, each measured next to its physical floor in one run.
 //!
-//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|node|pool|poolrun|transfer|supervisor|warm]`
+//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|node|pool|poolrun|python|transfer|supervisor|warm]`
 //!
 //! Every figure and its floor are measured in alternating rounds (floor, measured,
 //! measured, floor, ...), so that whatever the machine does meanwhile hits both sides.
@@ -23,6 +23,7 @@ mod messages;
 mod node;
 mod pool;
 mod pool_run;
+mod python;
 mod supervisor;
 mod transfer;
 mod warm;
@@ -939,7 +940,7 @@ fn restart_rows() -> Vec<Row> {
 }
 
 /// Which figures to measure: all, or the one named by
-/// `--only <start|laps|stop|restart|timers|messages|node|pool|poolrun|transfer|supervisor|warm>`.
+/// `--only <start|laps|stop|restart|timers|messages|node|pool|poolrun|python|transfer|supervisor|warm>`.
 fn wanted(args: &[String], figure: &str) -> bool {
     match args.iter().position(|a| a == "--only") {
         Some(i) => args.get(i + 1).is_some_and(|f| f == figure),
@@ -990,6 +991,9 @@ fn main() {
     }
     if wanted(&args, "poolrun") {
         rows.extend(pool_run::rows());
+    }
+    if wanted(&args, "python") {
+        rows.extend(python::rows());
     }
     if wanted(&args, "transfer") {
         rows.extend(transfer::rows());

@@ -190,7 +190,7 @@ impl Pair {
     }
 
     /// Time to receive `count` 1 KiB messages.
-    fn message_stream(&self, count: usize) -> Duration {
+    pub(crate) fn message_stream(&self, count: usize) -> Duration {
         let t0 = Instant::now();
         self.handle.tell(&Cmd::Stream(count as u64)).expect("tell");
         for _ in 0..count {
