@@ -121,7 +121,9 @@ fn spawn_here(
         let _ = sys::set_cloexec(child_end.as_fd(), true);
         return Err(e);
     }
+    crate::timeline::mark("posix_spawn begins");
     let spawned = cmd.spawn();
+    crate::timeline::mark("posix_spawn returned");
     // Restore the flags even though the descriptors are closed right after: if the
     // close were ever delayed, no later spawn should inherit them.
     let _ = sys::set_cloexec(child_end.as_fd(), true);
