@@ -76,7 +76,8 @@ fn sigkill(os_pid: u32) {
 }
 
 /// A cold start of a member: `start()` to its first message here.
-fn cold_once(n: usize) -> Duration {
+fn cold_once(n: usize, steps: &mut Steps) -> Duration {
+    process_runtime::__testing::record_timeline(true);
     let t0 = Instant::now();
     let h = Member {
         name: format!("cold-{n}"),
@@ -85,6 +86,10 @@ fn cold_once(n: usize) -> Duration {
     .expect("start");
     let running = next_running();
     let took = t0.elapsed();
+    let mut marks = process_runtime::__testing::timeline();
+    process_runtime::__testing::record_timeline(false);
+    marks.push(("the child's message received", t0 + took));
+    steps.add(t0, &marks);
     assert_eq!(running.name, format!("cold-{n}"));
     h.kill();
     h.wait();
@@ -92,17 +97,73 @@ fn cold_once(n: usize) -> Duration {
 }
 
 /// SIGKILLs the supervised child running as `current`; returns the time until its
-/// replacement reports, and the replacement's OS pid.
-fn kill_once(current: u32) -> (Duration, u32) {
-    // Spaced wider than the intensity period: each restart comes after a quiet
-    // period, so the backoff lets it start at once, as a single crash would.
-    std::thread::sleep(QUIET + Duration::from_millis(10));
+/// replacement reports, and the replacement's OS pid. The runtime's marks of the
+/// restart's steps are added to `steps`, as offsets from the kill.
+fn kill_once(current: u32, steps: &mut Steps) -> (Duration, u32) {
+    process_runtime::__testing::record_timeline(true);
     let t0 = Instant::now();
     sigkill(current);
     let running = next_running();
     let took = t0.elapsed();
+    let mut marks = process_runtime::__testing::timeline();
+    process_runtime::__testing::record_timeline(false);
+    marks.push(("the child's message received", t0 + took));
+    steps.add(t0, &marks);
     assert_ne!(running.os_pid, current);
     (took, running.os_pid)
+}
+
+/// The steps of many restarts: for each step (a mark's name, and which occurrence of
+/// it within one restart), its offsets from the kill.
+#[derive(Default)]
+struct Steps(Vec<((&'static str, usize), Vec<Duration>)>);
+
+impl Steps {
+    fn add(&mut self, t0: Instant, marks: &[(&'static str, Instant)]) {
+        let mut seen: HashMap<&'static str, usize> = HashMap::new();
+        for &(name, at) in marks {
+            let n = seen.entry(name).or_default();
+            *n += 1;
+            let key = (name, *n);
+            let offset = at.saturating_duration_since(t0);
+            match self.0.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, offsets)) => offsets.push(offset),
+                None => self.0.push((key, vec![offset])),
+            }
+        }
+    }
+
+    /// The median offset of each step from the kill, in the order of those medians.
+    fn print(&self, what: &str, from: &str) {
+        let mut rows: Vec<(Duration, String, usize)> = self
+            .0
+            .iter()
+            .map(|((name, n), offsets)| {
+                let label = if *n > 1 {
+                    format!("{name} (#{n})")
+                } else {
+                    (*name).to_owned()
+                };
+                (Stats::of(offsets).median, label, offsets.len())
+            })
+            .collect();
+        rows.sort();
+        eprintln!("[supervisor] where the time of {what} goes (median from {from}):");
+        for (median, label, n) in rows {
+            eprintln!("[supervisor]   {:>8.3} ms  {label} (n={n})", ms(median));
+        }
+    }
+}
+
+/// Waits longer than the intensity period: each restart comes after a quiet period,
+/// so the backoff lets it start at once, as a single crash would.
+///
+/// The wait comes before the floor and the cold start of a round, not between them and
+/// the kill: the three are measured alike, each right after the one before. (A kill
+/// right after a long sleep would also time the cores waking from their idle states,
+/// which the cold start beside it would not pay.)
+fn quiet() {
+    std::thread::sleep(QUIET + Duration::from_millis(10));
 }
 
 /// Waits until `n` warm children are ready, so that a restart finds one.
@@ -134,20 +195,27 @@ fn restart_rows() -> Vec<Row> {
     let mut current = next_running().os_pid;
     let (mut cold, mut restart, mut warm, mut floor) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut start_steps, mut cold_steps, mut warm_steps) =
+        (Steps::default(), Steps::default(), Steps::default());
     for round in 0..RUNS {
+        quiet();
         floor.push(floor_once());
-        cold.push(cold_once(round));
-        let (took, next) = kill_once(current);
+        cold.push(cold_once(round, &mut start_steps));
+        let (took, next) = kill_once(current, &mut cold_steps);
         restart.push(took);
         current = next;
     }
     process_runtime::keep_warm(2).expect("keep warm children");
     for _ in 0..RUNS {
+        quiet();
         warm_ready(2);
-        let (took, next) = kill_once(current);
+        let (took, next) = kill_once(current, &mut warm_steps);
         warm.push(took);
         current = next;
     }
+    start_steps.print("a cold start, from start()", "start()");
+    cold_steps.print("a restart", "the SIGKILL");
+    warm_steps.print("a restart with keep_warm(2)", "the SIGKILL");
     process_runtime::keep_warm(0).expect("end the warm children");
     let restarts = sup.which_children()[0].restarts;
     sup.stop();

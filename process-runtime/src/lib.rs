@@ -18,6 +18,7 @@ mod shutdown;
 mod spawn;
 mod supervisor;
 mod sys;
+mod timeline;
 mod transfer;
 mod wire;
 
@@ -113,6 +114,19 @@ pub mod __testing {
     #[must_use]
     pub fn node_async_waiters() -> usize {
         crate::node::mailbox::async_waiters()
+    }
+
+    /// Starts (`true`) or stops recording the marks of a supervised restart's steps;
+    /// either way the marks so far are dropped.
+    pub fn record_timeline(on: bool) {
+        crate::timeline::record(on);
+    }
+
+    /// The marks recorded since the last call, oldest first: each step's name and
+    /// when it happened.
+    #[must_use]
+    pub fn timeline() -> Vec<(&'static str, std::time::Instant)> {
+        crate::timeline::take()
     }
 
     /// The type tag a message of type `T` carries on the wire.

@@ -117,6 +117,49 @@ impl Lifecycle for Stubborn {
     }
 }
 
+/// A [`Worker`] whose `error` logs `error <name> <os pid>` and recovers: it delivers
+/// its result in place of the failure.
+#[derive(Process, Serialize, Deserialize)]
+#[process(timeout.onfinish = "10s")]
+struct Recovers {
+    worker: Worker,
+}
+
+impl Lifecycle for Recovers {
+    type Output = ();
+
+    fn preloop(&mut self, cx: &mut Context) -> Outcome {
+        self.worker.preloop(cx)
+    }
+
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        self.worker.main_loop(cx)
+    }
+
+    fn result(&mut self, cx: &mut Context) -> Result<(), BoxError> {
+        self.worker.result(cx)
+    }
+
+    fn error(&mut self, _err: ProcessError, _cx: &mut Context) -> Result<(), ProcessError> {
+        let line = format!("error {} {}", self.worker.name, std::process::id());
+        self.worker
+            .log(&line)
+            .map_err(|e| ProcessError::Io(e.to_string()))
+    }
+}
+
+/// The OS pids logged by `error` runs of `name`, in order.
+fn error_pids(dir: &Scratch, name: &str) -> Vec<u32> {
+    log_lines(dir)
+        .iter()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            (f.next() == Some("error") && f.next() == Some(name))
+                .then(|| f.next().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
 fn log_lines(dir: &Scratch) -> Vec<String> {
     std::fs::read_to_string(dir.file("log"))
         .unwrap_or_default()
@@ -500,6 +543,55 @@ fn transient_abnormal() {
     node::send(before.pid.unwrap(), &Cmd::Fail).unwrap();
     await_new_pid(&sup, name, &before);
     assert_eq!(info(&sup, name).restarts, 1);
+}
+
+#[test]
+fn supervised_error_hook_not_run_after_sigkill() {
+    // A supervised child killed on its last life is restarted at once: no fresh child
+    // runs its `error` first (which here would recover, so that this transient child
+    // would count as delivered and stay down).
+    let test = "supervised_error_hook_not_run_after_sigkill";
+    let dir = Scratch::new(test);
+    let name = format!("{test}.c");
+    let sup = quick(Strategy::OneForOne)
+        .child(
+            ChildSpec::new(
+                name.clone(),
+                Recovers {
+                    worker: Worker::new(&dir, "c"),
+                },
+            )
+            .restart(Restart::Transient),
+        )
+        .start()
+        .unwrap();
+    let restarted = kill_and_await_restart(&sup, &dir, &name);
+    assert_eq!(restarted.restarts, 1);
+    assert_eq!(started_pids(&dir, "c").len(), 2);
+    assert_eq!(error_pids(&dir, "c"), Vec::<u32>::new());
+}
+
+#[test]
+fn supervised_error_hook_runs_after_an_error() {
+    // A section's error on the last life: `error` runs in the same child before it
+    // reports, as for any process, and its answer is the child's end.
+    let test = "supervised_error_hook_runs_after_an_error";
+    let dir = Scratch::new(test);
+    let name = format!("{test}.c");
+    let sup = quick(Strategy::OneForOne)
+        .child(ChildSpec::new(
+            name.clone(),
+            Recovers {
+                worker: Worker::new(&dir, "c"),
+            },
+        ))
+        .start()
+        .unwrap();
+    let before = info(&sup, &name);
+    await_logged(&dir, before.os_pid.unwrap());
+    node::send(before.pid.unwrap(), &Cmd::Fail).unwrap();
+    await_new_pid(&sup, &name, &before);
+    assert_eq!(error_pids(&dir, "c"), [before.os_pid.unwrap()]);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use process_runtime::__testing::warm_pids;
 use process_runtime::prelude::*;
+use process_runtime::{ChildSpec, Strategy, Supervisor};
 use process_runtime_tests::{
     gone_within, no_core_dumps, process_running, reaped, sleep_forever, wait_for_file,
     write_atomically, zombie_children, Scratch,
@@ -109,6 +110,49 @@ fn a_restart_after_a_crash_uses_a_warm_child_and_sees_the_original_state() {
         warm.contains(&second),
         "{second} was one of the warm {warm:?}"
     );
+    process_runtime::keep_warm(0).unwrap();
+}
+
+/// Sleeps until stopped.
+#[derive(Process, Serialize, Deserialize)]
+#[process(timeout.loop = "none")]
+struct Idle;
+
+impl Lifecycle for Idle {
+    type Output = ();
+    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(())
+    }
+    fn result(&mut self, _cx: &mut Context) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_supervisor_restarts_a_killed_child_in_a_warm_child() {
+    let _serial = serial();
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .child(ChildSpec::new("warm.supervised", Idle))
+        .start()
+        .unwrap();
+    let first = sup.which_children()[0].os_pid.unwrap();
+    process_runtime::keep_warm(1).unwrap();
+    let warm = ready(1)[0];
+    // SAFETY: kill only sends a signal, to our own supervised child.
+    unsafe { libc::kill(i32::try_from(first).unwrap(), libc::SIGKILL) };
+    let t0 = Instant::now();
+    let replacement = loop {
+        match sup.which_children()[0].os_pid {
+            Some(pid) if pid != first => break pid,
+            _ => {
+                assert!(t0.elapsed() < Duration::from_secs(20), "never restarted");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    assert_eq!(replacement, warm, "the replacement is the warm child");
+    sup.stop();
     process_runtime::keep_warm(0).unwrap();
 }
 

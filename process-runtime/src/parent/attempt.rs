@@ -38,10 +38,17 @@ pub(crate) struct StartOptions {
     /// The payload of the frame that `Fault::RawFrameAfterStart` sends.
     #[cfg(feature = "fault-injection")]
     pub(crate) raw_frame: Vec<u8>,
-    /// The type's `error` is the default, which hands the error on as it is: when no
-    /// life is left after a crash or a timeout, that error is the outcome, and no
-    /// fresh child is spawned only to run `error`. Set for the runtime's own types.
-    pub(crate) default_error: bool,
+    /// When no life is left after a crash, a kill or a timeout, that error is the
+    /// outcome as it is, and no fresh child is spawned only to run `error`. Set for
+    /// the runtime's own types, whose `error` is the default and would only hand the
+    /// error on, and for the children of an OTP supervisor, whose failures its
+    /// restarts handle (see `crate::supervisor`).
+    pub(crate) no_error_child: bool,
+    /// The thread that starts the process outlives it (a supervisor's own thread,
+    /// which stops its children before it ends), so its first attempt is spawned on
+    /// that thread, without the hand-off to the spawner thread (see `spawn`). The
+    /// event loop spawns later attempts as usual.
+    pub(crate) first_spawn_in_place: bool,
 }
 
 impl StartOptions {
@@ -50,9 +57,18 @@ impl StartOptions {
         self.child_env().is_empty()
     }
 
-    /// The options of a type whose `error` is the default (see `default_error`).
+    /// The options of a type whose `error` is the default (see `no_error_child`).
     pub(crate) fn with_default_error(mut self) -> Self {
-        self.default_error = true;
+        self.no_error_child = true;
+        self
+    }
+
+    /// The options of a child of an OTP supervisor (see `no_error_child`); `in_place`
+    /// when it is started from the supervisor's own thread (see
+    /// `first_spawn_in_place`).
+    pub(crate) fn supervised(mut self, in_place: bool) -> Self {
+        self.no_error_child = true;
+        self.first_spawn_in_place = in_place;
         self
     }
 
@@ -179,13 +195,15 @@ fn prepare(shared: &Arc<Shared>, conn: &Conn, beacon: &Arc<Beacon>, attach: bool
 impl Attempt {
     /// Starts a child that is to run `start`: a warm one when there is one (see
     /// [`warm`]), a new one otherwise. `new_life` is false for the child that only runs
-    /// `error` after every life was spent: it is not an attempt of its own.
+    /// `error` after every life was spent: it is not an attempt of its own. `in_place`
+    /// spawns a cold child on the calling thread, which must outlive it.
     pub(crate) fn spawn(
         shared: &Arc<Shared>,
         options: &StartOptions,
         new_life: bool,
         start: Vec<u8>,
         start_fds: Arc<[OwnedFd]>,
+        in_place: bool,
     ) -> Result<Self, ProcessError> {
         if options.is_plain() {
             while let Some(warm) = warm::take() {
@@ -236,7 +254,12 @@ impl Attempt {
             write_frame_with(&conn, &start, &start_fds)?;
         }
         prepare(shared, &conn, &beacon, early);
-        let child = match spawn::spawn_child(child_end, beacon_fd, secret, options.child_env()) {
+        let spawned = if in_place {
+            spawn::spawn_on_this_thread(child_end, beacon_fd, secret, options.child_env())
+        } else {
+            spawn::spawn_child(child_end, beacon_fd, secret, options.child_env())
+        };
+        let child = match spawned {
             Ok(child) => child,
             Err(e) => {
                 mailbox::detach(&mut shared.lock());
@@ -408,6 +431,7 @@ impl Attempt {
                 {
                     return Some(self.refuse(shared, e));
                 }
+                crate::timeline::mark("handshake checked");
                 self.phase = Phase::Running;
                 // A large start frame is written as the child reads it, between the
                 // other events, never blocking the event loop.
@@ -429,6 +453,7 @@ impl Attempt {
         }
         let mut inner = shared.lock();
         if let Ok(Kind::Routed(tag)) = kind {
+            crate::timeline::mark("a message read from the child");
             // Counted against the grant like any message: the router gives the room
             // back once it is handed on, or the receiver once it is taken here.
             let routed = mailbox::count_received(&mut inner);

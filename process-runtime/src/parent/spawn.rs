@@ -6,7 +6,9 @@
 //! be killed when that thread ends. The main thread lives as long as the process (when
 //! `main` returns, the process exits), so a start made there spawns in place; a start
 //! made on any other thread is handed to one long-lived spawner thread, at the price of
-//! two thread wake-ups.
+//! two thread wake-ups. (A thread known to outlive the child spawns in place too: an
+//! OTP supervisor's own thread, which stops its children before it ends, spawns their
+//! restarts with [`spawn_on_this_thread`].)
 //!
 //! Why no `fork` of our own and no `pre_exec`: `std::process::Command` uses
 //! `posix_spawn` (vfork-like, no copy of the parent's page tables) as long as no
@@ -121,7 +123,9 @@ fn spawn_here(
         let _ = sys::set_cloexec(child_end.as_fd(), true);
         return Err(e);
     }
+    crate::timeline::mark("posix_spawn begins");
     let spawned = cmd.spawn();
+    crate::timeline::mark("posix_spawn returned");
     // Restore the flags even though the descriptors are closed right after: if the
     // close were ever delayed, no later spawn should inherit them.
     let _ = sys::set_cloexec(child_end.as_fd(), true);

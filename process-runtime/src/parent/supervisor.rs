@@ -124,7 +124,8 @@ impl Supervisor {
     /// Spawns the first attempt (on the caller's thread, so that a start from the main
     /// thread spawns in place).
     pub(crate) fn spawn_first(&mut self) -> Result<(), ProcessError> {
-        let attempt = self.spawn(self.mode.clone(), true)?;
+        let in_place = self.options.first_spawn_in_place;
+        let attempt = self.spawn(self.mode.clone(), true, in_place)?;
         self.stage = Stage::Live(attempt);
         Ok(())
     }
@@ -136,7 +137,8 @@ impl Supervisor {
 
     /// Spawns the next attempt, in `mode`. `new_life` is false for the child that only
     /// runs `error`: it keeps the number of the attempt that failed before it.
-    fn spawn(&self, mode: Mode, new_life: bool) -> Result<Attempt, ProcessError> {
+    /// `in_place` spawns on the calling thread (see `StartOptions`).
+    fn spawn(&self, mode: Mode, new_life: bool, in_place: bool) -> Result<Attempt, ProcessError> {
         let number = self.shared.lock().attempts + u32::from(new_life);
         let start = protocol::encode(&ToChild::Start {
             tag: self.tag,
@@ -152,6 +154,7 @@ impl Supervisor {
             new_life,
             start,
             Arc::clone(&self.state_fds),
+            in_place,
         )
     }
 
@@ -297,6 +300,7 @@ impl Supervisor {
     }
 
     fn attempt_ended(&mut self, poller: &Poller, end: AttemptEnd, now: Instant) {
+        crate::timeline::mark("attempt ended");
         self.unwatch(poller);
         let Stage::Live(attempt) = std::mem::replace(&mut self.stage, Stage::Over) else {
             unreachable!("an attempt ends only while live")
@@ -438,6 +442,7 @@ impl Supervisor {
             self.wake_at = Some(now + next.max(Duration::from_millis(1)));
             return;
         }
+        crate::timeline::mark("child exit seen");
         self.unwatch(poller);
         let Stage::Exiting(mut exiting) = std::mem::replace(&mut self.stage, Stage::Over) else {
             unreachable!("checked above")
@@ -512,9 +517,9 @@ impl Supervisor {
                 self.mode = Mode::Run { last_life };
                 true
             }
-            // The type's `error` is the default: the error is the outcome as it is, and
-            // no child is spawned only to hand it on.
-            Decision::HandleError(error) if self.options.default_error => {
+            // No child is spawned only to run `error` (see `StartOptions`): the error is
+            // the outcome as it is.
+            Decision::HandleError(error) if self.options.no_error_child => {
                 self.log_failure(pid, number, &error, "process failed");
                 return self.publish(Err(error), exit);
             }
@@ -532,8 +537,10 @@ impl Supervisor {
         if new_life {
             crate::node::control::attempt_ended(self.shared.id);
         }
-        match self.spawn(self.mode.clone(), new_life) {
+        crate::timeline::mark("next attempt spawn begins");
+        match self.spawn(self.mode.clone(), new_life, false) {
             Ok(next) => {
+                crate::timeline::mark("next attempt spawned");
                 self.stage = Stage::Live(next);
                 self.watch(poller);
                 self.on_ready(poller, now);
@@ -543,6 +550,7 @@ impl Supervisor {
     }
 
     fn publish(&mut self, report: Result<Output, ProcessError>, exit: Exit) {
+        crate::timeline::mark("end published");
         self.stage = Stage::Over;
         reap::publish(&self.shared, report, self.timers.take(), exit);
     }

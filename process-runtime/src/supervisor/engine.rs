@@ -30,7 +30,7 @@ pub(crate) fn start(sup: Supervisor) -> Result<SupervisorHandle, ProcessError> {
     let board = Arc::new(Board::default());
     let mut engine = Engine::new(sup, Arc::clone(&board));
     for i in 0..engine.slots.len() {
-        if let Err(e) = engine.start_child(i) {
+        if let Err(e) = engine.start_child(i, false) {
             engine.stop_all();
             return Err(e);
         }
@@ -194,6 +194,7 @@ impl Engine {
                 let (ending, reason) = classify(&end.report);
                 (ending, reason, inner.stop_requested)
             };
+            crate::timeline::mark("supervisor saw the end");
             self.slots[i].running = None;
             if stopped {
                 // Stopped by someone else: a shutdown of the program, or the stop
@@ -269,7 +270,7 @@ impl Engine {
                 continue;
             }
             self.slots[i].due = None;
-            if let Err(e) = self.start_child(i) {
+            if let Err(e) = self.start_child(i, true) {
                 if e == ProcessError::ShuttingDown {
                     continue;
                 }
@@ -281,7 +282,10 @@ impl Engine {
     }
 
     /// Starts the child at `i` from its original state and registers its name.
-    fn start_child(&mut self, i: usize) -> Result<(), ProcessError> {
+    /// `on_own_thread` when called from the supervisor's thread, which outlives its
+    /// children: a cold child is spawned right there.
+    fn start_child(&mut self, i: usize, on_own_thread: bool) -> Result<(), ProcessError> {
+        crate::timeline::mark("replacement spawn begins");
         let slot = &mut self.slots[i];
         let shared = crate::parent::start::start_encoded(
             slot.tag,
@@ -290,9 +294,11 @@ impl Engine {
             // start, where a `Transfer` refuses to be.
             Vec::new().into(),
             slot.spec.config.clone(),
-            StartOptions::default(),
+            StartOptions::default().supervised(on_own_thread),
         )?;
+        crate::timeline::mark("replacement spawned");
         register(&slot.spec.name, &shared);
+        crate::timeline::mark("replacement registered");
         slot.running = Some(shared);
         Ok(())
     }

@@ -16,6 +16,22 @@
 //! type as the tag `derive(Process)` registers in the binary, so a whole tree of
 //! specs is plain data that the child process (the same binary) turns back into
 //! processes.
+//!
+//! A supervised child's `error` does not run after its last life crashed, was killed
+//! or timed out (a plain process then runs it in a fresh child): the failure is the
+//! child's end as it is, and the restart follows at once. The restart is how a
+//! supervisor handles a failure. Running `error` first would put a second cold start
+//! before every restart; running it beside the replacement would run two copies of the
+//! child's code from the same state at once, against whatever both use (a port, a
+//! file); and its answer could not count either way, since a recovery would turn the
+//! crash of a `Transient` child into a normal end that keeps it down (in OTP, a killed
+//! child runs no `terminate` either). An error or a panic in a section still runs
+//! `error` in the same child before it reports, as for any process, and its answer is
+//! the child's end.
+//!
+//! A restart is spawned on the supervisor's own thread, which outlives its children
+//! (it stops them all before it ends), so the start skips the hand-off to the
+//! runtime's spawner thread that a start from a short-lived thread needs.
 
 mod engine;
 mod nested;
