@@ -341,6 +341,7 @@ fn write_linked(out: &mut Out, frame: &[u8], fds: &[OwnedFd], wait: bool) -> Res
     if !window.fits(frame.len()) {
         window.catch_up();
     }
+    let mut waited = false;
     let sent = loop {
         if window.fits(frame.len()) {
             let written = crate::wire::descriptors::write_frame_with(conn, frame, fds);
@@ -354,6 +355,13 @@ fn write_linked(out: &mut Out, frame: &[u8], fds: &[OwnedFd], wait: bool) -> Res
         // that a receiver gone is `NoProc` rather than `Full`). Saying that it waits
         // before looking at the page again: a message taken after that look wakes it.
         let limit = if wait {
+            if !std::mem::replace(&mut waited, true) {
+                // The wake-ups of earlier waits that were not needed (the room came
+                // before the wait): read now, so that they never fill the socket.
+                if let Err(e) = drop_wakeups(conn, reader) {
+                    break Err(e);
+                }
+            }
             window.page.set_waiting(true);
             window.catch_up();
             if window.fits(frame.len()) {
@@ -380,10 +388,27 @@ fn write_linked(out: &mut Out, frame: &[u8], fds: &[OwnedFd], wait: bool) -> Res
         }
         window.catch_up();
     };
-    if wait {
+    if waited {
         window.page.set_waiting(false);
     }
     sent
+}
+
+/// Reads the wake-ups a link's receiver wrote that are there, without waiting;
+/// `NoProc` when the receiver has gone.
+fn drop_wakeups(conn: &Conn, reader: &mut FrameReader<Conn>) -> Result<(), SendError> {
+    loop {
+        let readable = reader.has_buffered()
+            || sys::poll_readable(conn.stream(), Duration::ZERO).map_err(|_| SendError::NoProc)?;
+        if !readable {
+            return Ok(());
+        }
+        match reader.read_frame(64) {
+            Ok(Some(frame)) if small_of(frame.payload()).map(|(k, _)| k) == Some(GIVEN_BACK) => {}
+            Ok(None) => return Ok(()),
+            _ => return Err(SendError::NoProc),
+        }
+    }
 }
 
 /// Whether the parent hands a hello from `sender` on: between two children of this

@@ -5,9 +5,10 @@
 //! The receiver counts each message it takes (or drops) here, a store to memory. The
 //! sender reads the count only when its window seems full. A sender that must wait for
 //! room says so on the page first, then looks at the count again: a receiver that
-//! takes a message looks at that flag after counting, and only then writes a frame on
-//! the link to wake the sender. Both orders are sequentially consistent, so one of the
-//! two sees the other: a sender never sleeps through the message that made room.
+//! takes a message takes that flag back after counting, and only when it was set writes
+//! a frame on the link to wake the sender. Both orders are sequentially consistent, so
+//! one of the two sees the other: a sender never sleeps through the message that made
+//! room. One wake-up per time the sender said it waits: they never fill its socket.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -74,10 +75,10 @@ impl LinkPage {
     }
 
     /// The receiver took (or dropped) one more message; returns whether the sender
-    /// waits for room, and so must be woken.
+    /// waited for room, and so must be woken (it says so again if it waits more).
     pub(crate) fn took_one(&self) -> bool {
         self.taken_word().fetch_add(1, SeqCst);
-        self.waiting_word().load(SeqCst) != 0
+        self.waiting_word().load(SeqCst) != 0 && self.waiting_word().swap(0, SeqCst) != 0
     }
 
     /// The sender waits for room from now on (`true`), or no longer.
