@@ -1822,6 +1822,9 @@ impl Lifecycle for LinkPonger {
 #[test]
 fn siblings_ping_pong_on_direct_links() {
     let _serial = serial();
+    // The runtime's own descriptors (its event loop's) are made at the first start:
+    // run alone, this test must not count them.
+    LinkPonger { rounds: 0 }.start().unwrap().result().unwrap();
     let before = descriptors();
     let ponger = LinkPonger { rounds: 1_000 }.start().unwrap();
     let pinger = LinkPinger {
@@ -2088,4 +2091,34 @@ fn a_direct_link_holds_the_mailbox_bound() {
     small.tell(&Filled(filled)).unwrap();
     filler.result().unwrap();
     assert_eq!(small.result().unwrap(), (0..16).collect::<Vec<_>>());
+}
+
+/// A long stream on a direct link into a mailbox of 4, full nearly all the time: the
+/// sender waits for room at almost every message, woken each time by the receiver's
+/// take (a wake-up lost would cost it a tenth of a second, and the stream its time
+/// limit). Everything arrives once, in order, and both ends of the link are gone with
+/// the two siblings.
+#[test]
+fn a_long_stream_waits_for_room_on_a_direct_link() {
+    let _serial = serial();
+    const N: u64 = 5_000;
+    // The runtime's own descriptors (its event loop's) are made at the first start.
+    Sink { n: 0 }.start().unwrap().result().unwrap();
+    let before = descriptors();
+    let sink = Sink { n: N }.start().unwrap();
+    let streamer = Streamer { n: N }.start().unwrap();
+    node::send(streamer.id(), &Target(sink.id())).unwrap();
+    let got = sink.result().unwrap();
+    let expected: Vec<(Pid, u64)> = (0..N).map(|i| (streamer.id(), i)).collect();
+    assert!(
+        got == expected,
+        "the stream arrived out of order or not once"
+    );
+    streamer.result().unwrap();
+    drop((sink, streamer));
+    let deadline = Instant::now() + 5 * SECOND;
+    while descriptors() != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(descriptors(), before);
 }

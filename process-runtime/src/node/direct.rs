@@ -20,11 +20,12 @@
 //!
 //! **The bound.** The sender may have as many messages on the link that the receiver
 //! has not taken as the receiver's mailbox holds (at most [`MAX_WINDOW`], and
-//! [`MAX_BYTES`] of them unless it is a single one): the receiver gives one back, on
-//! the link, each time it takes (or drops) one; `try_send` finds the rest `Full`, and
-//! `send` waits for one. A single message larger than the socket's buffer may wait for
-//! the receiver to read it, even from `try_send`. A link carries one way; two siblings
-//! that both talk have two.
+//! [`MAX_BYTES`] of them unless it is a single one): the receiver counts each one it
+//! takes (or drops) on a page the two share (see `link_page`), with no system call;
+//! `try_send` finds the rest `Full`, and `send` waits for one, woken by a frame on the
+//! link that the receiver writes only when the page says the sender waits. A single
+//! message larger than the socket's buffer may wait for the receiver to read it, even
+//! from `try_send`. A link carries one way; two siblings that both talk have two.
 //!
 //! **Reading.** A child without children of its own reads the links in the thread
 //! that receives, which waits on its parent's socket and its links at once (no thread
@@ -42,7 +43,9 @@
 //!
 //! The frames on a link: from the sender, the count of relayed messages (once), then
 //! the node's message frames as a child writes them to its parent; from the receiver,
-//! its mailbox's size (once), then one frame per message given back.
+//! its mailbox's size (once), then a wake-up each time it takes a message while the
+//! sender waits for room. The hello carries two descriptors: the receiver's end of the
+//! socket pair, and the page.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -53,6 +56,7 @@ use std::time::{Duration, Instant};
 
 use interprocess::local_socket::Stream;
 
+use super::link_page::LinkPage;
 use super::mailbox::{self, Entry};
 use super::{local, Credit};
 use crate::parent::shared::Shared;
@@ -75,7 +79,8 @@ pub(crate) const RELAYED_FIRST: u64 = 8;
 const SWITCH: u8 = 0xD0;
 /// The first byte of the receiver's answer: its mailbox's size.
 const ACCEPT: u8 = 0xD1;
-/// The first byte of messages given back: how many.
+/// The first byte of a wake-up: a message was taken while the sender waited for room
+/// (the page has how many).
 const GIVEN_BACK: u8 = 0xD2;
 
 /// The hello that carries the receiver's end of a link.
@@ -113,18 +118,64 @@ enum Out {
     Offered {
         conn: Conn,
         reader: FrameReader<Conn>,
+        page: LinkPage,
         relayed: u64,
     },
-    /// Written on the link: `window` messages at most not given back; `unreturned`
-    /// has the size of each, oldest first.
+    /// Written on the link, within `window`.
     Linked {
         conn: Conn,
         reader: FrameReader<Conn>,
-        window: u64,
-        unreturned: VecDeque<usize>,
+        window: Window,
     },
     /// Relayed for good (the parent refused the link, or it could not be made).
     Refused,
+}
+
+/// What a sender has on a link that the receiver has not taken.
+struct Window {
+    /// The most messages not taken.
+    size: u64,
+    /// Where the receiver counts what it takes.
+    page: LinkPage,
+    /// The page's count when last read.
+    taken: u64,
+    /// The size of each message not taken (as of `taken`), oldest first, and their sum.
+    unreturned: VecDeque<usize>,
+    bytes: usize,
+}
+
+impl Window {
+    fn new(size: u64, page: LinkPage) -> Self {
+        Self {
+            size,
+            page,
+            taken: 0,
+            unreturned: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Whether a message of `len` bytes fits, as of the last reading of the page.
+    fn fits(&self, len: usize) -> bool {
+        (self.unreturned.len() as u64) < self.size
+            && (self.bytes + len <= MAX_BYTES || self.unreturned.is_empty())
+    }
+
+    /// A message of `len` bytes was written.
+    fn wrote(&mut self, len: usize) {
+        self.unreturned.push_back(len);
+        self.bytes += len;
+    }
+
+    /// Reads the page: what the receiver took since is no longer in the window.
+    fn catch_up(&mut self) {
+        let taken = self.page.taken();
+        let n = usize::try_from(taken.saturating_sub(self.taken)).unwrap_or(usize::MAX);
+        for len in self.unreturned.drain(..n.min(self.unreturned.len())) {
+            self.bytes -= len;
+        }
+        self.taken = taken;
+    }
 }
 
 type Outs = HashMap<Pid, Arc<Mutex<Out>>>;
@@ -202,8 +253,9 @@ pub(crate) fn forget(to: Pid) {
 /// Makes a link to `to` and sends the hello with the receiver's end; `Refused` when
 /// either fails.
 fn offer(me: Pid, to: Pid, relay: &Relay<'_>) -> Out {
-    let (mine, theirs) = match sys::socket_pair() {
-        Ok(pair) => pair,
+    let made = sys::socket_pair().and_then(|pair| Ok((pair, LinkPage::create()?)));
+    let ((mine, theirs), (page, page_fd)) = match made {
+        Ok(made) => made,
         Err(e) => {
             tracing::warn!("cannot make a direct link to {to}: {e}");
             return Out::Refused;
@@ -216,12 +268,13 @@ fn offer(me: Pid, to: Pid, relay: &Relay<'_>) -> Out {
     };
     // Not waiting: a full mailbox on the way only leaves this message relayed, and the
     // next one tries again.
-    match relay(frame, &[theirs], false) {
+    match relay(frame, &[theirs, page_fd], false) {
         Ok(()) => {
             let conn = Conn::from_fd(mine);
             Out::Offered {
                 reader: FrameReader::new(conn.clone()),
                 conn,
+                page,
                 relayed: 0,
             }
         }
@@ -240,6 +293,7 @@ fn accept_if_answered(out: &mut Out) {
         conn,
         reader,
         relayed,
+        ..
     } = out
     else {
         return;
@@ -261,13 +315,16 @@ fn accept_if_answered(out: &mut Out) {
         *out = Out::Refused;
         return;
     }
-    let conn = conn.clone();
-    let reader = std::mem::replace(reader, FrameReader::new(conn.clone()));
+    let Out::Offered {
+        conn, reader, page, ..
+    } = std::mem::replace(out, Out::Refused)
+    else {
+        unreachable!("matched above");
+    };
     *out = Out::Linked {
         conn,
         reader,
-        window: window.min(MAX_WINDOW),
-        unreturned: VecDeque::new(),
+        window: Window::new(window.min(MAX_WINDOW), page),
     };
 }
 
@@ -277,45 +334,79 @@ fn write_linked(out: &mut Out, frame: &[u8], fds: &[OwnedFd], wait: bool) -> Res
         conn,
         reader,
         window,
-        unreturned,
     } = out
     else {
         unreachable!("called on a link");
     };
-    loop {
-        let bytes: usize = unreturned.iter().sum();
-        let fits = bytes + frame.len() <= MAX_BYTES || unreturned.is_empty();
-        if (unreturned.len() as u64) < *window && fits {
-            crate::wire::descriptors::write_frame_with(conn, frame, fds)
-                .map_err(|_| SendError::NoProc)?;
-            unreturned.push_back(frame.len());
-            return Ok(());
+    if !window.fits(frame.len()) {
+        window.catch_up();
+    }
+    let mut waited = false;
+    let sent = loop {
+        if window.fits(frame.len()) {
+            let written = crate::wire::descriptors::write_frame_with(conn, frame, fds);
+            if written.is_ok() {
+                window.wrote(frame.len());
+            }
+            break written.map_err(|_| SendError::NoProc);
         }
-        // What was given back meanwhile; a wait for more is in slices, so that the
-        // receiver's end is noticed however it ends.
+        // Full as far as the page says: wait for a wake-up, in slices, so that the
+        // receiver's end is noticed however it ends (and a look, when not waiting, so
+        // that a receiver gone is `NoProc` rather than `Full`). Saying that it waits
+        // before looking at the page again: a message taken after that look wakes it.
         let limit = if wait {
+            if !std::mem::replace(&mut waited, true) {
+                // The wake-ups of earlier waits that were not needed (the room came
+                // before the wait): read now, so that they never fill the socket.
+                if let Err(e) = drop_wakeups(conn, reader) {
+                    break Err(e);
+                }
+            }
+            window.page.set_waiting(true);
+            window.catch_up();
+            if window.fits(frame.len()) {
+                continue;
+            }
             Duration::from_millis(100)
         } else {
             Duration::ZERO
         };
-        let readable = reader.has_buffered()
-            || sys::poll_readable(conn.stream(), limit).map_err(|_| SendError::NoProc)?;
-        if readable {
-            match reader.read_frame(64) {
-                Ok(Some(frame)) => match small_of(frame.payload()) {
-                    Some((GIVEN_BACK, n)) => {
-                        let n = usize::try_from(n).unwrap_or(usize::MAX);
-                        unreturned.drain(..n.min(unreturned.len()));
-                    }
-                    _ => return Err(SendError::NoProc),
-                },
+        let readable = match reader.has_buffered() {
+            true => Ok(true),
+            false => sys::poll_readable(conn.stream(), limit),
+        };
+        match readable {
+            Ok(true) => match reader.read_frame(64) {
+                Ok(Some(frame))
+                    if small_of(frame.payload()).map(|(k, _)| k) == Some(GIVEN_BACK) => {}
                 Ok(None) => {}
-                Err(_) => return Err(SendError::NoProc),
-            }
-            continue;
+                _ => break Err(SendError::NoProc),
+            },
+            Ok(false) if !wait => break Err(SendError::Full),
+            Ok(false) => {}
+            Err(_) => break Err(SendError::NoProc),
         }
-        if !wait {
-            return Err(SendError::Full);
+        window.catch_up();
+    };
+    if waited {
+        window.page.set_waiting(false);
+    }
+    sent
+}
+
+/// Reads the wake-ups a link's receiver wrote that are there, without waiting;
+/// `NoProc` when the receiver has gone.
+fn drop_wakeups(conn: &Conn, reader: &mut FrameReader<Conn>) -> Result<(), SendError> {
+    loop {
+        let readable = reader.has_buffered()
+            || sys::poll_readable(conn.stream(), Duration::ZERO).map_err(|_| SendError::NoProc)?;
+        if !readable {
+            return Ok(());
+        }
+        match reader.read_frame(64) {
+            Ok(Some(frame)) if small_of(frame.payload()).map(|(k, _)| k) == Some(GIVEN_BACK) => {}
+            Ok(None) => return Ok(()),
+            _ => return Err(SendError::NoProc),
         }
     }
 }
@@ -343,8 +434,8 @@ pub(crate) struct Inbound {
     /// How many relayed messages come before the link's first (`u64::MAX` until the
     /// sender says).
     switch_at: AtomicU64,
-    /// Messages taken and not given back yet (the sender's socket was full).
-    owed: Mutex<u64>,
+    /// Where the messages taken are counted for the sender.
+    page: LinkPage,
 }
 
 impl Inbound {
@@ -355,21 +446,21 @@ impl Inbound {
         at == u64::MAX || self.relayed.load(SeqCst) >= at
     }
 
-    /// A message from the link was taken or dropped: one more is given back to the
-    /// sender, without waiting (what the sender's socket cannot take now goes with the
-    /// next one).
+    /// A message from the link was taken or dropped: one more place for the sender,
+    /// counted on the page; a sender that waits for it is woken, without waiting (a
+    /// full socket is a sender woken already).
     pub(crate) fn give_back(&self) {
-        let mut owed = lock(&self.owed);
-        *owed += 1;
-        let frame = small_frame(GIVEN_BACK, *owed);
+        if !self.page.took_one() {
+            return;
+        }
+        let frame = small_frame(GIVEN_BACK, 1);
         match sys::send_dontwait(self.conn.stream(), &frame) {
-            Ok(n) if n == frame.len() => *owed = 0,
-            Ok(0) | Err(_) => {}
+            Ok(n) if n == 0 || n == frame.len() => {}
             Ok(n) => {
                 // Part of it went: the rest must follow, or the link breaks.
                 let _ = write_frame(&self.conn, &frame[n..]);
-                *owed = 0;
             }
+            Err(_) => {}
         }
     }
 }
@@ -388,9 +479,9 @@ pub(crate) fn has_inbound() -> bool {
 /// a relayed message from a sender that has a link is counted.
 pub(crate) fn on_filing(mut entry: Entry) -> Option<Entry> {
     if entry.tag == hello_tag() {
-        let mut fds = entry.take_fds();
-        if fds.len() == 1 {
-            install(entry.from, fds.remove(0));
+        let fds = entry.take_fds();
+        if let Ok([socket, page]) = <[OwnedFd; 2]>::try_from(fds) {
+            install(entry.from, socket, &page);
         }
         return None;
     }
@@ -410,11 +501,20 @@ pub(crate) fn set_mailbox(size: u32) {
     MAILBOX.store(u64::from(size), SeqCst);
 }
 
-fn install(from: Pid, fd: OwnedFd) {
+/// Installs a link from `from`: answers with the window, or drops the descriptors
+/// (the sender reads the end of its socket, and relays for good).
+fn install(from: Pid, fd: OwnedFd, page: &OwnedFd) {
     let window = MAILBOX.load(SeqCst);
     if window == 0 {
         return;
     }
+    let page = match LinkPage::open(page) {
+        Ok(page) => page,
+        Err(e) => {
+            tracing::warn!("cannot map the page of a direct link from {from}: {e}");
+            return;
+        }
+    };
     let conn = Conn::from_fd(fd);
     if write_frame(&conn, &small_frame(ACCEPT, window)).is_err() {
         return;
@@ -428,7 +528,7 @@ fn install(from: Pid, fd: OwnedFd) {
         conn,
         relayed: AtomicU64::new(0),
         switch_at: AtomicU64::new(u64::MAX),
-        owed: Mutex::new(0),
+        page,
     });
     lock(&INBOUND).push(Arc::clone(&link));
     if IN_BACKGROUND.load(SeqCst) {

@@ -19,11 +19,13 @@
 //! a message goes, and handing on what passes through), `mailbox` (what is filed for
 //! `receive`), `control` (the root's bookkeeping: alive processes, names, monitors,
 //! links, exit signals), `contacts` (which of the other processes a child sends to
-//! have ended), `direct` (socket pairs between siblings that talk a lot).
+//! have ended), `direct` (socket pairs between siblings that talk a lot) and
+//! `link_page` (the page the two ends of one share).
 
 pub(crate) mod contacts;
 pub(crate) mod control;
 pub(crate) mod direct;
+mod link_page;
 pub(crate) mod local;
 pub(crate) mod mailbox;
 mod receive_future;
