@@ -24,7 +24,6 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -129,7 +128,8 @@ pub(crate) struct Feed<'p, I, R> {
     windowed: bool,
     call: i64,
     job: Arc<Job>,
-    results: Receiver<Batch>,
+    /// Items queued for the workers whose results have not come back yet.
+    awaited: usize,
     decode: Decode<R>,
     /// Items read so far: the next item's index.
     read: u64,
@@ -158,7 +158,6 @@ where
         windowed: bool,
         process: Option<ProcessRules>,
     ) -> Self {
-        let (sink, results) = mpsc::channel();
         let remaining = match input.size_hint() {
             (low, Some(high)) if low == high => Some(low),
             _ => None,
@@ -170,8 +169,8 @@ where
             remaining,
             windowed,
             call,
-            job: Arc::new(Job::new(sink, process)),
-            results,
+            job: Arc::new(Job::new(process)),
+            awaited: 0,
             decode,
             read: 0,
             pending: 0,
@@ -197,17 +196,18 @@ where
             if let Some(next) = self.next_in_hand() {
                 return next;
             }
-            let batch = self
-                .results
-                .recv()
-                .expect("the feed holds its job, and with it the sender");
-            self.place(batch);
+            // `map` waits for all its results at once, and is woken once; `imap` hands
+            // each on as it comes.
+            let wanted = if self.windowed { 1 } else { self.awaited };
+            for batch in self.job.inbox.take_when(wanted.max(1)) {
+                self.place(batch);
+            }
         }
     }
 
     /// [`Feed::next_result`] without blocking: `Pending` when the next result has not
     /// come, and the task of `cx` is woken by the driver that delivers it (see
-    /// `Job::deliver`). The input is still read on the caller's thread, here.
+    /// `inbox.rs`). The input is still read on the caller's thread, here.
     pub(crate) fn poll_next_result(
         &mut self,
         cx: &mut std::task::Context<'_>,
@@ -216,21 +216,18 @@ where
             if let Some(next) = self.next_in_hand() {
                 return Poll::Ready(next);
             }
-            let batch = match self.results.try_recv() {
-                Ok(batch) => batch,
-                Err(TryRecvError::Empty) => {
-                    self.job.set_waker(cx.waker());
-                    // A batch delivered before the waker was set did not wake it.
-                    match self.results.try_recv() {
-                        Ok(batch) => batch,
-                        Err(_) => return Poll::Pending,
-                    }
+            let mut batches = self.job.inbox.take();
+            if batches.is_empty() {
+                self.job.inbox.set_waker(cx.waker());
+                // A batch delivered before the waker was set did not wake it.
+                batches = self.job.inbox.take();
+                if batches.is_empty() {
+                    return Poll::Pending;
                 }
-                Err(TryRecvError::Disconnected) => {
-                    unreachable!("the feed holds its job, and with it the sender")
-                }
-            };
-            self.place(batch);
+            }
+            for batch in batches {
+                self.place(batch);
+            }
         }
     }
 
@@ -257,6 +254,7 @@ where
 
     /// Puts the results of `batch` where they wait for their turn.
     fn place(&mut self, batch: Batch) {
+        self.awaited -= batch.len();
         let decode = self.decode;
         match &mut self.order {
             Order::Input { next, held } => batch.for_each(|index, result| {
@@ -338,6 +336,7 @@ where
         }
         if !items.is_empty() {
             self.last_chunk = items.len();
+            self.awaited += items.len();
             self.core
                 .queue
                 .push_back(Chunk::new(Arc::clone(&self.job), self.call, items));

@@ -9,12 +9,15 @@
 //! - [`queue`] holds the chunks waiting for a worker, tied to the call they belong to.
 //! - [`feed`] is the caller's side: it reads the input lazily, sizes chunks, and
 //!   hands results back in order or as they finish.
+//! - [`inbox`] is where the drivers leave a call's results, and wakes its caller only
+//!   once what it waits for has come.
 //!
 //! The function travels as a code offset, as for `spawn` (see `call.rs`): a worker can
 //! run any function of the binary, so one pool serves calls of different functions.
 
 mod driver;
 mod feed;
+mod inbox;
 mod lifecycle;
 mod queue;
 pub(crate) mod ring;
