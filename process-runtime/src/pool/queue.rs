@@ -220,6 +220,9 @@ pub(crate) struct Queue {
 struct State {
     chunks: VecDeque<Chunk>,
     closed: bool,
+    /// Drivers waiting for a chunk: a chunk queued while every driver is busy wakes
+    /// nobody, and costs no system call (`map` queues all its chunks at once).
+    idle: usize,
 }
 
 impl Queue {
@@ -229,14 +232,25 @@ impl Queue {
 
     /// Adds a chunk of new work.
     pub(crate) fn push_back(&self, chunk: Chunk) {
-        self.lock().chunks.push_back(chunk);
-        self.ready.notify_one();
+        let mut state = self.lock();
+        state.chunks.push_back(chunk);
+        self.wake_one(state);
     }
 
     /// Adds a chunk to run before anything else: items to retry.
     pub(crate) fn push_front(&self, chunk: Chunk) {
-        self.lock().chunks.push_front(chunk);
-        self.ready.notify_one();
+        let mut state = self.lock();
+        state.chunks.push_front(chunk);
+        self.wake_one(state);
+    }
+
+    /// Wakes a driver for the chunk just queued, if one waits.
+    fn wake_one(&self, state: MutexGuard<'_, State>) {
+        let idle = state.idle;
+        drop(state);
+        if idle > 0 {
+            self.ready.notify_one();
+        }
     }
 
     /// Waits for the next chunk of a call that is not cancelled, and marks `busy`
@@ -254,10 +268,12 @@ impl Queue {
                     return Some(chunk);
                 }
                 None => {
+                    state.idle += 1;
                     state = self
                         .ready
                         .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    state.idle -= 1;
                 }
             }
         }
