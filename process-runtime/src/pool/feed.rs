@@ -193,7 +193,7 @@ where
     /// item of the input has had its result.
     pub(crate) fn next_result(&mut self) -> Option<(u64, ItemResult<R>)> {
         loop {
-            if let Some(next) = self.next_in_hand() {
+            if let Some(next) = self.next_in_hand(true) {
                 return next;
             }
             // `map` waits for all its results at once, and is woken once; `imap` hands
@@ -213,7 +213,7 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<(u64, ItemResult<R>)>> {
         loop {
-            if let Some(next) = self.next_in_hand() {
+            if let Some(next) = self.next_in_hand(false) {
                 return Poll::Ready(next);
             }
             let mut batches = self.job.inbox.take();
@@ -232,10 +232,11 @@ where
     }
 
     /// The next result if it is in hand (`Some(None)` when every item has had its
-    /// result), after reading the input up to the window; `None` when it must be
+    /// result), after reading the input up to the window (and running a chunk on this
+    /// thread, if it may block it: see [`Feed::read_chunk`]); `None` when it must be
     /// waited for.
-    fn next_in_hand(&mut self) -> Option<Option<(u64, ItemResult<R>)>> {
-        self.top_up();
+    fn next_in_hand(&mut self, may_block: bool) -> Option<Option<(u64, ItemResult<R>)>> {
+        self.top_up(may_block);
         self.raise_input_panic_if_due();
         let found = match &mut self.order {
             Order::Input { next, held } => held.take_first().map(|r| {
@@ -282,7 +283,7 @@ where
     }
 
     /// Reads items and queues them in chunks, up to the window.
-    fn top_up(&mut self) {
+    fn top_up(&mut self, may_block: bool) {
         let settings = &self.core.settings;
         while !self.input_done {
             let size = chunk_size(
@@ -296,12 +297,17 @@ where
             if self.windowed && self.pending >= window {
                 break;
             }
-            self.read_chunk(size);
+            self.read_chunk(size, may_block);
         }
     }
 
-    /// Reads up to `size` items and queues them as one chunk.
-    fn read_chunk(&mut self, size: usize) {
+    /// Reads up to `size` items and queues them as one chunk; or, when that chunk is
+    /// all the caller will wait for (nothing else is out, the input is read whole, and
+    /// the caller takes no result before the chunk's last: an `apply`, say) and
+    /// `may_block`, runs it on this thread on an idle worker, if there is one: the
+    /// caller would only wait for it, and a driver would have to be woken to run it,
+    /// and to wake this thread again.
+    fn read_chunk(&mut self, size: usize, may_block: bool) {
         let mut items = Items::with_capacity(size);
         while items.len() < size && items.arg_bytes() < CHUNK_BYTES {
             let index = self.read;
@@ -336,10 +342,19 @@ where
         }
         if !items.is_empty() {
             self.last_chunk = items.len();
+            // An `imap` hands on each result as it comes: a chunk run here could not
+            // before its end, so only a chunk of one item is.
+            let alone = self.awaited == 0
+                && (self.input_done || self.remaining == Some(0))
+                && (!self.windowed || items.len() == 1);
             self.awaited += items.len();
-            self.core
-                .queue
-                .push_back(Chunk::new(Arc::clone(&self.job), self.call, items));
+            let mut chunk = Some(Chunk::new(Arc::clone(&self.job), self.call, items));
+            if alone && may_block {
+                chunk = chunk.and_then(|c| self.core.run_here(c));
+            }
+            if let Some(chunk) = chunk {
+                self.core.queue.push_back(chunk);
+            }
         }
     }
 

@@ -223,6 +223,8 @@ struct State {
     /// Drivers waiting for a chunk: a chunk queued while every driver is busy wakes
     /// nobody, and costs no system call (`map` queues all its chunks at once).
     idle: usize,
+    /// Workers lent to callers (see [`Queue::lend`]).
+    lent: usize,
 }
 
 impl Queue {
@@ -244,24 +246,33 @@ impl Queue {
         self.wake_one(state);
     }
 
-    /// Wakes a driver for the chunk just queued, if one waits.
+    /// Wakes a driver for the chunk just queued, if one waits: every waiting driver
+    /// while workers are lent, as the one woken could be a driver whose worker is.
     fn wake_one(&self, state: MutexGuard<'_, State>) {
-        let idle = state.idle;
+        let (idle, lent) = (state.idle, state.lent);
         drop(state);
-        if idle > 0 {
+        if idle > 0 && lent > 0 {
+            self.ready.notify_all();
+        } else if idle > 0 {
             self.ready.notify_one();
         }
     }
 
-    /// Waits for the next chunk of a call that is not cancelled, and marks `busy`
-    /// under the same lock; `None` once the queue is closed.
+    /// Waits for the next chunk of a call that is not cancelled, while the driver's
+    /// worker is not lent, and marks it `busy` under the same lock; `None` once the
+    /// queue is closed.
     pub(crate) fn take(&self, busy: &AtomicBool) -> Option<Chunk> {
         let mut state = self.lock();
         loop {
             if state.closed {
                 return None;
             }
-            match state.chunks.pop_front() {
+            let next = if busy.load(Ordering::SeqCst) {
+                None
+            } else {
+                state.chunks.pop_front()
+            };
+            match next {
                 Some(chunk) if chunk.job.is_cancelled() => drop(chunk),
                 Some(chunk) => {
                     busy.store(true, Ordering::SeqCst);
@@ -276,6 +287,37 @@ impl Queue {
                     state.idle -= 1;
                 }
             }
+        }
+    }
+
+    /// Lends a caller the first of `slots` whose worker is idle (its `busy` flag,
+    /// which `busy` finds, is down), marking it busy: its driver takes no chunk until
+    /// it is given back. `None` when every worker is busy, or the queue is closed.
+    pub(crate) fn lend<'s, S>(
+        &self,
+        slots: &'s [S],
+        busy: impl Fn(&S) -> &AtomicBool,
+    ) -> Option<&'s S> {
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        let slot = slots.iter().find(|s| !busy(s).load(Ordering::SeqCst))?;
+        busy(slot).store(true, Ordering::SeqCst);
+        state.lent += 1;
+        Some(slot)
+    }
+
+    /// Gives back a worker [`lend`](Queue::lend) lent: its driver takes chunks again,
+    /// and is woken for one queued meanwhile.
+    pub(crate) fn give_back(&self, busy: &AtomicBool) {
+        let mut state = self.lock();
+        busy.store(false, Ordering::SeqCst);
+        state.lent -= 1;
+        let waiting = !state.chunks.is_empty() && state.idle > 0;
+        drop(state);
+        if waiting {
+            self.ready.notify_all();
         }
     }
 
@@ -417,9 +459,32 @@ mod tests {
         let busy = AtomicBool::new(false);
         assert_eq!(queue.take(&busy).unwrap().items.index(0), Some(7));
         assert!(busy.load(Ordering::SeqCst));
+        // The driver is done with that chunk.
+        busy.store(false, Ordering::SeqCst);
         a.cancel();
         assert_eq!(queue.take(&busy).unwrap().items.index(0), Some(0));
         queue.close();
         assert!(queue.take(&busy).is_none());
+    }
+
+    #[test]
+    fn a_lent_worker_takes_no_chunk_until_it_is_given_back() {
+        let queue = Queue::default();
+        let slots = [AtomicBool::new(false), AtomicBool::new(true)];
+        let lent = queue.lend(&slots, |busy| busy).unwrap();
+        assert!(std::ptr::eq(lent, &slots[0]), "the idle one");
+        assert!(slots[0].load(Ordering::SeqCst));
+        assert!(queue.lend(&slots, |busy| busy).is_none(), "none idle");
+        let job = Arc::new(Job::new(None));
+        queue.push_back(Chunk::new(job, 0, items(3..4)));
+        std::thread::scope(|s| {
+            let driver = s.spawn(|| queue.take(&slots[0]).map(|c| c.items.index(0)));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!driver.is_finished(), "its worker is lent");
+            queue.give_back(&slots[0]);
+            assert_eq!(driver.join().unwrap(), Some(Some(3)));
+        });
+        queue.close();
+        assert!(queue.lend(&slots, |busy| busy).is_none(), "closed");
     }
 }
