@@ -26,6 +26,11 @@
 //!
 //! The worker is a process like any other, under its own supervisor; the driver only
 //! tells, listens, and reads the worker's outcome once it has ended.
+//!
+//! A caller that would only wait for one chunk runs it itself, on the thread that
+//! would wait, when a worker is idle ([`Core::run_here`]): the worker is lent to it,
+//! and the run is the same code as its driver's. What a driver knows of its worker is
+//! therefore kept in the worker's [`Slot`], not on the driver's thread.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
