@@ -172,6 +172,19 @@ fn one_by_one(pool: &Pool) -> Duration {
     took / u32::try_from(ONE_ITEMS).expect("items fit u32")
 }
 
+/// Mean time per item of `imap` with chunks of one, each result taken as it comes.
+fn one_by_one_lazily(pool: &Pool) -> Duration {
+    let t0 = Instant::now();
+    let mut taken = 0u64;
+    for r in pool.imap(plus_one, 0..ONE_ITEMS) {
+        assert!(r.is_ok(), "an item failed");
+        taken += 1;
+    }
+    let took = t0.elapsed();
+    assert_eq!(taken, ONE_ITEMS);
+    took / u32::try_from(ONE_ITEMS).expect("items fit u32")
+}
+
 /// Mean time of `apply` over `rounds` calls, one at a time.
 fn applies(pool: &Pool, rounds: u64) -> Duration {
     let t0 = Instant::now();
@@ -182,11 +195,13 @@ fn applies(pool: &Pool, rounds: u64) -> Duration {
 }
 
 /// Per-item cost with chunks of one, beside a message round trip: on [`WORKERS`]
-/// workers (the figure), and on one, and of `apply` one call at a time (for context).
+/// workers (the figure), and on one, of `imap` taking each result as it comes (its
+/// caller is woken for them), and of `apply` one call at a time (for context).
 fn per_item_rows() -> Vec<Row> {
     eprintln!(
         "[pool] chunk_size(1): {ONE_BLOCKS} x {ONE_ITEMS} items on {WORKERS} workers and on 1, \
-         and {ONE_BLOCKS} x {PING_ROUNDS} apply calls, beside message round trips..."
+         through map and imap, and {ONE_BLOCKS} x {PING_ROUNDS} apply calls, beside message \
+         round trips..."
     );
     let ones = |workers| {
         Pool::builder()
@@ -199,16 +214,18 @@ fn per_item_rows() -> Vec<Row> {
     let pair = Pair::start();
     one_by_one(&pool);
     one_by_one(&single);
+    one_by_one_lazily(&pool);
     applies(&pool, 200);
     pair.message_pings(200);
-    let (mut items, mut items_1, mut apply, mut trips) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut items, mut items_1, mut lazily, mut apply, mut trips) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for block in 0..ONE_BLOCKS {
         if block % 2 == 0 {
             trips.push(pair.message_pings(PING_ROUNDS));
         }
         items.push(one_by_one(&pool));
         items_1.push(one_by_one(&single));
+        lazily.push(one_by_one_lazily(&pool));
         apply.push(applies(&pool, PING_ROUNDS as u64));
         if block % 2 == 1 {
             trips.push(pair.message_pings(PING_ROUNDS));
@@ -216,9 +233,10 @@ fn per_item_rows() -> Vec<Row> {
     }
     pair.finish();
     drop((pool, single));
-    let (items, items_1, apply, trips) = (
+    let (items, items_1, lazily, apply, trips) = (
         Stats::of(&items),
         Stats::of(&items_1),
+        Stats::of(&lazily),
         Stats::of(&apply),
         Stats::of(&trips),
     );
@@ -250,6 +268,12 @@ fn per_item_rows() -> Vec<Row> {
             "<= 2x a round trip",
         ),
         row("  the same on 1 worker".into(), &items_1, Target::None, "-"),
+        row(
+            format!("  imap, chunk_size(1), {WORKERS} workers, taken as they come"),
+            &lazily,
+            Target::None,
+            "-",
+        ),
         row(
             "  apply, one call at a time".into(),
             &apply,

@@ -1153,6 +1153,41 @@ fn one_pool_serves_different_functions_from_several_threads() {
 }
 
 #[test]
+fn calls_of_one_item_from_more_threads_than_workers_share_them() {
+    let _g = shared();
+    // A caller that waits for one item runs it on an idle worker itself; with more
+    // callers than workers, and a map keeping the drivers busy meanwhile, the others
+    // go through the queue. Deaths on the callers' threads cost their item only.
+    let pool = pool(2);
+    std::thread::scope(|s| {
+        let callers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let pool = &pool;
+                s.spawn(move || {
+                    for x in 0..150u64 {
+                        let r = pool.apply(
+                            |x: u64| if x % 50 == 49 { abort() } else { x + 1 },
+                            t * 1000 + x,
+                        );
+                        if x % 50 == 49 {
+                            assert_eq!(r, Err(crashed(Exit::Signal(libc::SIGABRT))));
+                        } else {
+                            assert_eq!(r, Ok(t * 1000 + x + 1));
+                        }
+                    }
+                })
+            })
+            .collect();
+        let squares = pool.map(sqr, 0..3000);
+        assert_eq!(squares, (0..3000).map(|x| Ok(sqr(x))).collect::<Vec<_>>());
+        for caller in callers {
+            caller.join().unwrap();
+        }
+    });
+    assert_eq!(pool.apply(sqr, 7), Ok(49));
+}
+
+#[test]
 fn pools_and_their_iterators_can_cross_threads() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>() {}

@@ -26,6 +26,11 @@
 //!
 //! The worker is a process like any other, under its own supervisor; the driver only
 //! tells, listens, and reads the worker's outcome once it has ended.
+//!
+//! A caller that would only wait for one chunk runs it itself, on the thread that
+//! would wait, when a worker is idle ([`Core::run_here`]): the worker is lent to it,
+//! and the run is the same code as its driver's. What a driver knows of its worker is
+//! therefore kept in the worker's [`Slot`], not on the driver's thread.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,22 +78,54 @@ const START_PAUSES: [Duration; 4] = [
     Duration::from_secs(1),
 ];
 
-/// What a pool and its drivers share.
+/// What a pool, its drivers and its callers share.
 #[derive(Debug)]
 pub(crate) struct Core {
     pub(crate) queue: Queue,
     pub(crate) settings: Settings,
+    /// One per worker.
+    pub(crate) slots: Vec<Slot>,
 }
 
-/// A driver's worker, as the pool sees it: to kill a busy one when the pool is dropped.
+impl Core {
+    /// Runs `chunk` on this thread, on an idle worker, when there is one (see
+    /// [`Slot`]); gives the chunk back otherwise. A caller runs a chunk itself when it
+    /// would only wait for it: that saves the wake-up of a driver, and of the caller.
+    pub(crate) fn run_here(&self, chunk: Chunk) -> Option<Chunk> {
+        let Some(slot) = self.queue.lend(&self.slots, |slot| &slot.busy) else {
+            return Some(chunk);
+        };
+        Driver::seat(self, slot).run(chunk);
+        self.queue.give_back(&slot.busy);
+        None
+    }
+}
+
+/// A worker and what its driver knows of it. Chunks run on it one at a time, on its
+/// driver's thread, or on the thread of a caller it is lent to while its driver is
+/// idle ([`Core::run_here`]); `busy` says which, under the queue's lock.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
+    /// The worker's handle, for the pool's drop to kill a busy one.
     worker: Mutex<Option<Arc<Handle<()>>>>,
-    /// The driver has a chunk (set by `Queue::take`).
+    /// A chunk runs on the worker, or is about to (set by `Queue::take` and
+    /// `Queue::lend`).
     pub(crate) busy: AtomicBool,
+    /// The worker as the one running a chunk on it sees it.
+    live: Mutex<Option<Live>>,
 }
 
 impl Slot {
+    /// A slot for `worker`, started by the pool (or `None`: its driver starts one).
+    pub(crate) fn new(worker: Option<Handle<()>>) -> Self {
+        let live = worker.map(|w| Live::new(Arc::new(w)));
+        Self {
+            worker: Mutex::new(live.as_ref().map(|w| Arc::clone(&w.handle))),
+            busy: AtomicBool::new(false),
+            live: Mutex::new(live),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<Arc<Handle<()>>>> {
         self.worker.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -103,6 +140,22 @@ impl Slot {
             }
         }
     }
+}
+
+/// A driver thread: runs chunks on the worker of `slot` until the queue is closed,
+/// then ends the worker.
+pub(crate) fn drive(core: &Core, slot: &Slot) {
+    while let Some(chunk) = core.queue.take(&slot.busy) {
+        Driver::seat(core, slot).run(chunk);
+        slot.busy.store(false, Ordering::SeqCst);
+    }
+    Driver::seat(core, slot).retire();
+}
+
+/// Ends the worker of `slot` if it is still there: when its driver thread could not
+/// be started, say. Called once the drivers are joined.
+pub(crate) fn retire(core: &Core, slot: &Slot) {
+    Driver::seat(core, slot).retire();
 }
 
 /// Starts one worker process. Its sections have no limits of their own: an item's
@@ -156,6 +209,7 @@ pub(crate) fn after_failure(marks: Marks, blamed: bool, lives: u32) -> Fate {
 }
 
 /// A worker process as its driver sees it.
+#[derive(Debug)]
 struct Live {
     handle: Arc<Handle<()>>,
     /// Its results; `None` when it ended before its page could be had.
@@ -255,36 +309,33 @@ enum Loss {
     Overdue(ProcessError),
 }
 
-/// One worker and the thread that drives it.
-pub(crate) struct Driver {
-    core: Arc<Core>,
-    slot: Arc<Slot>,
-    worker: Option<Live>,
+/// A chunk's run on a worker, on whichever thread runs it: the slot's worker, held
+/// for the run.
+pub(crate) struct Driver<'a> {
+    core: &'a Core,
+    slot: &'a Slot,
+    worker: MutexGuard<'a, Option<Live>>,
 }
 
-impl Driver {
-    /// A driver for `worker`, started by the pool (or `None`: it starts one itself).
-    pub(crate) fn new(core: Arc<Core>, slot: Arc<Slot>, worker: Option<Handle<()>>) -> Self {
-        let worker = worker.map(|w| Live::new(Arc::new(w)));
-        *slot.lock() = worker.as_ref().map(|w| Arc::clone(&w.handle));
+impl<'a> Driver<'a> {
+    /// Takes the worker of `slot`, which `Queue::take` or `Queue::lend` gave this
+    /// thread (or the driver's own, at the end).
+    fn seat(core: &'a Core, slot: &'a Slot) -> Self {
+        let worker = slot.live.lock().unwrap_or_else(PoisonError::into_inner);
         Self { core, slot, worker }
     }
 
-    /// Runs chunks until the queue is closed, then ends the worker.
-    pub(crate) fn run(mut self) {
-        while let Some(chunk) = self.core.queue.take(&self.slot.busy) {
-            let ran = panic::catch_unwind(AssertUnwindSafe(|| self.run_chunk(chunk)));
-            self.slot.busy.store(false, Ordering::SeqCst);
-            if ran.is_err() {
-                // A bug of ours: the chunk gave its items an error as it unwound. Start
-                // afresh, with a new worker.
-                if let Some(w) = &self.worker {
-                    w.handle.kill();
-                }
-                self.bury();
+    /// Runs `chunk`, every item of which gets its result, whatever happens.
+    fn run(mut self, chunk: Chunk) {
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| self.run_chunk(chunk)));
+        if ran.is_err() {
+            // A bug of ours: the chunk gave its items an error as it unwound. Start
+            // afresh, with a new worker.
+            if let Some(w) = &*self.worker {
+                w.handle.kill();
             }
+            self.bury();
         }
-        self.retire();
     }
 
     fn run_chunk(&mut self, mut chunk: Chunk) {
@@ -383,7 +434,7 @@ impl Driver {
     fn drain(&mut self, chunk: &mut Chunk, mut told: Option<Done>) -> Result<(), String> {
         let mut answered = u64::from(told.is_some());
         if let Some(ring) = self.worker.as_mut().and_then(|live| live.ring.as_mut()) {
-            let core = &self.core;
+            let core = self.core;
             let drained = ring.drain(|record| {
                 let done: DoneIn<'_> = postcard::from_bytes(record)
                     .map_err(|e| format!("a pool worker's result does not decode: {e}"))?;
@@ -393,15 +444,15 @@ impl Driver {
                 }
                 settle_due(core, chunk, done.index, done.outcome)
             });
-            if let Some(live) = &mut self.worker {
+            if let Some(live) = &mut *self.worker {
                 live.answered += answered;
             }
             drained?;
-        } else if let Some(live) = &mut self.worker {
+        } else if let Some(live) = &mut *self.worker {
             live.answered += answered;
         }
         match told {
-            Some(done) => settle_told(&self.core, chunk, done),
+            Some(done) => settle_told(self.core, chunk, done),
             None => Ok(()),
         }
     }
@@ -419,7 +470,7 @@ impl Driver {
     /// goes back to the queue.
     fn lose_worker(&mut self, mut chunk: Chunk, loss: Loss) {
         if matches!(loss, Loss::Broke(_)) {
-            if let Some(w) = &self.worker {
+            if let Some(w) = &*self.worker {
                 w.handle.kill();
             }
         }
@@ -454,9 +505,9 @@ impl Driver {
             if blamed {
                 match (chunk.job.process, item) {
                     (Some(rules), Some(item)) => {
-                        process_died(&self.core, &mut chunk, error, item, rules.lives)
+                        process_died(self.core, &mut chunk, error, item, rules.lives)
                     }
-                    _ => failed(&self.core, &mut chunk, error),
+                    _ => failed(self.core, &mut chunk, error),
                 }
             } else {
                 // It stays first in the rest of the chunk, unless it was lost too often.
@@ -473,7 +524,7 @@ impl Driver {
 
     /// The live worker, or a fresh one in place of a dead one.
     fn worker(&mut self) -> Result<Arc<Handle<()>>, ProcessError> {
-        if let Some(w) = &self.worker {
+        if let Some(w) = &*self.worker {
             if w.handle.is_alive() {
                 return Ok(Arc::clone(&w.handle));
             }
@@ -512,7 +563,7 @@ impl Driver {
         }
         *slot = Some(Arc::clone(&worker));
         drop(slot);
-        self.worker = Some(Live::new(Arc::clone(&worker)));
+        *self.worker = Some(Live::new(Arc::clone(&worker)));
         Ok(worker)
     }
 

@@ -24,7 +24,6 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -129,7 +128,8 @@ pub(crate) struct Feed<'p, I, R> {
     windowed: bool,
     call: i64,
     job: Arc<Job>,
-    results: Receiver<Batch>,
+    /// Items queued for the workers whose results have not come back yet.
+    awaited: usize,
     decode: Decode<R>,
     /// Items read so far: the next item's index.
     read: u64,
@@ -158,7 +158,6 @@ where
         windowed: bool,
         process: Option<ProcessRules>,
     ) -> Self {
-        let (sink, results) = mpsc::channel();
         let remaining = match input.size_hint() {
             (low, Some(high)) if low == high => Some(low),
             _ => None,
@@ -170,8 +169,8 @@ where
             remaining,
             windowed,
             call,
-            job: Arc::new(Job::new(sink, process)),
-            results,
+            job: Arc::new(Job::new(process)),
+            awaited: 0,
             decode,
             read: 0,
             pending: 0,
@@ -194,51 +193,50 @@ where
     /// item of the input has had its result.
     pub(crate) fn next_result(&mut self) -> Option<(u64, ItemResult<R>)> {
         loop {
-            if let Some(next) = self.next_in_hand() {
+            if let Some(next) = self.next_in_hand(true) {
                 return next;
             }
-            let batch = self
-                .results
-                .recv()
-                .expect("the feed holds its job, and with it the sender");
-            self.place(batch);
+            // `map` waits for all its results at once, and is woken once; `imap` hands
+            // each on as it comes.
+            let wanted = if self.windowed { 1 } else { self.awaited };
+            for batch in self.job.inbox.take_when(wanted.max(1)) {
+                self.place(batch);
+            }
         }
     }
 
     /// [`Feed::next_result`] without blocking: `Pending` when the next result has not
     /// come, and the task of `cx` is woken by the driver that delivers it (see
-    /// `Job::deliver`). The input is still read on the caller's thread, here.
+    /// `inbox.rs`). The input is still read on the caller's thread, here.
     pub(crate) fn poll_next_result(
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<(u64, ItemResult<R>)>> {
         loop {
-            if let Some(next) = self.next_in_hand() {
+            if let Some(next) = self.next_in_hand(false) {
                 return Poll::Ready(next);
             }
-            let batch = match self.results.try_recv() {
-                Ok(batch) => batch,
-                Err(TryRecvError::Empty) => {
-                    self.job.set_waker(cx.waker());
-                    // A batch delivered before the waker was set did not wake it.
-                    match self.results.try_recv() {
-                        Ok(batch) => batch,
-                        Err(_) => return Poll::Pending,
-                    }
+            let mut batches = self.job.inbox.take();
+            if batches.is_empty() {
+                self.job.inbox.set_waker(cx.waker());
+                // A batch delivered before the waker was set did not wake it.
+                batches = self.job.inbox.take();
+                if batches.is_empty() {
+                    return Poll::Pending;
                 }
-                Err(TryRecvError::Disconnected) => {
-                    unreachable!("the feed holds its job, and with it the sender")
-                }
-            };
-            self.place(batch);
+            }
+            for batch in batches {
+                self.place(batch);
+            }
         }
     }
 
     /// The next result if it is in hand (`Some(None)` when every item has had its
-    /// result), after reading the input up to the window; `None` when it must be
+    /// result), after reading the input up to the window (and running a chunk on this
+    /// thread, if it may block it: see [`Feed::read_chunk`]); `None` when it must be
     /// waited for.
-    fn next_in_hand(&mut self) -> Option<Option<(u64, ItemResult<R>)>> {
-        self.top_up();
+    fn next_in_hand(&mut self, may_block: bool) -> Option<Option<(u64, ItemResult<R>)>> {
+        self.top_up(may_block);
         self.raise_input_panic_if_due();
         let found = match &mut self.order {
             Order::Input { next, held } => held.take_first().map(|r| {
@@ -257,6 +255,7 @@ where
 
     /// Puts the results of `batch` where they wait for their turn.
     fn place(&mut self, batch: Batch) {
+        self.awaited -= batch.len();
         let decode = self.decode;
         match &mut self.order {
             Order::Input { next, held } => batch.for_each(|index, result| {
@@ -284,7 +283,7 @@ where
     }
 
     /// Reads items and queues them in chunks, up to the window.
-    fn top_up(&mut self) {
+    fn top_up(&mut self, may_block: bool) {
         let settings = &self.core.settings;
         while !self.input_done {
             let size = chunk_size(
@@ -298,12 +297,17 @@ where
             if self.windowed && self.pending >= window {
                 break;
             }
-            self.read_chunk(size);
+            self.read_chunk(size, may_block);
         }
     }
 
-    /// Reads up to `size` items and queues them as one chunk.
-    fn read_chunk(&mut self, size: usize) {
+    /// Reads up to `size` items and queues them as one chunk; or, when that chunk is
+    /// all the caller will wait for (nothing else is out, the input is read whole, and
+    /// the caller takes no result before the chunk's last: an `apply`, say) and
+    /// `may_block`, runs it on this thread on an idle worker, if there is one: the
+    /// caller would only wait for it, and a driver would have to be woken to run it,
+    /// and to wake this thread again.
+    fn read_chunk(&mut self, size: usize, may_block: bool) {
         let mut items = Items::with_capacity(size);
         while items.len() < size && items.arg_bytes() < CHUNK_BYTES {
             let index = self.read;
@@ -338,9 +342,19 @@ where
         }
         if !items.is_empty() {
             self.last_chunk = items.len();
-            self.core
-                .queue
-                .push_back(Chunk::new(Arc::clone(&self.job), self.call, items));
+            // An `imap` hands on each result as it comes: a chunk run here could not
+            // before its end, so only a chunk of one item is.
+            let alone = self.awaited == 0
+                && (self.input_done || self.remaining == Some(0))
+                && (!self.windowed || items.len() == 1);
+            self.awaited += items.len();
+            let mut chunk = Some(Chunk::new(Arc::clone(&self.job), self.call, items));
+            if alone && may_block {
+                chunk = chunk.and_then(|c| self.core.run_here(c));
+            }
+            if let Some(chunk) = chunk {
+                self.core.queue.push_back(chunk);
+            }
         }
     }
 

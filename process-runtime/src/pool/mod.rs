@@ -9,12 +9,15 @@
 //! - [`queue`] holds the chunks waiting for a worker, tied to the call they belong to.
 //! - [`feed`] is the caller's side: it reads the input lazily, sizes chunks, and
 //!   hands results back in order or as they finish.
+//! - [`inbox`] is where the drivers leave a call's results, and wakes its caller only
+//!   once what it waits for has come.
 //!
 //! The function travels as a code offset, as for `spawn` (see `call.rs`): a worker can
 //! run any function of the binary, so one pool serves calls of different functions.
 
 mod driver;
 mod feed;
+mod inbox;
 mod lifecycle;
 mod queue;
 pub(crate) mod ring;
@@ -28,7 +31,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use self::driver::{Core, Driver, Settings, Slot};
+use self::driver::{Core, Settings, Slot};
 use self::feed::Feed;
 use self::queue::{ProcessRules, Queue};
 use crate::wire::protocol::POSTCARD_LIMITS;
@@ -81,7 +84,6 @@ use crate::{Process, ProcessConfig, ProcessError};
 /// share its workers.
 pub struct Pool {
     core: Arc<Core>,
-    slots: Vec<Arc<Slot>>,
     drivers: Vec<JoinHandle<()>>,
 }
 
@@ -205,21 +207,19 @@ impl PoolBuilder {
         let core = Arc::new(Core {
             queue: Queue::default(),
             settings,
+            slots: started.into_iter().map(|w| Slot::new(Some(w))).collect(),
         });
         let mut pool = Pool {
             core,
-            slots: Vec::with_capacity(workers),
             drivers: Vec::with_capacity(workers),
         };
-        for (i, worker) in started.into_iter().enumerate() {
-            let slot = Arc::new(Slot::default());
-            let driver = Driver::new(Arc::clone(&pool.core), Arc::clone(&slot), Some(worker));
+        for i in 0..workers {
+            let core = Arc::clone(&pool.core);
             let thread = std::thread::Builder::new()
                 .name(format!("process-runtime-pool-{i}"))
                 .stack_size(256 * 1024)
-                .spawn(move || driver.run())
+                .spawn(move || driver::drive(&core, &core.slots[i]))
                 .map_err(|e| ProcessError::Io(format!("cannot start a pool thread: {e}")))?;
-            pool.slots.push(slot);
             pool.drivers.push(thread);
         }
         Ok(pool)
@@ -438,11 +438,14 @@ impl Default for Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.core.queue.close();
-        for slot in &self.slots {
+        for slot in &self.core.slots {
             slot.kill_if_busy();
         }
         for driver in self.drivers.drain(..) {
             let _ = driver.join();
+        }
+        for slot in &self.core.slots {
+            driver::retire(&self.core, slot);
         }
     }
 }

@@ -5,18 +5,17 @@
 //! call's [`Job`]: by a driver when the worker answers or dies, and, for an item still
 //! in a [`Chunk`] when the chunk is dropped (a call cancelled, the pool shut down, a
 //! bug unwinding a driver), by the chunk itself. So no path can leave a caller waiting
-//! for an item that nobody runs any more. Results go to the caller in batches (one
-//! wake-up for whatever a driver read at once), gathered in the chunk, which hands on
+//! for an item that nobody runs any more. Results go to the call's inbox (see `inbox.rs`)
+//! in batches of whatever a driver read at once, gathered in the chunk, which hands on
 //! what it gathered when it is dropped too.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::task::Waker;
 use std::time::Duration;
 
+use super::inbox::Inbox;
 use super::worker::Items;
 use crate::{ProcessError, Timeouts};
 
@@ -44,6 +43,11 @@ impl Batch {
         self.results.is_empty()
     }
 
+    /// Results in the batch.
+    pub(crate) fn len(&self) -> usize {
+        self.results.len()
+    }
+
     /// Hands each result to `each`, in order, with its bytes borrowed from the batch.
     pub(crate) fn for_each(self, mut each: impl FnMut(u64, Result<&[u8], ProcessError>)) {
         let Batch { bytes, results } = self;
@@ -65,12 +69,7 @@ pub(crate) struct ProcessRules {
 /// One call on the pool, as the drivers see it: where its results go.
 #[derive(Debug)]
 pub(crate) struct Job {
-    sink: Sender<Batch>,
-    /// The task of an `imap` polled as a `Stream`, woken when results are delivered
-    /// (see `feed.rs`).
-    waker: Mutex<Option<Waker>>,
-    /// Whether `waker` holds one: a delivery to a caller that blocks costs one load.
-    has_waker: AtomicBool,
+    pub(crate) inbox: Inbox,
     /// For a call of `Pool::run`: the items are processes, with these rules.
     pub(crate) process: Option<ProcessRules>,
     cancelled: AtomicBool,
@@ -80,47 +79,14 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(sink: Sender<Batch>, process: Option<ProcessRules>) -> Self {
+    pub(crate) fn new(process: Option<ProcessRules>) -> Self {
         Self {
-            sink,
-            waker: Mutex::new(None),
-            has_waker: AtomicBool::new(false),
+            inbox: Inbox::default(),
             process,
             cancelled: AtomicBool::new(false),
             finished: AtomicU64::new(0),
             nanos: AtomicU64::new(0),
         }
-    }
-
-    /// Hands results to the caller (a caller that is gone ignores them), and wakes its
-    /// task when it polls for them.
-    pub(crate) fn deliver(&self, batch: Batch) {
-        let _ = self.sink.send(batch);
-        // SeqCst with the caller's pair in `set_waker`: either it sees this batch when
-        // it looks again after registering, or this side sees its waker.
-        if self.has_waker.load(Ordering::SeqCst) {
-            let waker = {
-                // The flag changes under the lock only, so it never says "none" while
-                // one is registered.
-                let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-                self.has_waker.store(false, Ordering::SeqCst);
-                slot.take()
-            };
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-        }
-    }
-
-    /// Wakes `waker` at the next delivery. The caller looks for results once more
-    /// afterwards, so that one delivered meanwhile is not waited for.
-    pub(crate) fn set_waker(&self, waker: &Waker) {
-        let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
-        match &mut *slot {
-            Some(old) if old.will_wake(waker) => {}
-            _ => *slot = Some(waker.clone()),
-        }
-        self.has_waker.store(true, Ordering::SeqCst);
     }
 
     /// The caller is gone: its chunks need not run.
@@ -200,7 +166,7 @@ impl Chunk {
     /// Hands the results settled so far to the caller.
     pub(crate) fn flush(&mut self) {
         if !self.ready.is_empty() {
-            self.job.deliver(std::mem::take(&mut self.ready));
+            self.job.inbox.deliver(std::mem::take(&mut self.ready));
         }
     }
 
@@ -254,6 +220,11 @@ pub(crate) struct Queue {
 struct State {
     chunks: VecDeque<Chunk>,
     closed: bool,
+    /// Drivers waiting for a chunk: a chunk queued while every driver is busy wakes
+    /// nobody, and costs no system call (`map` queues all its chunks at once).
+    idle: usize,
+    /// Workers lent to callers (see [`Queue::lend`]).
+    lent: usize,
 }
 
 impl Queue {
@@ -263,37 +234,90 @@ impl Queue {
 
     /// Adds a chunk of new work.
     pub(crate) fn push_back(&self, chunk: Chunk) {
-        self.lock().chunks.push_back(chunk);
-        self.ready.notify_one();
+        let mut state = self.lock();
+        state.chunks.push_back(chunk);
+        self.wake_one(state);
     }
 
     /// Adds a chunk to run before anything else: items to retry.
     pub(crate) fn push_front(&self, chunk: Chunk) {
-        self.lock().chunks.push_front(chunk);
-        self.ready.notify_one();
+        let mut state = self.lock();
+        state.chunks.push_front(chunk);
+        self.wake_one(state);
     }
 
-    /// Waits for the next chunk of a call that is not cancelled, and marks `busy`
-    /// under the same lock; `None` once the queue is closed.
+    /// Wakes a driver for the chunk just queued, if one waits: every waiting driver
+    /// while workers are lent, as the one woken could be a driver whose worker is.
+    fn wake_one(&self, state: MutexGuard<'_, State>) {
+        let (idle, lent) = (state.idle, state.lent);
+        drop(state);
+        if idle > 0 && lent > 0 {
+            self.ready.notify_all();
+        } else if idle > 0 {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Waits for the next chunk of a call that is not cancelled, while the driver's
+    /// worker is not lent, and marks it `busy` under the same lock; `None` once the
+    /// queue is closed.
     pub(crate) fn take(&self, busy: &AtomicBool) -> Option<Chunk> {
         let mut state = self.lock();
         loop {
             if state.closed {
                 return None;
             }
-            match state.chunks.pop_front() {
+            let next = if busy.load(Ordering::SeqCst) {
+                None
+            } else {
+                state.chunks.pop_front()
+            };
+            match next {
                 Some(chunk) if chunk.job.is_cancelled() => drop(chunk),
                 Some(chunk) => {
                     busy.store(true, Ordering::SeqCst);
                     return Some(chunk);
                 }
                 None => {
+                    state.idle += 1;
                     state = self
                         .ready
                         .wait(state)
-                        .unwrap_or_else(PoisonError::into_inner)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    state.idle -= 1;
                 }
             }
+        }
+    }
+
+    /// Lends a caller the first of `slots` whose worker is idle (its `busy` flag,
+    /// which `busy` finds, is down), marking it busy: its driver takes no chunk until
+    /// it is given back. `None` when every worker is busy, or the queue is closed.
+    pub(crate) fn lend<'s, S>(
+        &self,
+        slots: &'s [S],
+        busy: impl Fn(&S) -> &AtomicBool,
+    ) -> Option<&'s S> {
+        let mut state = self.lock();
+        if state.closed {
+            return None;
+        }
+        let slot = slots.iter().find(|s| !busy(s).load(Ordering::SeqCst))?;
+        busy(slot).store(true, Ordering::SeqCst);
+        state.lent += 1;
+        Some(slot)
+    }
+
+    /// Gives back a worker [`lend`](Queue::lend) lent: its driver takes chunks again,
+    /// and is woken for one queued meanwhile.
+    pub(crate) fn give_back(&self, busy: &AtomicBool) {
+        let mut state = self.lock();
+        busy.store(false, Ordering::SeqCst);
+        state.lent -= 1;
+        let waiting = !state.chunks.is_empty() && state.idle > 0;
+        drop(state);
+        if waiting {
+            self.ready.notify_all();
         }
     }
 
@@ -329,8 +353,6 @@ impl Queue {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
-
     use super::*;
 
     fn items(range: std::ops::Range<u64>) -> Items {
@@ -396,23 +418,28 @@ mod tests {
 
     #[test]
     fn a_dropped_chunk_gives_each_item_without_a_result_an_error() {
-        let (tx, rx) = mpsc::channel();
-        let job = Arc::new(Job::new(tx, None));
+        let job = Arc::new(Job::new(None));
         let mut chunk = Chunk::new(Arc::clone(&job), 0, items(0..4));
         chunk.settle(Ok(&[]));
-        assert!(rx.try_recv().is_err(), "held until flushed");
+        assert!(job.inbox.take().is_empty(), "held until flushed");
         let rest = chunk.split_rest().unwrap();
         assert_eq!(rest.items.len(), 3);
         drop(chunk);
         let mut settled = Vec::new();
-        rx.try_recv()
+        let mut delivered = job.inbox.take();
+        assert_eq!(delivered.len(), 1);
+        delivered
+            .pop_front()
             .unwrap()
             .for_each(|i, r| settled.push((i, r.map(<[u8]>::to_vec))));
         assert_eq!(settled, [(0, Ok(vec![]))], "handed on at the drop");
-        assert!(rx.try_recv().is_err(), "the split chunk has nothing left");
+        assert!(
+            job.inbox.take().is_empty(),
+            "the split chunk has nothing left"
+        );
         drop(rest);
         let mut dropped = Vec::new();
-        for batch in rx.try_iter() {
+        for batch in job.inbox.take() {
             batch.for_each(|i, r| {
                 assert!(r.is_err());
                 dropped.push(i);
@@ -424,18 +451,40 @@ mod tests {
     #[test]
     fn retries_come_first_and_cancelled_calls_are_skipped() {
         let queue = Queue::default();
-        let (tx, _rx) = mpsc::channel();
-        let a = Arc::new(Job::new(tx.clone(), None));
-        let b = Arc::new(Job::new(tx, None));
+        let a = Arc::new(Job::new(None));
+        let b = Arc::new(Job::new(None));
         queue.push_back(Chunk::new(Arc::clone(&a), 0, items(0..2)));
         queue.push_back(Chunk::new(Arc::clone(&b), 0, items(0..2)));
         queue.push_front(Chunk::new(Arc::clone(&b), 0, items(7..8)));
         let busy = AtomicBool::new(false);
         assert_eq!(queue.take(&busy).unwrap().items.index(0), Some(7));
         assert!(busy.load(Ordering::SeqCst));
+        // The driver is done with that chunk.
+        busy.store(false, Ordering::SeqCst);
         a.cancel();
         assert_eq!(queue.take(&busy).unwrap().items.index(0), Some(0));
         queue.close();
         assert!(queue.take(&busy).is_none());
+    }
+
+    #[test]
+    fn a_lent_worker_takes_no_chunk_until_it_is_given_back() {
+        let queue = Queue::default();
+        let slots = [AtomicBool::new(false), AtomicBool::new(true)];
+        let lent = queue.lend(&slots, |busy| busy).unwrap();
+        assert!(std::ptr::eq(lent, &slots[0]), "the idle one");
+        assert!(slots[0].load(Ordering::SeqCst));
+        assert!(queue.lend(&slots, |busy| busy).is_none(), "none idle");
+        let job = Arc::new(Job::new(None));
+        queue.push_back(Chunk::new(job, 0, items(3..4)));
+        std::thread::scope(|s| {
+            let driver = s.spawn(|| queue.take(&slots[0]).map(|c| c.items.index(0)));
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(!driver.is_finished(), "its worker is lent");
+            queue.give_back(&slots[0]);
+            assert_eq!(driver.join().unwrap(), Some(Some(3)));
+        });
+        queue.close();
+        assert!(queue.lend(&slots, |busy| busy).is_none(), "closed");
     }
 }
