@@ -91,7 +91,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Messages as they come, then the result.
     let h = Download.start()?;
     loop {
-        match h.listen_async::<Progress>(Duration::from_secs(5)).await {
+        match h
+            .listen_async_timeout::<Progress>(Duration::from_secs(5))
+            .await
+        {
             Ok(Progress(percent)) => println!("downloaded {percent}%"),
             Err(RecvError::Ended) => break,
             Err(e) => return Err(e.into()),
@@ -117,7 +120,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     for _ in &greeters {
         let (from, greeting) =
-            process_runtime::node::receive_from_async::<String>(Duration::from_secs(5)).await?;
+            process_runtime::node::receive_from_async_timeout::<String>(Duration::from_secs(5))
+                .await?;
         println!("{from}: {greeting}");
     }
     for h in &greeters {

@@ -221,11 +221,11 @@ impl<T: DeserializeOwned> Handle<T> {
         decoded.expect("listen hands over a message when it succeeds")
     }
 
-    /// Like [`Handle::listen`], without blocking a thread: a future for any executor,
-    /// woken by the runtime when a message arrives or the process ends. `timeout` is
-    /// counted from this call; its deadline is held by the runtime's event loop, so it
-    /// needs no timer of the executor's. Dropping the future cancels only the wait:
-    /// no message is taken but the one it returns.
+    /// Like [`Handle::listen`] without a time limit (`listen(None)`), without blocking
+    /// a thread: a future for any executor, woken by the runtime when a message
+    /// arrives or the process ends (then [`RecvError::Ended`] once nothing of type `M`
+    /// is left). Dropping the future cancels only the wait: no message is taken but
+    /// the one it returns. [`Handle::listen_async_timeout`] adds a time limit.
     ///
     /// While it waits, the future reads nothing itself: the runtime's event loop reads
     /// every child's socket and wakes it (where the blocking `listen` reads the socket
@@ -234,6 +234,18 @@ impl<T: DeserializeOwned> Handle<T> {
     /// # Errors
     /// As [`Handle::listen`].
     pub fn listen_async<M: DeserializeOwned + 'static>(
+        &self,
+    ) -> impl Future<Output = Result<M, RecvError>> + Send + '_ {
+        self.listen_async_timeout(None)
+    }
+
+    /// [`Handle::listen_async`] with a time limit, as [`Handle::listen`] takes one:
+    /// `timeout` is counted from this call, and its deadline is held by the runtime's
+    /// event loop, so it needs no timer of the executor's.
+    ///
+    /// # Errors
+    /// As [`Handle::listen`].
+    pub fn listen_async_timeout<M: DeserializeOwned + 'static>(
         &self,
         timeout: impl Into<Option<Duration>>,
     ) -> impl Future<Output = Result<M, RecvError>> + Send + '_ {

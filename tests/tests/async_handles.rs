@@ -327,25 +327,28 @@ async fn listen_async_with_an_echo() {
     let h = Echo::default().start().unwrap();
     for n in 1..=3 {
         h.tell(&Job { n }).unwrap();
-        let done: Done = h.listen_async(Duration::from_secs(30)).await.unwrap();
+        let done: Done = h
+            .listen_async_timeout(Duration::from_secs(30))
+            .await
+            .unwrap();
         assert_eq!(done, Done { n: 2 * n });
     }
     // No time limit.
     h.tell(&Job { n: 10 }).unwrap();
-    assert_eq!(h.listen_async::<Done>(None).await.unwrap(), Done { n: 20 });
+    assert_eq!(h.listen_async::<Done>().await.unwrap(), Done { n: 20 });
     // Several at once, in order.
     for n in 11..=15 {
         h.tell(&Job { n }).unwrap();
     }
     for n in 11..=15 {
-        let done: Done = h.listen_async(None).await.unwrap();
+        let done: Done = h.listen_async().await.unwrap();
         assert_eq!(done.n, 2 * n);
     }
     h.tell(&Quit).unwrap();
     assert_eq!(h.result_async().await.unwrap(), 9);
     // Nothing more will come.
     assert!(matches!(
-        h.listen_async::<Done>(None).await,
+        h.listen_async::<Done>().await,
         Err(RecvError::Ended)
     ));
     assert_eq!(async_waiters(&h), (0, 0));
@@ -355,7 +358,9 @@ async fn listen_async_time_limits() {
     let h = Echo::default().start().unwrap();
     // Nothing comes: the deadline is the only wake-up, from the runtime's event loop.
     let started = Instant::now();
-    let waited = h.listen_async::<Done>(Duration::from_millis(150)).await;
+    let waited = h
+        .listen_async_timeout::<Done>(Duration::from_millis(150))
+        .await;
     let elapsed = started.elapsed();
     assert!(matches!(waited, Err(RecvError::Timeout)), "{waited:?}");
     assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
@@ -363,14 +368,17 @@ async fn listen_async_time_limits() {
     // `ZERO` only looks.
     let started = Instant::now();
     assert!(matches!(
-        h.listen_async::<Done>(Duration::ZERO).await,
+        h.listen_async_timeout::<Done>(Duration::ZERO).await,
         Err(RecvError::Timeout)
     ));
     assert!(started.elapsed() < Duration::from_secs(1));
     // A reply that comes before the deadline ends the wait.
     h.tell(&Job { n: 4 }).unwrap();
     let started = Instant::now();
-    let done: Done = h.listen_async(Duration::from_secs(60)).await.unwrap();
+    let done: Done = h
+        .listen_async_timeout(Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(done.n, 8);
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(async_waiters(&h), (0, 0));
@@ -381,10 +389,10 @@ async fn listen_async_time_limits() {
 async fn listen_async_ended_after_a_crash() {
     let h = TellsThenAborts.start().unwrap();
     // What it told before it crashed is there, then `Ended`, at once.
-    let done: Done = h.listen_async(None).await.unwrap();
+    let done: Done = h.listen_async().await.unwrap();
     assert_eq!(done.n, 7);
     assert!(matches!(
-        h.listen_async::<Done>(None).await,
+        h.listen_async::<Done>().await,
         Err(RecvError::Ended)
     ));
     assert!(matches!(
@@ -399,12 +407,15 @@ async fn listen_async_ended_after_a_crash() {
 async fn listen_async_streams_past_a_full_mailbox() {
     let h = Streams { count: 2000 }.start().unwrap();
     for n in 0..2000 {
-        let seq: Seq = h.listen_async(Duration::from_secs(30)).await.unwrap();
+        let seq: Seq = h
+            .listen_async_timeout(Duration::from_secs(30))
+            .await
+            .unwrap();
         assert_eq!(seq, Seq(n));
     }
     assert_eq!(h.result_async().await.unwrap(), 2000);
     assert!(matches!(
-        h.listen_async::<Seq>(None).await,
+        h.listen_async::<Seq>().await,
         Err(RecvError::Ended)
     ));
 }
@@ -412,7 +423,7 @@ async fn listen_async_streams_past_a_full_mailbox() {
 async fn dropped_futures_leave_the_handle_as_it_was() {
     let h = Echo::default().start().unwrap();
     {
-        let mut listening = pin!(h.listen_async::<Done>(Duration::from_secs(60)));
+        let mut listening = pin!(h.listen_async_timeout::<Done>(Duration::from_secs(60)));
         let mut ending = pin!(h.result_async());
         assert!(futures::poll!(listening.as_mut()).is_pending());
         assert!(futures::poll!(ending.as_mut()).is_pending());
@@ -422,7 +433,7 @@ async fn dropped_futures_leave_the_handle_as_it_was() {
     // Dropped: nothing registered, nothing counted.
     assert_eq!(async_waiters(&h), (0, 0));
     // A future dropped before it was polled registered nothing.
-    drop(h.listen_async::<Done>(None));
+    drop(h.listen_async::<Done>());
     drop(h.result_async());
     assert_eq!(async_waiters(&h), (0, 0));
     // The handle works as before, blocking calls included; no message was lost.
@@ -430,7 +441,7 @@ async fn dropped_futures_leave_the_handle_as_it_was() {
     assert_eq!(h.listen::<Done>(Duration::from_secs(30)).unwrap().n, 10);
     h.tell(&Job { n: 6 }).unwrap();
     assert_eq!(
-        h.listen_async::<Done>(Duration::from_secs(30))
+        h.listen_async_timeout::<Done>(Duration::from_secs(30))
             .await
             .unwrap()
             .n,
@@ -449,7 +460,7 @@ fn the_futures_are_send() {
     }
     let h = Double { n: 1 }.start().unwrap();
     drop(send(h.wait_async()));
-    drop(send(h.listen_async::<Done>(None)));
+    drop(send(h.listen_async::<Done>()));
     assert_eq!(
         futures::executor::block_on(send(h.result_async())).unwrap(),
         2
@@ -479,7 +490,7 @@ fn pending_futures_are_woken_by_events_not_by_a_timer() {
     let (ended, ended_waker) = counting_waker();
     let (heard, heard_waker) = counting_waker();
     let mut ending = pin!(h.result_async());
-    let mut listening = pin!(h.listen_async::<Done>(None));
+    let mut listening = pin!(h.listen_async::<Done>());
     let mut cx = TaskContext::from_waker(&ended_waker);
     assert!(ending.as_mut().poll(&mut cx).is_pending());
     let mut cx = TaskContext::from_waker(&heard_waker);
@@ -501,7 +512,7 @@ fn pending_futures_are_woken_by_events_not_by_a_timer() {
     }
     // A time limit: one wake-up, at the deadline, from the runtime's event loop.
     let armed = Instant::now();
-    let mut limited = pin!(h.listen_async::<Done>(Duration::from_millis(200)));
+    let mut limited = pin!(h.listen_async_timeout::<Done>(Duration::from_millis(200)));
     let (rang, rang_waker) = counting_waker();
     let mut cx = TaskContext::from_waker(&rang_waker);
     assert!(limited.as_mut().poll(&mut cx).is_pending());
@@ -754,16 +765,17 @@ async fn receive_async_in_the_root() {
     }
     .start()
     .unwrap();
-    let first: Note = process_runtime::node::receive_async(Duration::from_secs(30))
+    let first: Note = process_runtime::node::receive_async_timeout(Duration::from_secs(30))
         .await
         .unwrap();
     assert_eq!(first, Note(0));
-    let (from, second) = process_runtime::node::receive_from_async::<Note>(Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (from, second) =
+        process_runtime::node::receive_from_async_timeout::<Note>(Duration::from_secs(30))
+            .await
+            .unwrap();
     assert_eq!((from, second), (h.id(), Note(1)));
     h.wait();
-    let third: Note = process_runtime::node::receive_async(None).await.unwrap();
+    let third: Note = process_runtime::node::receive_async().await.unwrap();
     assert_eq!(third, Note(2));
     assert_eq!(process_runtime::__testing::node_async_waiters(), 0);
 }
@@ -771,13 +783,13 @@ async fn receive_async_in_the_root() {
 async fn receive_async_time_limits() {
     let started = Instant::now();
     assert!(matches!(
-        process_runtime::node::receive_async::<Never>(Duration::ZERO).await,
+        process_runtime::node::receive_async_timeout::<Never>(Duration::ZERO).await,
         Err(RecvError::Timeout)
     ));
     let limit = Duration::from_millis(150);
     let started_wait = Instant::now();
     assert!(matches!(
-        process_runtime::node::receive_async::<Never>(limit).await,
+        process_runtime::node::receive_async_timeout::<Never>(limit).await,
         Err(RecvError::Timeout)
     ));
     assert!(started_wait.elapsed() >= limit);
@@ -818,7 +830,7 @@ fn receive_async_is_woken_by_messages_not_by_a_timer_and_a_drop_loses_nothing() 
     let (woken, waker) = counting_waker();
     let mut cx = TaskContext::from_waker(&waker);
     let h = {
-        let mut receiving = pin!(process_runtime::node::receive_async::<Note>(None));
+        let mut receiving = pin!(process_runtime::node::receive_async::<Note>());
         assert!(receiving.as_mut().poll(&mut cx).is_pending());
         assert_eq!(process_runtime::__testing::node_async_waiters(), 1);
         std::thread::sleep(Duration::from_millis(300));
@@ -865,14 +877,16 @@ struct ReceivesAsync {
 impl ReceivesAsync {
     async fn receive_all(cx_parent: process_runtime::node::Pid) -> (Vec<u64>, bool) {
         use process_runtime::node;
-        let first: Note = node::receive_async(Duration::from_secs(30)).await.unwrap();
+        let first: Note = node::receive_async_timeout(Duration::from_secs(30))
+            .await
+            .unwrap();
         // Asks for the second only now: it arrives while the future waits.
         node::send(cx_parent, &Note(100)).unwrap();
-        let (from, second) = node::receive_from_async::<Note>(Duration::from_secs(30))
+        let (from, second) = node::receive_from_async_timeout::<Note>(Duration::from_secs(30))
             .await
             .unwrap();
         assert_eq!(from, cx_parent);
-        let limited = node::receive_async::<Never>(Duration::from_millis(100)).await;
+        let limited = node::receive_async_timeout::<Never>(Duration::from_millis(100)).await;
         (
             vec![first.0, second.0],
             matches!(limited, Err(RecvError::Timeout)),
@@ -930,10 +944,10 @@ fn receive_async_is_send_and_static() {
     fn send_static<F: Future + Send + 'static>(future: F) -> F {
         future
     }
-    drop(send_static(process_runtime::node::receive_async::<Note>(
-        None,
-    )));
+    drop(send_static(process_runtime::node::receive_async_timeout::<
+        Note,
+    >(None)));
     drop(send_static(
-        process_runtime::node::receive_from_async::<Note>(None),
+        process_runtime::node::receive_from_async::<Note>(),
     ));
 }

@@ -1860,11 +1860,13 @@ impl Lifecycle for AsyncLinkPonger {
     fn result(&mut self, _cx: &mut Context) -> Result<i64, BoxError> {
         // The first wait starts the event loop, with descriptors of its own: counted
         // before the links.
-        let nothing = futures::executor::block_on(node::receive_async::<Never>(Duration::ZERO));
+        let nothing =
+            futures::executor::block_on(node::receive_async_timeout::<Never>(Duration::ZERO));
         assert_eq!(nothing, Err(RecvError::Timeout));
         let before = descriptors();
         for n in 0..self.rounds {
-            let (from, Hop(m)) = futures::executor::block_on(node::receive_from_async(LONG))?;
+            let (from, Hop(m)) =
+                futures::executor::block_on(node::receive_from_async_timeout(LONG))?;
             assert_eq!(m, n, "a hop out of order");
             node::send(from, &HopBack(m))?;
         }

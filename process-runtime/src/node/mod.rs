@@ -303,20 +303,22 @@ pub fn receive<M: DeserializeOwned + 'static>(
     receive_from(timeout).map(|(_, msg)| msg)
 }
 
-/// Like [`receive`], without blocking a thread: a future for any executor (tokio,
-/// smol, `futures::executor`) that resolves to the oldest message of type `M` in this
-/// process's mailbox, in the root as in a child. It is woken by the runtime's event
-/// loop when a message is filed, and at the time limit by an alarm of that loop, never
-/// by polling on a timer. Dropping it cancels only the wait: a message is taken only
-/// by the poll that returns it. The future is `Send` and `'static`.
+/// Like [`receive`] without a time limit (`receive(None)`), without blocking a thread:
+/// a future for any executor (tokio, smol, `futures::executor`) that resolves to the
+/// oldest message of type `M` in this process's mailbox, in the root as in a child. It
+/// is woken by the runtime's event loop when a message is filed, never by polling on a
+/// timer. Dropping it cancels only the wait: a message is taken only by the poll that
+/// returns it. The future is `Send` and `'static`. [`receive_async_timeout`] adds a
+/// time limit.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), process_runtime::RecvError> {
 /// use std::time::Duration;
 /// use process_runtime::node;
 ///
-/// let n: u64 = node::receive_async(Duration::from_secs(1)).await?;
-/// # let _ = n; Ok(()) }
+/// let n: u64 = node::receive_async().await?;
+/// let m: u64 = node::receive_async_timeout(Duration::from_secs(1)).await?;
+/// # let _ = (n, m); Ok(()) }
 /// ```
 ///
 /// In a child with no children of its own, the first poll has the event loop read the
@@ -325,9 +327,19 @@ pub fn receive<M: DeserializeOwned + 'static>(
 /// # Errors
 /// As [`receive`].
 pub fn receive_async<M: DeserializeOwned + 'static>(
+) -> impl Future<Output = Result<M, RecvError>> + Send + 'static {
+    receive_async_timeout(None)
+}
+
+/// [`receive_async`] with a time limit, as [`receive`] takes one: `timeout` is counted
+/// from this call, and at its end an alarm of the runtime's event loop wakes the future.
+///
+/// # Errors
+/// As [`receive`].
+pub fn receive_async_timeout<M: DeserializeOwned + 'static>(
     timeout: impl Into<Option<Duration>>,
 ) -> impl Future<Output = Result<M, RecvError>> + Send + 'static {
-    let received = receive_from_async::<M>(timeout);
+    let received = receive_from_async_timeout::<M>(timeout);
     async move { received.await.map(|(_, msg)| msg) }
 }
 
@@ -336,6 +348,15 @@ pub fn receive_async<M: DeserializeOwned + 'static>(
 /// # Errors
 /// As [`receive`].
 pub fn receive_from_async<M: DeserializeOwned + 'static>(
+) -> impl Future<Output = Result<(Pid, M), RecvError>> + Send + 'static {
+    receive_from_async_timeout(None)
+}
+
+/// Like [`receive_async_timeout`], and tells who sent the message.
+///
+/// # Errors
+/// As [`receive`].
+pub fn receive_from_async_timeout<M: DeserializeOwned + 'static>(
     timeout: impl Into<Option<Duration>>,
 ) -> impl Future<Output = Result<(Pid, M), RecvError>> + Send + 'static {
     let deadline = process_core::__deadline(timeout.into());
