@@ -178,11 +178,7 @@ impl<T: DeserializeOwned> Handle<T> {
     }
 
     fn send<M: Serialize + 'static>(&self, msg: &M, wait: bool) -> Result<(), SendError> {
-        // The frame's slot is written once the outbox has one for it.
-        let prefix = protocol::message_prefix(&protocol::TO_CHILD, process_core::__tag_of::<M>());
-        // The descriptors of its `Transfer`s travel with the frame.
-        let (frame, fds) = crate::transfer::collect(|| process_core::__encode_into(msg, prefix))?;
-        let frame = protocol::seal(frame, std::any::type_name::<M>())?;
+        let (frame, fds) = frame_to_child(msg)?;
         let sent = mailbox::tell(&self.shared, frame, fds, wait);
         if wait {
             crate::shutdown::hold();
@@ -352,6 +348,17 @@ impl<T: DeserializeOwned> Handle<T> {
             .ok()
             .map(Output::frame_len)
     }
+}
+
+/// `msg` as a message frame to a child, sealed, with the descriptors of its
+/// `Transfer`s, which travel with the frame.
+pub(crate) fn frame_to_child<M: Serialize + 'static>(
+    msg: &M,
+) -> Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), SendError> {
+    // The frame's slot is written once the outbox has one for it.
+    let prefix = protocol::message_prefix(&protocol::TO_CHILD, process_core::__tag_of::<M>());
+    let (frame, fds) = crate::transfer::collect(|| process_core::__encode_into(msg, prefix))?;
+    Ok((protocol::seal(frame, std::any::type_name::<M>())?, fds))
 }
 
 impl<T> Handle<T> {

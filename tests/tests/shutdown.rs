@@ -29,9 +29,16 @@ struct Program {
 impl Program {
     /// Starts `bin` in `mode` and waits until it says it is ready.
     fn ready(bin: &str, mode: &str) -> Self {
+        Self::ready_with(bin, &[mode])
+    }
+
+    /// [`Program::ready`] with a mode and its arguments.
+    fn ready_with(bin: &str, args: &[&str]) -> Self {
+        let mode = args.join("-");
         let dir = Scratch::new(&format!("shutdown-{mode}"));
         let child = Command::new(bin)
-            .args([dir.path(), mode.to_owned()])
+            .arg(dir.path())
+            .args(args)
             .stdin(Stdio::null())
             .spawn()
             .expect("start the program");
@@ -232,6 +239,48 @@ fn a_process_run_by_a_pool_is_stopped_gracefully_with_its_worker() {
     assert!(program.has("pooled.finished"), "its on_finish ran");
     assert_eq!(program.read("results"), "[Ok(\"pooled\")]\n");
     assert!(gone_within(worker, Duration::from_secs(5)));
+}
+
+/// The pids of the pool workers a `pool-idle` program wrote.
+fn pool_workers(program: &Program) -> Vec<u32> {
+    let workers: Vec<u32> = program
+        .read("workers")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(!workers.is_empty());
+    workers
+}
+
+#[test]
+fn sigterm_ends_a_program_whose_pool_is_idle() {
+    // Idle workers wait for work without a limit: the stop reaches them as a quit, so
+    // the graceful phase does not wait on them for ever.
+    let mut program = Program::ready(TREE, "pool-idle");
+    let workers = pool_workers(&program);
+    program.signal(libc::SIGTERM);
+    let status = program.exit_within(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    for pid in workers {
+        assert!(gone_within(pid, Duration::from_secs(1)), "worker {pid}");
+    }
+}
+
+#[test]
+fn a_pool_serves_again_after_a_shutdown_its_program_was_told_of() {
+    let mut program = Program::ready_with(TREE, &["pool-idle", "told"]);
+    let workers = pool_workers(&program);
+    program.signal(libc::SIGTERM);
+    let status = program.exit_within(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    for pid in workers {
+        assert!(gone_within(pid, Duration::from_secs(1)), "worker {pid}");
+    }
+    assert_eq!(
+        program.read("results"),
+        "[Ok(1), Ok(2), Ok(3), Ok(4), Ok(5), Ok(6), Ok(7), Ok(8), Ok(9), Ok(10)]\n\
+         [Ok(0), Ok(2), Ok(4)]\n"
+    );
 }
 
 /// A program that asked to be told: the same graceful phase, then its calls return as

@@ -49,6 +49,11 @@ pub(crate) struct StartOptions {
     /// that thread, without the hand-off to the spawner thread (see `spawn`). The
     /// event loop spawns later attempts as usual.
     pub(crate) first_spawn_in_place: bool,
+    /// A message frame (see `handle::frame_to_child`) told to the child, without
+    /// waiting, whenever a stop is requested: for the runtime's own processes that wait
+    /// for work in a `listen` without a limit (pool workers), which the stop flag alone
+    /// would not reach.
+    pub(crate) stop_message: Option<Vec<u8>>,
 }
 
 impl StartOptions {

@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     /// The event loop's key for this process, to ask it to look again (see
     /// [`tells`](super::tells)).
     pub(crate) loop_key: AtomicUsize,
+    /// Told to the child with every stop request (see `StartOptions::stop_message`).
+    pub(crate) stop_message: Option<Vec<u8>>,
 }
 
 /// The mutable part of [`Shared`].
@@ -144,6 +146,7 @@ impl Shared {
             borrowers: AtomicUsize::new(0),
             rearm_owed: AtomicBool::new(false),
             loop_key: AtomicUsize::new(usize::MAX),
+            stop_message: None,
         }
     }
 
@@ -237,6 +240,12 @@ impl Shared {
         inner.stop_requested = true;
         if let Some(beacon) = &inner.beacon {
             beacon.request_stop();
+        }
+        drop(inner);
+        if let Some(frame) = &self.stop_message {
+            // A full mailbox means work is queued: the child reaches the stop flag
+            // between two pieces of it.
+            let _ = super::mailbox::tell(self, frame.clone(), Vec::new(), false);
         }
     }
 

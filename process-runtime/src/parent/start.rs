@@ -75,7 +75,9 @@ pub(crate) fn start_encoded(
     // Refused while a shutdown stops every process; otherwise registered once running,
     // so that a shutdown finds it.
     let ticket = tree::begin_start()?;
-    let shared = Arc::new(Shared::new(config, node::local::new_child_pid()?));
+    let mut shared = Shared::new(config, node::local::new_child_pid()?);
+    shared.stop_message.clone_from(&options.stop_message);
+    let shared = Arc::new(shared);
     let mut supervisor = Supervisor::new(Arc::clone(&shared), tag, state, fds, options);
     // In the node's table before it exists, so that what is sent to it meanwhile
     // waits in its mailbox.

@@ -167,7 +167,13 @@ pub(crate) fn start_worker(settings: &Settings) -> Result<Handle<()>, ProcessErr
         .with_timeout(Section::MainLoop, None)
         .with_timeout(Section::Postloop, None)
         .with_mailbox(WORKER_MAILBOX);
-    let options = StartOptions::default().with_default_error();
+    let mut options = StartOptions::default().with_default_error();
+    // An idle worker waits for work in a `listen` without a limit: a stop (a
+    // shutdown, or its parent stopping the process that runs the pool) reaches it
+    // as a `Quit`.
+    let (quit, _) = crate::handle::frame_to_child(&Work::Quit)
+        .map_err(|e| ProcessError::Io(format!("cannot encode a pool worker's quit: {e}")))?;
+    options.stop_message = Some(quit);
     let shared = crate::parent::start::start(&Worker::default(), config, options)?;
     Ok(Handle::new(shared))
 }

@@ -23,6 +23,10 @@
 //! - `pool-run`: starts nothing but a pool of one worker that runs a [`Worker`] named
 //!   `pooled` with `Pool::run`, then calls `shutdown()`; writes the run's outcomes to
 //!   `<dir>/results` and exits 0.
+//! - `pool-idle`: starts nothing but a pool of two workers, maps a few items on it,
+//!   writes the pids of the workers that ran them to `<dir>/workers`, says it is ready, and waits for a
+//!   signal with its workers idle (`wait_for_shutdown()` when `told` follows the mode,
+//!   then maps again and writes the results; otherwise it never returns).
 
 mod workers;
 
@@ -158,6 +162,30 @@ fn main() -> Result<(), ProcessError> {
             process_runtime::shutdown();
             let outcomes = running.join().expect("the pool's caller");
             report(&dir, "results", &format!("{outcomes:?}\n"));
+        }
+        "pool-idle" => {
+            let told = args.next().as_deref() == Some("told");
+            let pool = Pool::new(2)?;
+            let before: Vec<_> = pool.map(|x: u64| x + 1, 0..10);
+            // The workers that ran them say who they are.
+            let mut workers: Vec<u32> = pool
+                .map(|_: u64| std::process::id(), 0..10)
+                .into_iter()
+                .collect::<Result<_, _>>()?;
+            workers.sort_unstable();
+            workers.dedup();
+            let workers: Vec<String> = workers.iter().map(u32::to_string).collect();
+            report(&dir, "workers", &workers.join(" "));
+            report(&dir, "ready", "ready");
+            if told {
+                process_runtime::wait_for_shutdown();
+                let after: Vec<_> = pool.map(|x: u64| x * 2, 0..3);
+                report(&dir, "results", &format!("{before:?}\n{after:?}\n"));
+            } else {
+                loop {
+                    std::thread::park();
+                }
+            }
         }
         other => panic!("unknown mode {other}"),
     }
