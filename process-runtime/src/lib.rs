@@ -145,7 +145,9 @@ pub use process_core::{
     RecvError, RemoteError, Section, SendError, TimeThis, Timeouts, Timer,
 };
 pub use process_macros::{main, timethis, Process};
-pub use shutdown::{shutdown, shutdown_on_signals, shutdown_requested, wait_for_shutdown};
+pub use shutdown::{
+    shutdown, shutdown_on_signals, shutdown_requested, wait_for_shutdown, wait_for_shutdown_async,
+};
 pub use spawn::{spawn, Spawn};
 pub use supervisor::{
     ChildInfo, ChildSpec, Restart, Strategy, Supervisor, SupervisorError, SupervisorHandle,

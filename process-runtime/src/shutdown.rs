@@ -25,8 +25,11 @@
 //! A child never installs anything: `shutdown_on_signals` does nothing there, and the
 //! attribute's call is never reached in a child (the child is entered before it).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use crate::parent::tree;
@@ -38,11 +41,14 @@ struct Signals {
     first: Option<i32>,
     /// A second signal came: the signal thread kills everything and exits with it.
     killing: bool,
+    /// The wakers of pending [`wait_for_shutdown_async`] futures, by their number.
+    wakers: Vec<(u64, Waker)>,
 }
 
 static SIGNALS: Mutex<Signals> = Mutex::new(Signals {
     first: None,
     killing: false,
+    wakers: Vec::new(),
 });
 /// Signalled when a shutdown begins and when the program asks to be told.
 static CHANGED: Condvar = Condvar::new();
@@ -76,7 +82,7 @@ fn signals() -> MutexGuard<'static, Signals> {
 /// ended, the program exits with 143 after SIGTERM or 130 after SIGINT.
 ///
 /// A program that wants to finish its own work first asks to be told, with
-/// [`shutdown_requested`] or [`wait_for_shutdown`]: then its calls return as for a
+/// [`shutdown_requested`], [`wait_for_shutdown`] or [`wait_for_shutdown_async`]: then its calls return as for a
 /// stopped process, and `main` decides what to do and when to exit.
 ///
 /// A second signal, at any time after the first, kills every process at once and
@@ -161,6 +167,56 @@ pub fn wait_for_shutdown() {
     }
 }
 
+/// [`wait_for_shutdown`] as a future, for any executor: it resolves when a signal
+/// begins a shutdown (at once if one has), woken by the runtime's signal thread, never
+/// by a timer. Like [`shutdown_requested`], creating it tells the runtime that the
+/// program handles a shutdown itself.
+///
+/// ```no_run
+/// # async fn serve() {}
+/// # async fn run() {
+/// let shutdown = process_runtime::wait_for_shutdown_async();
+/// // With tokio: tokio::select! { _ = serve() => {}, _ = shutdown => {} }
+/// # let _ = shutdown;
+/// # }
+/// ```
+pub fn wait_for_shutdown_async() -> impl Future<Output = ()> + Send + 'static {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    ask_to_be_told();
+    ShutdownBegun {
+        id: NEXT.fetch_add(1, Ordering::Relaxed),
+    }
+}
+
+/// The future of [`wait_for_shutdown_async`]; its waker is kept under its number
+/// until it resolves or is dropped.
+struct ShutdownBegun {
+    id: u64,
+}
+
+impl Future for ShutdownBegun {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let mut state = signals();
+        if state.first.is_some() {
+            return Poll::Ready(());
+        }
+        let id = self.id;
+        match state.wakers.iter_mut().find(|(n, _)| *n == id) {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => state.wakers.push((id, cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for ShutdownBegun {
+    fn drop(&mut self) {
+        signals().wakers.retain(|(n, _)| *n != self.id);
+    }
+}
+
 fn ask_to_be_told() {
     if !TOLD.swap(true, Ordering::AcqRel) {
         // Calls held until the exit can return now.
@@ -199,7 +255,9 @@ fn on_signal(signal: i32) {
     state.first = Some(signal);
     REQUESTED.store(true, Ordering::Release);
     CHANGED.notify_all();
+    let wakers = std::mem::take(&mut state.wakers);
     drop(state);
+    wakers.into_iter().for_each(|(_, waker)| waker.wake());
     tracing::info!(signal, "stopping every process, then exiting");
     // On a thread of its own, so that a second signal is received while it runs. If
     // the thread cannot start, the phase is dropped with its closure, and a new one

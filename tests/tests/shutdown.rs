@@ -308,6 +308,11 @@ fn shutdown_requested_lets_main_finish_its_own_work() {
 }
 
 #[test]
+fn wait_for_shutdown_async_lets_main_finish_its_own_work() {
+    told("told-async");
+}
+
+#[test]
 fn wait_for_shutdown_lets_main_finish_its_own_work() {
     told("told-wait");
 }

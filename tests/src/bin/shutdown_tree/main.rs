@@ -16,6 +16,8 @@
 //! - `told`: asks to be told with `shutdown_requested()`, polls it, then collects every
 //!   result into `<dir>/results`, tries a start, and returns from `main` (exit 0).
 //! - `told-wait`: the same, waiting with `wait_for_shutdown()`.
+//! - `told-async`: the same, waiting on `wait_for_shutdown_async()` with the smallest
+//!   executor there is (a thread that parks until woken).
 //! - `on-demand`: calls `shutdown()`, writes the results, then starts and stops one more
 //!   worker, and exits 0.
 //! - `child-term`: starts only the worker and waits for its result, which the test
@@ -93,7 +95,7 @@ fn main() -> Result<(), ProcessError> {
             let results = tree.results();
             report(&dir, "main.returned", &results);
         }
-        "told" | "told-wait" => {
+        "told" | "told-wait" | "told-async" => {
             // Asking before any signal can come.
             assert!(!process_runtime::shutdown_requested());
             let tree = Tree::start(&dir, Duration::from_secs(1))?;
@@ -102,8 +104,10 @@ fn main() -> Result<(), ProcessError> {
                 while !process_runtime::shutdown_requested() {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-            } else {
+            } else if mode == "told-wait" {
                 process_runtime::wait_for_shutdown();
+            } else {
+                block_on(process_runtime::wait_for_shutdown_async());
             }
             let refused = worker(&dir, "late").start().map(|_| ());
             let results = tree.results();
@@ -190,4 +194,23 @@ fn main() -> Result<(), ProcessError> {
         other => panic!("unknown mode {other}"),
     }
     Ok(())
+}
+
+/// Runs `future` on this thread, parked until its waker unparks it.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
 }
