@@ -5,4 +5,3 @@ pub(crate) mod channel;
 pub(crate) mod descriptors;
 pub(crate) mod handoff;
 pub(crate) mod protocol;
-pub(crate) mod spare;
