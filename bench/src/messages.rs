@@ -174,6 +174,11 @@ impl Pair {
         t0.elapsed() / u32::try_from(rounds).expect("rounds fit u32")
     }
 
+    /// CPU time of this process and of the child so far (see [`Cpu`]).
+    fn cpu(&self) -> [Cpu; 2] {
+        [Cpu::of(std::process::id()), Cpu::of(self.handle.pid())]
+    }
+
     /// Time to receive `count` KiB over the raw stream, buffered on both sides.
     fn raw_stream(&mut self, count: usize) -> Duration {
         let t0 = Instant::now();
@@ -204,6 +209,54 @@ impl Pair {
         self.handle.stop();
         self.handle.result().expect("the echo child ends cleanly");
     }
+}
+
+/// What the scheduler says of a process's threads, summed: nanoseconds on a CPU, and
+/// nanoseconds runnable but waiting for one (`/proc/<pid>/task/*/schedstat`; zero where
+/// there is no such file). Where the stream's time goes: its own work, or waiting for
+/// the other side's.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    run_ns: u64,
+    wait_ns: u64,
+}
+
+impl Cpu {
+    fn of(pid: u32) -> Self {
+        let mut total = Self::default();
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.filter_map(Result::ok) {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                continue;
+            };
+            let mut fields = stat
+                .split_whitespace()
+                .map(|f| f.parse::<u64>().unwrap_or(0));
+            total.run_ns += fields.next().unwrap_or(0);
+            total.wait_ns += fields.next().unwrap_or(0);
+        }
+        total
+    }
+
+    /// What was spent between `before` and `after`, added to `self`.
+    fn add_between(&mut self, before: Self, after: Self) {
+        self.run_ns += after.run_ns.saturating_sub(before.run_ns);
+        self.wait_ns += after.wait_ns.saturating_sub(before.wait_ns);
+    }
+}
+
+/// CPU spent on each side of a stream, per KiB received, as printed beside its row.
+fn per_kib(side: &[Cpu; 2], kib: usize) -> String {
+    let ns = |v: u64| v as f64 / kib as f64;
+    format!(
+        "parent {:.0} ns + child {:.0} ns on a CPU, {:.0} + {:.0} ns runnable but waiting",
+        ns(side[0].run_ns),
+        ns(side[1].run_ns),
+        ns(side[0].wait_ns),
+        ns(side[1].wait_ns)
+    )
 }
 
 /// A private directory for the raw socket, removed on drop.
@@ -251,16 +304,32 @@ fn pair_rows() -> Vec<Row> {
     pair.raw_stream(STREAM_MESSAGES / 10);
     pair.message_stream(STREAM_MESSAGES / 10);
     let (mut raw, mut ours) = (Vec::new(), Vec::new());
+    let (mut raw_cpu, mut ours_cpu) = ([Cpu::default(); 2], [Cpu::default(); 2]);
+    let timed = |pair: &mut Pair, cpu: &mut [Cpu; 2], run: &dyn Fn(&mut Pair) -> Duration| {
+        let before = pair.cpu();
+        let took = run(pair);
+        let after = pair.cpu();
+        for side in 0..2 {
+            cpu[side].add_between(before[side], after[side]);
+        }
+        took
+    };
+    let raw_run = |p: &mut Pair| p.raw_stream(STREAM_MESSAGES);
+    let ours_run = |p: &mut Pair| p.message_stream(STREAM_MESSAGES);
     for block in 0..STREAM_BLOCKS {
         if block % 2 == 0 {
-            raw.push(pair.raw_stream(STREAM_MESSAGES));
+            raw.push(timed(&mut pair, &mut raw_cpu, &raw_run));
         }
-        ours.push(pair.message_stream(STREAM_MESSAGES));
+        ours.push(timed(&mut pair, &mut ours_cpu, &ours_run));
         if block % 2 == 1 {
-            raw.push(pair.raw_stream(STREAM_MESSAGES));
+            raw.push(timed(&mut pair, &mut raw_cpu, &raw_run));
         }
     }
     pair.finish();
+    // As many blocks of each.
+    let kib = STREAM_BLOCKS * STREAM_MESSAGES;
+    println!("  stream, per KiB: messages: {}", per_kib(&ours_cpu, kib));
+    println!("  stream, per KiB: raw:      {}", per_kib(&raw_cpu, kib));
     let mib_s = |d: Duration| (STREAM_MESSAGES * KIB) as f64 / d.as_secs_f64() / f64::from(1 << 20);
     let (raw_s, ours_s) = (Stats::of(&raw), Stats::of(&ours));
     let (raw_rate, ours_rate) = (mib_s(raw_s.median), mib_s(ours_s.median));
