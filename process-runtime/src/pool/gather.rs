@@ -10,12 +10,6 @@
 
 use std::mem::{ManuallyDrop, MaybeUninit};
 
-/// Outputs from this size on are backed by huge pages where the system can: faulted in
-/// 4 KiB at a time, fresh memory for the 10 MB of 100,000 results costs 4 to 5 ms of
-/// page faults here, more than the rest of a trivial `map`; in 2 MiB pages, 0.3 ms.
-/// They are written whole at once, so no page of them is wasted.
-const HUGE_PAGES_FROM: usize = 4 << 20;
-
 /// `len` results, written in any order, each once.
 pub(crate) struct Gather<T> {
     slots: Vec<MaybeUninit<T>>,
@@ -29,9 +23,6 @@ impl<T> Gather<T> {
         let mut slots = Vec::with_capacity(len);
         // Nothing is written: the memory is touched only when results come.
         slots.resize_with(len, MaybeUninit::uninit);
-        if std::mem::size_of_val(slots.as_slice()) >= HUGE_PAGES_FROM {
-            crate::sys::advise_huge_pages(&mut slots);
-        }
         Self {
             slots,
             written: vec![0; len.div_ceil(64)],
@@ -105,17 +96,6 @@ mod tests {
         assert_eq!(out[0], "item 0");
         assert_eq!(out[129], "item 129");
         assert!(Gather::<u8>::new(0).finish().is_empty());
-    }
-
-    #[test]
-    fn a_large_output_is_written_whole() {
-        let len = 2 * HUGE_PAGES_FROM / std::mem::size_of::<[u64; 4]>();
-        let mut gather = Gather::new(len);
-        for at in 0..len {
-            gather.put(at, [at as u64; 4]);
-        }
-        let out = gather.finish();
-        assert!(out.iter().enumerate().all(|(at, v)| v[3] == at as u64));
     }
 
     #[test]

@@ -232,14 +232,3 @@ pub(crate) fn wait_on_word(
 pub(crate) fn wake_word(word: &std::sync::atomic::AtomicU32) {
     imp::wake_word(word);
 }
-
-/// Asks the system to back `memory` (an allocation of this process, not written yet)
-/// with huge pages where it can: a large output filled afterwards then costs a fault
-/// per two megabytes rather than per four kilobytes. Changes no byte. Does nothing
-/// where the system cannot.
-pub(crate) fn advise_huge_pages<T>(memory: &mut [std::mem::MaybeUninit<T>]) {
-    imp::advise_huge_pages(
-        memory.as_mut_ptr().cast::<u8>(),
-        std::mem::size_of_val(memory),
-    );
-}

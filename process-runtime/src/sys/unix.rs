@@ -644,30 +644,3 @@ pub(super) fn send_with_fds(
         return Ok(n as usize);
     }
 }
-
-#[cfg(target_os = "linux")]
-pub(super) fn advise_huge_pages(start: *mut u8, len: usize) {
-    // SAFETY: sysconf reads a constant of the system.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    let (first, end) = (
-        (start as usize).next_multiple_of(page),
-        start as usize + len,
-    );
-    let last = end - end % page;
-    if last <= first {
-        return;
-    }
-    // SAFETY: [first, last) is whole pages inside the caller's allocation; the advice
-    // changes how pages not faulted in yet are backed, not what they hold. A kernel
-    // without transparent huge pages refuses it, and nothing changes.
-    unsafe {
-        libc::madvise(
-            first as *mut libc::c_void,
-            last - first,
-            libc::MADV_HUGEPAGE,
-        );
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(super) fn advise_huge_pages(_: *mut u8, _: usize) {}
