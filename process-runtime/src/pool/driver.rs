@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use super::lifecycle::{self, ItemHeader};
 use super::queue::{Chunk, Job, Marks, Queue};
 use super::ring::RingReader;
-use super::worker::{Answer, Done, DoneIn, Items, Work, Worker};
+use super::worker::{self, Answer, Done, DoneIn, Items, Work, Worker};
 use crate::parent::attempt::StartOptions;
 use crate::parent::deadline::{Overdue, Watch};
 use crate::{beacon, Handle, ProcessConfig, ProcessError, RecvError, Section, SendError, Timeouts};
@@ -222,6 +222,8 @@ struct Live {
     ring: Option<RingReader>,
     /// The results read from it, of every chunk.
     answered: u64,
+    /// Chunks told to it: the number of the last one, as the worker counts them.
+    chunks: u64,
 }
 
 impl Live {
@@ -231,6 +233,7 @@ impl Live {
             handle,
             ring,
             answered: 0,
+            chunks: 0,
         }
     }
 }
@@ -355,15 +358,24 @@ impl<'a> Driver<'a> {
         let work = Work::Chunk {
             call: chunk.call,
             items: std::mem::take(&mut chunk.items),
+            lazy: chunk.job.whole,
         };
         let told = worker.tell(&work);
         if let Work::Chunk { items, .. } = work {
             chunk.items = items;
         }
-        if let Err(SendError::Encode { cause, .. }) = told {
-            return chunk.fail_rest(&ProcessError::State(format!(
-                "the items cannot be sent to a worker: {cause}"
-            )));
+        match told {
+            Err(SendError::Encode { cause, .. }) => {
+                return chunk.fail_rest(&ProcessError::State(format!(
+                    "the items cannot be sent to a worker: {cause}"
+                )));
+            }
+            Ok(()) => {
+                if let Some(live) = &mut *self.worker {
+                    live.chunks += 1;
+                }
+            }
+            Err(_) => {}
         }
         // A worker that ended before it read the chunk answers nothing: the listen
         // below finds it ended.
@@ -377,7 +389,7 @@ impl<'a> Driver<'a> {
             }
             // Everything read so far reaches the caller before this thread waits.
             chunk.flush();
-            if !self.ready_to_wait() {
+            if !self.ready_to_wait(chunk.job.whole) {
                 continue;
             }
             if let Some(timeout) = self.overdue(&mut clock) {
@@ -442,13 +454,24 @@ impl<'a> Driver<'a> {
         if let Some(ring) = self.worker.as_mut().and_then(|live| live.ring.as_mut()) {
             let core = self.core;
             let drained = ring.drain(|record| {
+                if told.is_none() {
+                    if let Some((index, bytes)) = worker::value_record(record) {
+                        answered += 1;
+                        return settle_value(chunk, index, bytes);
+                    }
+                }
                 let done: DoneIn<'_> = postcard::from_bytes(record)
                     .map_err(|e| format!("a pool worker's result does not decode: {e}"))?;
                 answered += 1;
                 if let Some(first) = told.take_if(|t| is_due(chunk, t.index)) {
                     settle_told(core, chunk, first)?;
                 }
-                settle_due(core, chunk, done.index, done.outcome)
+                // A value, the common case, is settled without moving an error-sized
+                // `Result` about: this runs once per item.
+                match done.outcome {
+                    Ok(bytes) => settle_value(chunk, done.index, bytes),
+                    Err(error) => settle_due(core, chunk, done.index, Err(error)),
+                }
             });
             if let Some(live) = &mut *self.worker {
                 live.answered += answered;
@@ -463,12 +486,19 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Raises the ring's waiting flag; `false` when results came meanwhile.
-    fn ready_to_wait(&self) -> bool {
-        self.worker
-            .as_ref()
-            .and_then(|live| live.ring.as_ref())
-            .is_none_or(RingReader::wait_ready)
+    /// Raises the ring's waiting flag; `false` when results came meanwhile. For a call
+    /// that takes its results only all together (`whole`), the worker is asked to
+    /// tell only at the end of the chunk (or a half full ring), and `false` means that
+    /// came.
+    fn ready_to_wait(&self, whole: bool) -> bool {
+        let Some(live) = self.worker.as_ref() else {
+            return true;
+        };
+        match &live.ring {
+            None => true,
+            Some(ring) if whole => ring.wait_ready_for_end(live.chunks),
+            Some(ring) => ring.wait_ready(),
+        }
     }
 
     /// The worker is gone (or broke the protocol, and it is killed). Its error is the
@@ -608,6 +638,27 @@ fn is_due(chunk: &Chunk, index: u64) -> bool {
     chunk.items.index(chunk.settled) == Some(index)
 }
 
+/// The value's bytes of item `index`, checked to be the one due next in `chunk`.
+fn settle_value(chunk: &mut Chunk, index: u64, bytes: &[u8]) -> Result<(), String> {
+    if chunk.items.index(chunk.settled) == Some(index) {
+        chunk.settle_value(bytes);
+        return Ok(());
+    }
+    out_of_turn(chunk, index)
+}
+
+/// Why the result of item `index` cannot be settled: it is not the one due.
+fn out_of_turn(chunk: &Chunk, index: u64) -> Result<(), String> {
+    match chunk.items.index(chunk.settled) {
+        None => Err(format!(
+            "a pool worker answered item {index} after its chunk was done"
+        )),
+        Some(due) => Err(format!(
+            "a pool worker answered item {index} when item {due} was due"
+        )),
+    }
+}
+
 /// The result of item `index`, checked to be the one due next in `chunk`.
 fn settle_due(
     core: &Core,
@@ -615,15 +666,8 @@ fn settle_due(
     index: u64,
     outcome: Result<&[u8], ProcessError>,
 ) -> Result<(), String> {
-    let Some(due) = chunk.items.index(chunk.settled) else {
-        return Err(format!(
-            "a pool worker answered item {index} after its chunk was done"
-        ));
-    };
-    if index != due {
-        return Err(format!(
-            "a pool worker answered item {index} when item {due} was due"
-        ));
+    if chunk.items.index(chunk.settled) != Some(index) {
+        return out_of_turn(chunk, index);
     }
     match outcome {
         Ok(bytes) => chunk.settle(Ok(bytes)),

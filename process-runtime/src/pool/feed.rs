@@ -8,7 +8,11 @@
 //! doubling, towards what a worker runs in [`CHUNK_TIME`], from the time per item of
 //! the chunks finished so far. Either way a chunk holds at most [`MAX_CHUNK`] items
 //! and, past its first item, [`CHUNK_BYTES`] of arguments: a dead worker costs one
-//! item, but a retried rest and a chunk message stay small.
+//! item, but a retried rest and a chunk message stay small. A call that takes its
+//! results all together (`map`, `run`) has no result to hand back early, so its chunks
+//! are larger, fewer round trips: up to [`MAX_WHOLE_CHUNK`] items, and shrinking no
+//! further than an eighth of a worker's share of the whole (so the workers finish
+//! within an eighth of a share of each other, for items of even cost).
 //!
 //! **Laziness.** `imap` and `imap_unordered` read ahead only a window of items, twice
 //! what the workers can hold in chunks of the current size; results taken from the
@@ -38,27 +42,48 @@ use crate::ProcessError;
 
 /// Most items in one chunk.
 pub(crate) const MAX_CHUNK: usize = 1024;
+/// Most items in one chunk of a call that takes its results all together (`map`,
+/// `run`): more items a chunk, fewer round trips to a worker, and such a call hands
+/// back no result before its last anyway.
+pub(crate) const MAX_WHOLE_CHUNK: usize = 16 * 1024;
+/// A call that takes its results all together cuts its input in chunks no smaller than
+/// this fraction of a worker's share of the whole input: the shrinking chunks of its end
+/// (see [`chunk_size`]) stop before they cost more round trips than they balance.
+const WHOLE_CHUNK_FLOOR: usize = 8;
 /// Most bytes of arguments in one chunk, past its first item.
 pub(crate) const CHUNK_BYTES: usize = 1 << 20;
+/// Results `map` waits for before it decodes them (fewer when fewer are awaited).
+const DECODE_BATCH: usize = 8 * 1024;
 /// What a chunk of an input of unknown length aims to take a worker.
 pub(crate) const CHUNK_TIME: Duration = Duration::from_millis(5);
 
 /// The size of the next chunk: `fixed` when set; else a quarter of a fair share of
 /// the `remaining` items when their number is known; else, from the time per item
 /// measured so far, what fits in [`CHUNK_TIME`], at most twice the `last` chunk (one
-/// item before anything was measured). Always within `1..=MAX_CHUNK`.
+/// item before anything was measured). Always within `1..=MAX_CHUNK`, but for a call
+/// that takes its results all together, of `whole` items: then a quarter of a fair
+/// share is up to [`MAX_WHOLE_CHUNK`], and at least a [`WHOLE_CHUNK_FLOOR`]th of a
+/// worker's share of the whole.
 pub(crate) fn chunk_size(
     fixed: Option<usize>,
     workers: usize,
     remaining: Option<usize>,
     per_item: Option<Duration>,
     last: usize,
+    whole: Option<usize>,
 ) -> usize {
     if let Some(fixed) = fixed {
         return fixed.clamp(1, MAX_CHUNK);
     }
+    let workers = workers.max(1);
     if let Some(remaining) = remaining {
-        return (remaining / (4 * workers.max(1))).clamp(1, MAX_CHUNK);
+        let quarter = remaining / (4 * workers);
+        return match whole {
+            Some(whole) => quarter
+                .max(whole / (WHOLE_CHUNK_FLOOR * workers))
+                .clamp(1, MAX_WHOLE_CHUNK),
+            None => quarter.clamp(1, MAX_CHUNK),
+        };
     }
     let Some(per_item) = per_item else { return 1 };
     let fits = CHUNK_TIME.as_nanos() / per_item.as_nanos().max(1);
@@ -124,6 +149,8 @@ pub(crate) struct Feed<'p, I, R> {
     input_done: bool,
     /// The input's length, when known, minus what was read.
     remaining: Option<usize>,
+    /// The input's length, for a call that takes its results all together.
+    whole: Option<usize>,
     /// Whether to read ahead only a window of items (`imap`), or everything (`map`).
     windowed: bool,
     call: i64,
@@ -167,9 +194,11 @@ where
             input,
             input_done: false,
             remaining,
+            whole: remaining.filter(|_| !windowed),
             windowed,
             call,
-            job: Arc::new(Job::new(process)),
+            // `map` and `run` read the whole input and take every result at once.
+            job: Arc::new(Job::new(process, !windowed)),
             awaited: 0,
             decode,
             read: 0,
@@ -201,6 +230,37 @@ where
             let wanted = if self.windowed { 1 } else { self.awaited };
             for batch in self.job.inbox.take_when(wanted.max(1)) {
                 self.place(batch);
+            }
+        }
+    }
+
+    /// Hands every result to `each` with its item's index, as they finish, once each:
+    /// what `map` does with [`Feed::next_result`] of a feed not `in_order`, without
+    /// the queue of results in between (each is decoded straight from its batch into
+    /// its place).
+    pub(crate) fn for_each_result(&mut self, mut each: impl FnMut(u64, ItemResult<R>)) {
+        loop {
+            self.top_up(true);
+            if let Order::Finished { ready } = &mut self.order {
+                // Results known without a worker: arguments that do not serialize.
+                while let Some((index, result)) = ready.pop_front() {
+                    self.pending -= 1;
+                    each(index, result);
+                }
+            }
+            self.raise_input_panic_if_due();
+            if self.pending == 0 {
+                return;
+            }
+            let decode = self.decode;
+            // Woken once a good many results have come, not at each batch: so the
+            // results are decoded while the workers run the rest, at a few wake-ups a
+            // call.
+            let wanted = self.awaited.clamp(1, DECODE_BATCH);
+            for batch in self.job.inbox.take_when(wanted) {
+                self.awaited -= batch.len();
+                self.pending -= batch.len();
+                batch.for_each(|index, result| each(index, result.and_then(decode)));
             }
         }
     }
@@ -292,6 +352,7 @@ where
                 self.remaining,
                 self.job.time_per_item(),
                 self.last_chunk,
+                self.whole,
             );
             let window = (2 * settings.workers * size).max(4 * settings.workers);
             if self.windowed && self.pending >= window {
@@ -388,24 +449,40 @@ mod tests {
 
     #[test]
     fn a_known_length_is_cut_in_quarters_of_a_fair_share() {
-        assert_eq!(chunk_size(None, 4, Some(100_000), None, 1), MAX_CHUNK);
-        assert_eq!(chunk_size(None, 4, Some(1600), None, 1), 100);
-        assert_eq!(chunk_size(None, 4, Some(100), None, 1), 6);
-        assert_eq!(chunk_size(None, 4, Some(3), None, 1), 1);
-        assert_eq!(chunk_size(None, 4, Some(0), None, 1), 1);
+        assert_eq!(chunk_size(None, 4, Some(100_000), None, 1, None), MAX_CHUNK);
+        assert_eq!(chunk_size(None, 4, Some(1600), None, 1, None), 100);
+        assert_eq!(chunk_size(None, 4, Some(100), None, 1, None), 6);
+        assert_eq!(chunk_size(None, 4, Some(3), None, 1, None), 1);
+        assert_eq!(chunk_size(None, 4, Some(0), None, 1, None), 1);
+    }
+
+    #[test]
+    fn a_call_taking_its_results_together_has_larger_chunks_down_to_a_floor() {
+        let whole = Some(100_000);
+        assert_eq!(chunk_size(None, 2, Some(100_000), None, 1, whole), 12_500);
+        assert_eq!(chunk_size(None, 2, Some(80_000), None, 1, whole), 10_000);
+        // An eighth of a worker's share of the whole, at the end.
+        assert_eq!(chunk_size(None, 2, Some(20_000), None, 1, whole), 6_250);
+        assert_eq!(chunk_size(None, 2, Some(10), None, 1, whole), 6_250);
+        assert_eq!(
+            chunk_size(None, 2, Some(10_000_000), None, 1, Some(10_000_000)),
+            MAX_WHOLE_CHUNK
+        );
+        assert_eq!(chunk_size(None, 4, Some(3), None, 1, Some(3)), 1);
+        assert_eq!(chunk_size(Some(7), 2, Some(100), None, 1, Some(100)), 7);
     }
 
     #[test]
     fn an_unknown_length_starts_at_one_and_grows_while_items_are_fast() {
-        assert_eq!(chunk_size(None, 2, None, None, 1), 1);
+        assert_eq!(chunk_size(None, 2, None, None, 1, None), 1);
         let fast = Some(Duration::from_micros(1));
-        assert_eq!(chunk_size(None, 2, None, fast, 1), 2);
-        assert_eq!(chunk_size(None, 2, None, fast, 64), 128);
-        assert_eq!(chunk_size(None, 2, None, fast, 1000), MAX_CHUNK);
+        assert_eq!(chunk_size(None, 2, None, fast, 1, None), 2);
+        assert_eq!(chunk_size(None, 2, None, fast, 64, None), 128);
+        assert_eq!(chunk_size(None, 2, None, fast, 1000, None), MAX_CHUNK);
         let slow = Some(Duration::from_millis(1));
-        assert_eq!(chunk_size(None, 2, None, slow, 64), 5);
+        assert_eq!(chunk_size(None, 2, None, slow, 64, None), 5);
         let very_slow = Some(Duration::from_secs(1));
-        assert_eq!(chunk_size(None, 2, None, very_slow, 64), 1);
+        assert_eq!(chunk_size(None, 2, None, very_slow, 64, None), 1);
     }
 
     #[test]
@@ -425,8 +502,8 @@ mod tests {
 
     #[test]
     fn a_fixed_size_wins_within_bounds() {
-        assert_eq!(chunk_size(Some(7), 2, Some(100_000), None, 1), 7);
-        assert_eq!(chunk_size(Some(0), 2, None, None, 1), 1);
-        assert_eq!(chunk_size(Some(1 << 20), 2, None, None, 1), MAX_CHUNK);
+        assert_eq!(chunk_size(Some(7), 2, Some(100_000), None, 1, None), 7);
+        assert_eq!(chunk_size(Some(0), 2, None, None, 1, None), 1);
+        assert_eq!(chunk_size(Some(1 << 20), 2, None, None, 1, None), MAX_CHUNK);
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! A caller that blocks says how many results it waits for, and a driver wakes it only
 //! once that many have come: `map`, which returns all its results at once, sleeps
-//! through the whole call instead of waking for each batch (with chunks of one, a
-//! wake-up per item: a third of what an item costs), while `imap`, which hands each
-//! result on as it comes, waits for one. A delivery to a caller that does not wait
+//! until thousands have come (or all it waits for) instead of waking for each batch
+//! (with chunks of one, a wake-up per item: a third of what an item costs), and decodes
+//! them while the workers run the rest; `imap`, which hands each result on as it
+//! comes, waits for one. A delivery to a caller that does not wait
 //! costs a lock and no system call.
 //!
 //! A task that polls a call as a `Stream` leaves its waker instead, and any delivery

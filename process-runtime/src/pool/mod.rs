@@ -11,12 +11,14 @@
 //!   hands results back in order or as they finish.
 //! - [`inbox`] is where the drivers leave a call's results, and wakes its caller only
 //!   once what it waits for has come.
+//! - [`gather`] is where `map` and `run` write each result in its place as it comes.
 //!
 //! The function travels as a code offset, as for `spawn` (see `call.rs`): a worker can
 //! run any function of the binary, so one pool serves calls of different functions.
 
 mod driver;
 mod feed;
+mod gather;
 mod inbox;
 mod lifecycle;
 mod queue;
@@ -33,6 +35,7 @@ use serde::Serialize;
 
 use self::driver::{Core, Settings, Slot};
 use self::feed::Feed;
+use self::gather::Gather;
 use self::queue::{ProcessRules, Queue};
 use crate::wire::protocol::POSTCARD_LIMITS;
 use crate::{Process, ProcessConfig, ProcessError};
@@ -74,9 +77,12 @@ use crate::{Process, ProcessConfig, ProcessError};
 /// **Chunks.** Items go to the workers in chunks sized to the work: a quarter of each
 /// worker's fair share of what is left when the input's length is known, growing from
 /// one item towards 5 ms of work when it is not, at most 1024 items and about 1 MiB of
-/// arguments; [`PoolBuilder::chunk_size`] fixes the size instead. A result is handed
-/// back as soon as its item finishes when the pool waits for it, and in a batch with
-/// the others that finished meanwhile when it is busy, whatever the chunk.
+/// arguments; [`PoolBuilder::chunk_size`] fixes the size instead. `map` and `run`,
+/// which hand back no result before the last, cut larger chunks: up to 16,384 items,
+/// and never below an eighth of a worker's share of the whole input. A result of
+/// `imap` is handed back as soon as its item finishes when the pool waits for it, and
+/// in a batch with the others that finished meanwhile when it is busy, whatever the
+/// chunk.
 ///
 /// **Dropping the pool** ends its workers: idle ones are told to end, busy ones (still
 /// running items of a call that was dropped) are killed, and the drop returns once
@@ -344,8 +350,7 @@ impl Pool {
         items: Vec<A>,
         process: Option<ProcessRules>,
     ) -> Vec<Result<R, ProcessError>> {
-        let mut results: Vec<Option<Result<R, ProcessError>>> =
-            std::iter::repeat_with(|| None).take(items.len()).collect();
+        let mut results = Gather::new(items.len());
         let mut feed = Feed::new(
             &self.core,
             call,
@@ -355,13 +360,12 @@ impl Pool {
             false,
             process,
         );
-        while let Some((index, result)) = feed.next_result() {
-            results[index as usize] = Some(result);
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every item has a result"))
-            .collect()
+        feed.for_each_result(|index, result| {
+            let at = usize::try_from(index).expect("an index of an item in memory");
+            results.put(at, result);
+        });
+        // Every item read gets exactly one result (see `queue.rs`).
+        results.finish()
     }
 
     /// Runs `f` on every item, on the workers, and yields the results in input order

@@ -10,7 +10,6 @@
 //! what it gathered when it is dropped too.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -22,37 +21,68 @@ use crate::{ProcessError, Timeouts};
 /// Results of items, handed to the caller together: each item's index and its result,
 /// the postcard bytes of what the function returned (end to end in one buffer, so that
 /// a batch costs two allocations however many items it holds) or the error.
+///
+/// An entry is an index and where its bytes end: 16 bytes, where a
+/// `Result<_, ProcessError>` is over a hundred; the errors, rare, wait apart. A batch of
+/// a thousand trivial results is so a few kilobytes to write and to read, not a hundred.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     bytes: Vec<u8>,
-    results: Vec<(u64, Result<Range<usize>, ProcessError>)>,
+    /// Each result's item and where its bytes end in `bytes` ([`ERRED`] for an error).
+    entries: Vec<(u64, usize)>,
+    /// The errors, in the order of their entries.
+    errors: Vec<ProcessError>,
 }
+
+/// The end of an entry whose result is the next of the batch's errors.
+const ERRED: usize = usize::MAX;
 
 impl Batch {
     /// Adds the result of item `index`.
     pub(crate) fn push(&mut self, index: u64, result: Result<&[u8], ProcessError>) {
-        let result = result.map(|bytes| {
-            let start = self.bytes.len();
-            self.bytes.extend_from_slice(bytes);
-            start..self.bytes.len()
-        });
-        self.results.push((index, result));
+        match result {
+            Ok(bytes) => self.push_ok(index, bytes),
+            Err(error) => {
+                self.errors.push(error);
+                self.entries.push((index, ERRED));
+            }
+        }
+    }
+
+    /// Adds the bytes of item `index`'s value.
+    pub(crate) fn push_ok(&mut self, index: u64, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        self.entries.push((index, self.bytes.len()));
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.results.is_empty()
+        self.entries.is_empty()
     }
 
     /// Results in the batch.
     pub(crate) fn len(&self) -> usize {
-        self.results.len()
+        self.entries.len()
     }
 
     /// Hands each result to `each`, in order, with its bytes borrowed from the batch.
     pub(crate) fn for_each(self, mut each: impl FnMut(u64, Result<&[u8], ProcessError>)) {
-        let Batch { bytes, results } = self;
-        for (index, result) in results {
-            each(index, result.map(|range| &bytes[range]));
+        let Batch {
+            bytes,
+            entries,
+            errors,
+        } = self;
+        let mut errors = errors.into_iter();
+        let mut start = 0;
+        for (index, end) in entries {
+            if end == ERRED {
+                // One error per entry that says so, pushed together.
+                if let Some(error) = errors.next() {
+                    each(index, Err(error));
+                }
+            } else {
+                each(index, Ok(&bytes[start..end]));
+                start = end;
+            }
         }
     }
 }
@@ -72,6 +102,9 @@ pub(crate) struct Job {
     pub(crate) inbox: Inbox,
     /// For a call of `Pool::run`: the items are processes, with these rules.
     pub(crate) process: Option<ProcessRules>,
+    /// The caller takes the results only all together (`map`, `run`): a driver need
+    /// not hand them on as they come, only by the end of each chunk.
+    pub(crate) whole: bool,
     cancelled: AtomicBool,
     /// Items finished and the nanoseconds their chunks took, for the chunk size.
     finished: AtomicU64,
@@ -79,10 +112,11 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(process: Option<ProcessRules>) -> Self {
+    pub(crate) fn new(process: Option<ProcessRules>, whole: bool) -> Self {
         Self {
             inbox: Inbox::default(),
             process,
+            whole,
             cancelled: AtomicBool::new(false),
             finished: AtomicU64::new(0),
             nanos: AtomicU64::new(0),
@@ -159,6 +193,14 @@ impl Chunk {
     pub(crate) fn settle(&mut self, result: Result<&[u8], ProcessError>) {
         if let Some(index) = self.items.index(self.settled) {
             self.ready.push(index, result);
+        }
+        self.settled += 1;
+    }
+
+    /// [`Chunk::settle`] with the bytes of the function's value.
+    pub(crate) fn settle_value(&mut self, bytes: &[u8]) {
+        if let Some(index) = self.items.index(self.settled) {
+            self.ready.push_ok(index, bytes);
         }
         self.settled += 1;
     }
@@ -418,7 +460,7 @@ mod tests {
 
     #[test]
     fn a_dropped_chunk_gives_each_item_without_a_result_an_error() {
-        let job = Arc::new(Job::new(None));
+        let job = Arc::new(Job::new(None, false));
         let mut chunk = Chunk::new(Arc::clone(&job), 0, items(0..4));
         chunk.settle(Ok(&[]));
         assert!(job.inbox.take().is_empty(), "held until flushed");
@@ -451,8 +493,8 @@ mod tests {
     #[test]
     fn retries_come_first_and_cancelled_calls_are_skipped() {
         let queue = Queue::default();
-        let a = Arc::new(Job::new(None));
-        let b = Arc::new(Job::new(None));
+        let a = Arc::new(Job::new(None, false));
+        let b = Arc::new(Job::new(None, false));
         queue.push_back(Chunk::new(Arc::clone(&a), 0, items(0..2)));
         queue.push_back(Chunk::new(Arc::clone(&b), 0, items(0..2)));
         queue.push_front(Chunk::new(Arc::clone(&b), 0, items(7..8)));
@@ -475,7 +517,7 @@ mod tests {
         assert!(std::ptr::eq(lent, &slots[0]), "the idle one");
         assert!(slots[0].load(Ordering::SeqCst));
         assert!(queue.lend(&slots, |busy| busy).is_none(), "none idle");
-        let job = Arc::new(Job::new(None));
+        let job = Arc::new(Job::new(None, false));
         queue.push_back(Chunk::new(job, 0, items(3..4)));
         std::thread::scope(|s| {
             let driver = s.spawn(|| queue.take(&slots[0]).map(|c| c.items.index(0)));

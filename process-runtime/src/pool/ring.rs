@@ -52,6 +52,10 @@ const ITEM_ATTEMPT: usize = 24;
 /// child, before each), so that a parent that has not read as many knows to wait on
 /// the socket rather than on the ring (see `child/port.rs`).
 const SOCKET_SENT: usize = 32;
+/// The number of the last chunk whose last result the worker committed (written by the
+/// worker, before the commit): a parent waiting for the end of a chunk
+/// ([`RingReader::wait_ready_for_end`]) knows from it whether that end came already.
+const CHUNK_ENDED: usize = 40;
 /// Bytes the parent consumed (written by the parent).
 const CONSUMED: usize = 64;
 /// Set by the parent when it is about to wait for results; cleared by the worker that
@@ -67,6 +71,11 @@ const WAKE: usize = 80;
 const FRAME_WANTED: u64 = 1;
 /// In the waiting flag: a parent thread waits on [`WAKE`].
 const WAKE_WANTED: u64 = 2;
+/// In the waiting flag: tell the parent with a frame once the last result of the chunk
+/// is committed, or once the ring is half full, not at each commit: a parent that hands
+/// the results on only all together (`map`) is woken once per chunk, not once per
+/// handful of results.
+const END_WANTED: u64 = 4;
 /// Where the records start.
 const DATA: usize = 128;
 /// Bytes of records.
@@ -152,6 +161,16 @@ impl RingWriter {
 
     /// Commits `record` as the next result.
     pub(crate) fn push(&mut self, record: &[u8]) -> Pushed {
+        self.push_in_chunk(record, None, false)
+    }
+
+    /// Commits `record` as the next result, the last one of the worker's chunk number
+    /// `ends` if it is one. With `lazy` (the parent waits only for the ends of chunks,
+    /// [`RingReader::wait_ready_for_end`]), a result that ends no chunk is committed
+    /// without a full fence: it is in the shared page all the same, dead worker or not,
+    /// and a parent that raises its flag meanwhile is told at the next commit, at the
+    /// latest at the chunk's end, which is fenced.
+    pub(crate) fn push_in_chunk(&mut self, record: &[u8], ends: Option<u64>, lazy: bool) -> Pushed {
         if record.len() > MAX_RECORD {
             return Pushed::NoRoom;
         }
@@ -181,23 +200,47 @@ impl RingWriter {
             write_bytes(base, at + PREFIX, record);
         }
         self.committed += need as u64;
+        if let Some(chunk) = ends {
+            // Before the commit, which publishes it.
+            word(self.area, CHUNK_ENDED).store(chunk, Ordering::Relaxed);
+        }
         // SeqCst with the flag below, against the parent's pair in `wait_ready`: either
         // the parent sees this commit before it waits, or this side sees that it waits.
-        word(self.area, COMMITTED).store(self.committed, Ordering::SeqCst);
+        // The fence waits for every store before it to reach the cache, more than an
+        // item of a trivial function costs: a lazy commit does without it.
+        let (store, load) = if lazy && ends.is_none() {
+            (Ordering::Release, Ordering::Relaxed)
+        } else {
+            (Ordering::SeqCst, Ordering::SeqCst)
+        };
+        word(self.area, COMMITTED).store(self.committed, store);
         // Loaded before it is swapped: the flag shares the parent's cache line, and a
         // swap on every record would take that line from the parent each time.
         let flag = word(self.area, WAITING);
-        let waiting = if flag.load(Ordering::SeqCst) == 0 {
-            0
-        } else {
+        let raised = flag.load(load);
+        let now = raised & (FRAME_WANTED | WAKE_WANTED) != 0
+            || (raised & END_WANTED != 0 && (ends.is_some() || self.half_full()));
+        let waiting = if now {
             flag.swap(0, Ordering::SeqCst)
+        } else {
+            0
         };
         if waiting & WAKE_WANTED != 0 {
             wake_waiter(self.area);
         }
         Pushed::Committed {
-            wake: waiting & FRAME_WANTED != 0,
+            wake: waiting & (FRAME_WANTED | END_WANTED) != 0,
         }
+    }
+
+    /// Whether more than half the ring waits for the parent, as it reads it now.
+    fn half_full(&mut self) -> bool {
+        let half = (CAPACITY / 2) as u64;
+        if self.committed - self.consumed <= half {
+            return false;
+        }
+        self.consumed = word(self.area, CONSUMED).load(Ordering::Acquire);
+        self.committed.saturating_sub(self.consumed) > half
     }
 
     /// Says that the child's `sent`th message goes on the socket rather than the ring
@@ -361,6 +404,23 @@ impl RingReader {
         flag.fetch_or(FRAME_WANTED, Ordering::SeqCst);
         if word(self.area, COMMITTED).load(Ordering::SeqCst) != self.consumed {
             flag.fetch_and(!FRAME_WANTED, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// As [`wait_ready`](Self::wait_ready), for a parent that waits for the end of
+    /// the worker's chunk number `chunk`: the worker tells it only once that chunk's
+    /// last result is committed, or the ring is half full. Returns `false`, with the
+    /// flag lowered, when either is the case already.
+    pub(crate) fn wait_ready_for_end(&self, chunk: u64) -> bool {
+        let flag = word(self.area, WAITING);
+        flag.fetch_or(END_WANTED, Ordering::SeqCst);
+        // The worker stores the chunk's end before the commit that publishes it.
+        let committed = word(self.area, COMMITTED).load(Ordering::SeqCst);
+        let ended = word(self.area, CHUNK_ENDED).load(Ordering::Acquire) >= chunk;
+        if ended || committed.saturating_sub(self.consumed) > (CAPACITY / 2) as u64 {
+            flag.fetch_and(!END_WANTED, Ordering::Relaxed);
             return false;
         }
         true
@@ -566,6 +626,41 @@ mod tests {
         assert_eq!(w.push(b"b"), Pushed::Committed { wake: true });
         assert_eq!(w.push(b"c"), Pushed::Committed { wake: false }, "told once");
         assert_eq!(drain(&mut r).unwrap(), [b"b".to_vec(), b"c".to_vec()]);
+    }
+
+    #[test]
+    fn a_parent_waiting_for_a_chunk_end_is_woken_at_its_end_or_a_half_full_ring() {
+        let (mut w, mut r) = pair();
+        assert!(r.wait_ready_for_end(1));
+        assert_eq!(
+            w.push_in_chunk(b"a", None, true),
+            Pushed::Committed { wake: false }
+        );
+        assert_eq!(
+            w.push_in_chunk(b"b", Some(1), true),
+            Pushed::Committed { wake: true }
+        );
+        assert_eq!(drain(&mut r).unwrap(), [b"a".to_vec(), b"b".to_vec()]);
+        assert!(!r.wait_ready_for_end(1), "that chunk ended already");
+        // A ring past half full wakes it before the end.
+        assert!(r.wait_ready_for_end(2));
+        let big = vec![1u8; MAX_RECORD];
+        assert_eq!(
+            w.push_in_chunk(&big, None, true),
+            Pushed::Committed { wake: false }
+        );
+        assert_eq!(
+            w.push_in_chunk(b"c", None, true),
+            Pushed::Committed { wake: false }
+        );
+        // A quarter and a bit, twice: past half.
+        assert_eq!(
+            w.push_in_chunk(&big, None, true),
+            Pushed::Committed { wake: true }
+        );
+        assert!(!r.wait_ready_for_end(2), "more than half is waiting");
+        assert_eq!(drain(&mut r).unwrap().len(), 3);
+        assert!(r.wait_ready_for_end(2));
     }
 
     #[test]

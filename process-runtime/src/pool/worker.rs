@@ -1,17 +1,19 @@
-//! A pool worker, the child side: a process that runs the items it is told, one per lap,
-//! and leaves each result where its parent finds it as soon as it has it.
+//! A pool worker, the child side: a process that runs the items it is told, and leaves
+//! each result where its parent finds it as soon as it has it.
 //!
-//! One lap is one item: `preloop` takes the next item (listening for a chunk when none
-//! is left), `main_loop` counts the item as started, calls the function on it and
-//! commits the result to the results ring in the shared page (see `ring.rs`),
-//! `postloop` tells the parent when it waits for results (or sends a result too large
-//! for the ring). The worker's sections have no limits: its driver holds each item's
-//! own (see `driver.rs`), so that waiting for work (`preloop`) and for room to tell
-//! (`postloop`) never time out, and a process run by `Pool::run` (its "function" runs
-//! a whole lifecycle, see `lifecycle.rs`) is held to its own section limits. A panic in the function is caught around that one call and becomes the
-//! item's error; the worker goes on. An abort, a segfault or a kill ends the worker in
-//! `main_loop`, and the parent blames the item it had started and not answered (see
-//! `driver.rs`); the results committed before it are in the ring, dead worker or not.
+//! One lap is the rest of a chunk: `preloop` takes the next item (listening for a chunk
+//! when none is left), `main_loop` runs it and the items after it, each counted as
+//! started, called, and its result committed to the results ring in the shared page
+//! (see `ring.rs`), telling the parent when it waits for results; a result too large
+//! for the ring ends the lap, and `postloop` sends it as a message. The worker's
+//! sections have no limits: its driver holds each item's own (see `driver.rs`), so
+//! that waiting for work (`preloop`) and for room to tell never time out, and a process
+//! run by `Pool::run` (its "function" runs a whole lifecycle, see `lifecycle.rs`) is
+//! held to its own section limits. A panic in the function is caught around that one
+//! call and becomes the item's error; the worker goes on. An abort, a segfault or a
+//! kill ends the worker in `main_loop`, and the parent blames the item it had started
+//! and not answered (see `driver.rs`); the results committed before it are in the ring,
+//! dead worker or not.
 
 use std::panic::{self, AssertUnwindSafe};
 
@@ -29,8 +31,9 @@ use crate::{
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Work {
     /// Call the function whose trampoline is at offset `call` (see `call.rs`) on each
-    /// item, in order.
-    Chunk { call: i64, items: Items },
+    /// item, in order; `lazy` when the parent waits only for the chunk's end (see
+    /// `RingWriter::push_in_chunk`).
+    Chunk { call: i64, items: Items, lazy: bool },
     /// No more work: end.
     Quit,
 }
@@ -40,8 +43,10 @@ pub(crate) enum Work {
 /// for a chunk on either side, not one per item).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Items {
+    #[serde(with = "words")]
     indices: Vec<u64>,
     /// Where each argument ends in `args`.
+    #[serde(with = "words")]
     ends: Vec<u64>,
     #[serde(with = "bytes")]
     args: Vec<u8>,
@@ -160,6 +165,42 @@ pub(crate) struct DoneIn<'a> {
     pub(crate) outcome: Result<&'a [u8], ProcessError>,
 }
 
+/// A record of the results ring for item `index` whose value's bytes are `value`,
+/// appended to `out`: the postcard bytes of the [`Done`] that says so, written without
+/// going through serde, as each item of a chunk is.
+pub(crate) fn encode_value_record(index: u64, value: &[u8], out: &mut Vec<u8>) {
+    // Postcard's varints of the index and the length, and its variant number of `Ok`,
+    // as the derived encoding of `DoneRef` writes them (a test checks they agree).
+    push_varint(index, out);
+    out.push(0);
+    push_varint(value.len() as u64, out);
+    out.extend_from_slice(value);
+}
+
+/// Appends postcard's varint of `n`: seven bits a byte, low bits first, the high bit
+/// set on every byte but the last.
+fn push_varint(mut n: u64, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// The item and the value's bytes of a record that holds a value, read without building
+/// a [`DoneIn`] (whose error side is over a hundred bytes to move about); `None` for a
+/// record of an error, or one that does not decode, which [`DoneIn`] reads instead.
+pub(crate) fn value_record(record: &[u8]) -> Option<(u64, &[u8])> {
+    let (index, rest) = postcard::take_from_bytes::<u64>(record).ok()?;
+    let (&variant, rest) = rest.split_first()?;
+    if variant != 0 {
+        return None;
+    }
+    let (len, rest) = postcard::take_from_bytes::<u64>(rest).ok()?;
+    let len = usize::try_from(len).ok()?;
+    (rest.len() == len).then_some((index, rest))
+}
+
 /// Bytes as one block. Postcard writes a `Vec<u8>` the same way (a length, then the
 /// bytes), but reads it back one element at a time unless told it is bytes.
 mod bytes {
@@ -201,6 +242,32 @@ mod bytes {
             }
             Ok(v)
         }
+    }
+}
+
+/// Numbers as one block of bytes, eight each, little-endian: a chunk's indices and
+/// ends go across as fast as a copy, where postcard's varints cost a loop per number on
+/// either side.
+mod words {
+    use serde::de::Error;
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(words: &[u64], s: S) -> Result<S::Ok, S::Error> {
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        s.serialize_bytes(&bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+        let bytes = super::bytes::deserialize(d)?;
+        let words = bytes.chunks_exact(8);
+        if !words.remainder().is_empty() {
+            return Err(D::Error::custom(
+                "a block of numbers of a length not a multiple of 8",
+            ));
+        }
+        Ok(words
+            .map(|w| u64::from_le_bytes(w.try_into().expect("chunks of 8")))
+            .collect())
     }
 }
 
@@ -287,6 +354,13 @@ pub(crate) struct Worker {
     /// The next of them to run.
     #[serde(skip)]
     next: usize,
+    /// The parent waits only for the end of the current chunk.
+    #[serde(skip)]
+    lazy: bool,
+    /// Chunks received: the current one's number, which its last result tells the
+    /// parent (see `RingWriter::push_in_chunk`).
+    #[serde(skip)]
+    chunks: u64,
     /// The item this lap runs, taken in `preloop`.
     #[serde(skip)]
     current: Option<usize>,
@@ -307,37 +381,12 @@ pub(crate) struct Worker {
     record: Vec<u8>,
 }
 
-impl Lifecycle for Worker {
-    type Output = ();
-
-    fn preloop(&mut self, cx: &mut Context) -> Outcome {
-        if self.ring.is_none() {
-            self.ring = RingWriter::of_this_child();
-        }
-        while self.next >= self.items.len() {
-            match cx.listen::<Work>(None)? {
-                Work::Chunk { call, items } => {
-                    self.call = call;
-                    self.items = items;
-                    self.next = 0;
-                }
-                Work::Quit => {
-                    cx.stop();
-                    return Ok(());
-                }
-            }
-        }
-        self.current = Some(self.next);
-        self.next += 1;
-        Ok(())
-    }
-
-    fn main_loop(&mut self, _cx: &mut Context) -> Outcome {
-        let Some(i) = self.current.take() else {
-            return Ok(());
-        };
+impl Worker {
+    /// Runs item `i` of the chunk and commits its result to the ring; a result that
+    /// does not fit there waits in `done`, to be told.
+    fn run_item(&mut self, i: usize) {
         let Some(index) = self.items.index(i) else {
-            return Ok(());
+            return;
         };
         if let Some(ring) = &mut self.ring {
             ring.begin();
@@ -358,16 +407,23 @@ impl Lifecycle for Worker {
         };
         let pushed = match &mut self.ring {
             Some(ring) => {
-                let done = DoneRef {
-                    index,
-                    outcome: match &outcome {
-                        Ok(()) => outcome::Ref::Ok(&self.result),
-                        Err(e) => outcome::Ref::Err(e),
-                    },
-                };
                 self.record.clear();
-                match call::encode_into(&done, &mut self.record) {
-                    Ok(()) => ring.push(&self.record),
+                let encoded = match &outcome {
+                    Ok(()) => {
+                        encode_value_record(index, &self.result, &mut self.record);
+                        Ok(())
+                    }
+                    Err(e) => call::encode_into(
+                        &DoneRef {
+                            index,
+                            outcome: outcome::Ref::Err(e),
+                        },
+                        &mut self.record,
+                    ),
+                };
+                let ends = (i + 1 == self.items.len()).then_some(self.chunks);
+                match encoded {
+                    Ok(()) => ring.push_in_chunk(&self.record, ends, self.lazy),
                     Err(_) => Pushed::NoRoom,
                 }
             }
@@ -382,7 +438,60 @@ impl Lifecycle for Worker {
                 });
             }
         }
+    }
+}
+
+impl Lifecycle for Worker {
+    type Output = ();
+
+    fn preloop(&mut self, cx: &mut Context) -> Outcome {
+        if self.ring.is_none() {
+            self.ring = RingWriter::of_this_child();
+        }
+        while self.next >= self.items.len() {
+            match cx.listen::<Work>(None)? {
+                Work::Chunk { call, items, lazy } => {
+                    self.call = call;
+                    self.lazy = lazy;
+                    self.items = items;
+                    self.next = 0;
+                    self.chunks += 1;
+                }
+                Work::Quit => {
+                    cx.stop();
+                    return Ok(());
+                }
+            }
+        }
+        self.current = Some(self.next);
+        self.next += 1;
         Ok(())
+    }
+
+    fn main_loop(&mut self, cx: &mut Context) -> Outcome {
+        let Some(mut i) = self.current.take() else {
+            return Ok(());
+        };
+        // The rest of the chunk runs in this one lap: a lap of the engine per item
+        // would cost more than a trivial item does.
+        loop {
+            self.run_item(i);
+            if self.done.is_some() {
+                // Told in `postloop`: a death while it is told blames no item.
+                return Ok(());
+            }
+            if self.wake {
+                // Its result is committed: a death while this is told blames no item
+                // either (it started as many items as it answered).
+                self.wake = false;
+                cx.tell(&Answer::Ready)?;
+            }
+            if self.next >= self.items.len() {
+                return Ok(());
+            }
+            i = self.next;
+            self.next += 1;
+        }
     }
 
     fn postloop(&mut self, cx: &mut Context) -> Outcome {
@@ -415,3 +524,41 @@ impl Process for Worker {
 
 #[linkme::distributed_slice(REGISTRY)]
 static WORKER: Registration = Registration::new::<Worker>(concat!(module_path!(), "::Worker"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_record_is_the_postcard_encoding_of_its_done() {
+        for (index, value) in [
+            (0u64, &b""[..]),
+            (7, b"\x08"),
+            (127, &[1u8; 127][..]),
+            (128, &[2u8; 128][..]),
+            (u64::MAX, &[3u8; 20_000][..]),
+        ] {
+            let mut fast = Vec::new();
+            encode_value_record(index, value, &mut fast);
+            let derived = postcard::to_stdvec(&DoneRef {
+                index,
+                outcome: outcome::Ref::Ok(value),
+            })
+            .unwrap();
+            assert_eq!(fast, derived, "item {index}");
+            assert_eq!(value_record(&fast), Some((index, value)));
+            let done: DoneIn<'_> = postcard::from_bytes(&fast).unwrap();
+            assert_eq!((done.index, done.outcome.unwrap()), (index, value));
+        }
+        let error = postcard::to_stdvec(&DoneRef {
+            index: 3,
+            outcome: outcome::Ref::Err(&ProcessError::Killed),
+        })
+        .unwrap();
+        assert_eq!(value_record(&error), None, "an error is read as a DoneIn");
+        let mut short = Vec::new();
+        encode_value_record(5, b"abc", &mut short);
+        short.pop();
+        assert_eq!(value_record(&short), None);
+    }
+}
