@@ -84,6 +84,16 @@ impl Lifecycle for Parent {
     }
 }
 
+/// A [`Parent`] writing to `dir`, with no leaf yet.
+fn parent(dir: &Scratch, wait_on_leaf: bool) -> Parent {
+    Parent {
+        dir: dir.path(),
+        wait_on_leaf,
+        leaf: None,
+        seen: String::new(),
+    }
+}
+
 fn leaf_pid(dir: &Scratch) -> u32 {
     wait_for_file(&dir.file("leaf.pid"), Duration::from_secs(20))
         .expect("the parent started its leaf")
@@ -96,14 +106,7 @@ fn a_process_stopped_by_its_parent_stops_its_children_before_its_on_finish() {
     // The parent's main_loop waits on the leaf: only a stop passed on at once (not at
     // its on_finish, which it never reaches otherwise) ends it.
     let dir = Scratch::new("nested-stop");
-    let h = Parent {
-        dir: dir.path(),
-        wait_on_leaf: true,
-        leaf: None,
-        seen: String::new(),
-    }
-    .start()
-    .unwrap();
+    let h = parent(&dir, true).start().unwrap();
     let leaf = leaf_pid(&dir);
     let stopped = Instant::now();
     h.stop();
@@ -122,14 +125,7 @@ fn the_wait_for_children_happens_before_on_finish_even_when_the_loop_ends_first(
     // The parent laps by itself: when its stop is seen, the leaf is still in its 300 ms
     // on_finish, which the parent waits for before its own.
     let dir = Scratch::new("nested-stop-laps");
-    let h = Parent {
-        dir: dir.path(),
-        wait_on_leaf: false,
-        leaf: None,
-        seen: String::new(),
-    }
-    .start()
-    .unwrap();
+    let h = parent(&dir, false).start().unwrap();
     let leaf = leaf_pid(&dir);
     h.stop();
     assert_eq!(
@@ -142,14 +138,9 @@ fn the_wait_for_children_happens_before_on_finish_even_when_the_loop_ends_first(
 #[test]
 fn a_process_that_ends_by_itself_leaves_its_children_alone() {
     let dir = Scratch::new("nested-no-stop");
-    let h = Parent {
-        dir: dir.path(),
-        wait_on_leaf: false,
-        leaf: None,
-        seen: String::new(),
-    }
-    .start_with(Parent::config().with_num_loops(Some(30)))
-    .unwrap();
+    let h = parent(&dir, false)
+        .start_with(Parent::config().with_num_loops(Some(30)))
+        .unwrap();
     let leaf = leaf_pid(&dir);
     assert_eq!(
         h.result().as_deref(),
@@ -182,14 +173,7 @@ fn a_waiting_process_with_children_is_not_woken_until_its_parent_stops_it() {
     // one that watches for it included (a watcher that polled every 20 ms would switch
     // some 50 times a second).
     let dir = Scratch::new("nested-stop-idle");
-    let h = Parent {
-        dir: dir.path(),
-        wait_on_leaf: true,
-        leaf: None,
-        seen: String::new(),
-    }
-    .start()
-    .unwrap();
+    let h = parent(&dir, true).start().unwrap();
     leaf_pid(&dir);
     let pid = h.id().os_pid().expect("the parent is running");
     // Its start-up settles first.
