@@ -1323,7 +1323,15 @@ fn links_and_monitors_across_a_restart() {
     assert_eq!(first.registered, Ok(()));
     node::send(r.id(), &Quit).unwrap();
     // The second attempt registers the name again: the first one's went with it.
+    // Its message wakes this `listen`, which waits since before the restart: the new
+    // attempt's page announces what it tells (the limit only guards against a lost
+    // wake-up, and a listen that reaches it still takes the message).
+    let waiting = Instant::now();
     let second: SetUp = r.listen(LONG).unwrap();
+    assert!(
+        waiting.elapsed() < LONG / 2,
+        "never woken: the restarted attempt's message waited for the time limit"
+    );
     assert_eq!((second.attempt, second.registered), (2, Ok(())));
     // Each attempt numbers its monitors apart: a Down still on its way to the first
     // attempt can never pass for one of the second's.
