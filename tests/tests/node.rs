@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use process_runtime::node::{self, Down, Exit, ExitReason, MonitorRef, Pid, RegistryError};
 use process_runtime::prelude::*;
 use process_runtime::Exit as ExitStatus;
+use process_runtime_tests::describe_descriptors;
 use serde::{Deserialize, Serialize};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -1834,6 +1835,7 @@ fn siblings_ping_pong_on_direct_links() {
     // run alone, this test must not count them.
     LinkPonger { rounds: 0 }.start().unwrap().result().unwrap();
     let before = descriptors();
+    let listed = describe_descriptors();
     let ponger = LinkPonger { rounds: 1_000 }.start().unwrap();
     let pinger = LinkPinger {
         to: ponger.id(),
@@ -1848,7 +1850,12 @@ fn siblings_ping_pong_on_direct_links() {
     while descriptors() != before && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(descriptors(), before);
+    assert_eq!(
+        descriptors(),
+        before,
+        "open before: {listed}; open now: {}",
+        describe_descriptors()
+    );
 }
 
 /// Answers `rounds` hops as [`LinkPonger`] does, but takes them with
@@ -2115,6 +2122,7 @@ fn a_long_stream_waits_for_room_on_a_direct_link() {
     // The runtime's own descriptors (its event loop's) are made at the first start.
     Sink { n: 0 }.start().unwrap().result().unwrap();
     let before = descriptors();
+    let listed = describe_descriptors();
     let sink = Sink { n: N }.start().unwrap();
     let streamer = Streamer { n: N }.start().unwrap();
     node::send(streamer.id(), &Target(sink.id())).unwrap();
@@ -2130,5 +2138,10 @@ fn a_long_stream_waits_for_room_on_a_direct_link() {
     while descriptors() != before && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(descriptors(), before);
+    assert_eq!(
+        descriptors(),
+        before,
+        "open before: {listed}; open now: {}",
+        describe_descriptors()
+    );
 }
