@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use process_runtime::node::{self, Down, Exit, ExitReason, MonitorRef, Pid, RegistryError};
 use process_runtime::prelude::*;
 use process_runtime::Exit as ExitStatus;
+use process_runtime_tests::describe_descriptors;
 use serde::{Deserialize, Serialize};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -1323,7 +1324,15 @@ fn links_and_monitors_across_a_restart() {
     assert_eq!(first.registered, Ok(()));
     node::send(r.id(), &Quit).unwrap();
     // The second attempt registers the name again: the first one's went with it.
+    // Its message wakes this `listen`, which waits since before the restart: the new
+    // attempt's page announces what it tells (the limit only guards against a lost
+    // wake-up, and a listen that reaches it still takes the message).
+    let waiting = Instant::now();
     let second: SetUp = r.listen(LONG).unwrap();
+    assert!(
+        waiting.elapsed() < LONG / 2,
+        "never woken: the restarted attempt's message waited for the time limit"
+    );
     assert_eq!((second.attempt, second.registered), (2, Ok(())));
     // Each attempt numbers its monitors apart: a Down still on its way to the first
     // attempt can never pass for one of the second's.
@@ -1826,6 +1835,7 @@ fn siblings_ping_pong_on_direct_links() {
     // run alone, this test must not count them.
     LinkPonger { rounds: 0 }.start().unwrap().result().unwrap();
     let before = descriptors();
+    let listed = describe_descriptors();
     let ponger = LinkPonger { rounds: 1_000 }.start().unwrap();
     let pinger = LinkPinger {
         to: ponger.id(),
@@ -1840,7 +1850,12 @@ fn siblings_ping_pong_on_direct_links() {
     while descriptors() != before && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(descriptors(), before);
+    assert_eq!(
+        descriptors(),
+        before,
+        "open before: {listed}; open now: {}",
+        describe_descriptors()
+    );
 }
 
 /// Answers `rounds` hops as [`LinkPonger`] does, but takes them with
@@ -2107,6 +2122,7 @@ fn a_long_stream_waits_for_room_on_a_direct_link() {
     // The runtime's own descriptors (its event loop's) are made at the first start.
     Sink { n: 0 }.start().unwrap().result().unwrap();
     let before = descriptors();
+    let listed = describe_descriptors();
     let sink = Sink { n: N }.start().unwrap();
     let streamer = Streamer { n: N }.start().unwrap();
     node::send(streamer.id(), &Target(sink.id())).unwrap();
@@ -2122,5 +2138,10 @@ fn a_long_stream_waits_for_room_on_a_direct_link() {
     while descriptors() != before && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(descriptors(), before);
+    assert_eq!(
+        descriptors(),
+        before,
+        "open before: {listed}; open now: {}",
+        describe_descriptors()
+    );
 }

@@ -191,6 +191,15 @@ fn prepare(shared: &Arc<Shared>, conn: &Conn, beacon: &Arc<Beacon>, attach: bool
             beacon.request_stop();
         }
         inner.beacon = Some(Arc::clone(beacon));
+        // A caller of `listen` that waits already raised the waiting flag of the last
+        // attempt's page, or of none (between two attempts there is no page): the
+        // new child would commit what it tells to its fresh ring unannounced, and the
+        // caller would sleep until its deadline. Raised here, under the lock the
+        // waiters are counted under; records committed already (a warm child runs
+        // from its start frame on) are drained by the loop.
+        if mailbox::has_waiters(&inner) {
+            tells::before_waiting(shared, &inner);
+        }
     }
     if attach {
         mailbox::resend_backlog(shared);
