@@ -125,9 +125,26 @@ struct WriteSide {
     /// Frames with content sent on the socket: messages of the pair that did not go
     /// to the ring, the node's messages and control frames.
     socket_frames: u64,
+    /// The parent's grant as last read from the page. Grants only grow, so a message
+    /// within this one needs no look at the page: the parent writes the grant each
+    /// time it takes a message, and a look per message would pull that cache line
+    /// across on every one.
+    granted: u64,
+    /// `MailCounters::socket_frames_read` as last read: once it has caught up with
+    /// `socket_frames`, it stays so until the next frame on the socket.
+    socket_frames_seen: u64,
 }
 
 impl WriteSide {
+    /// Whether the parent has read every frame with content sent on the socket, so
+    /// that a message may go to the ring (see the module's doc).
+    fn socket_caught_up(&mut self, mail: &MailCounters) -> bool {
+        if self.socket_frames_seen != self.socket_frames {
+            self.socket_frames_seen = mail.socket_frames_read.load(SeqCst);
+        }
+        self.socket_frames_seen == self.socket_frames
+    }
+
     /// Counts a frame with content about to go on the socket (see the module's doc).
     fn count_socket_frame(&mut self) {
         self.socket_frames += 1;
@@ -180,6 +197,8 @@ pub(crate) fn install(
             conn: writer,
             ring: crate::beacon::child_tells().map(RingWriter::new),
             socket_frames,
+            granted: 0,
+            socket_frames_seen: 0,
         }),
         sent: AtomicU64::new(0),
         ended: AtomicBool::new(false),
@@ -414,6 +433,17 @@ impl ChildPort {
         self.sent.load(SeqCst) < self.mail.parent_grants.load(SeqCst)
     }
 
+    /// [`has_room`](Self::has_room) for the thread that holds the writing side: the
+    /// page is read only when the grant last read from it is used up.
+    fn has_room_locked(&self, writer: &mut WriteSide) -> bool {
+        let sent = self.sent.load(SeqCst);
+        if sent < writer.granted {
+            return true;
+        }
+        writer.granted = self.mail.parent_grants.load(SeqCst);
+        sent < writer.granted
+    }
+
     /// Sends a sealed frame to the parent, with the descriptors it carries, counted
     /// against the room it granted; waits for room when `wait`. A frame not sent is
     /// handed back with the error (its descriptors are closed).
@@ -440,7 +470,7 @@ impl ChildPort {
             }
             {
                 let mut writer = self.lock_write();
-                if self.has_room() {
+                if self.has_room_locked(&mut writer) {
                     if self.write_message(&mut writer, &frame, fds).is_err() {
                         return Err((SendError::Ended, frame));
                     }
@@ -482,8 +512,7 @@ impl ChildPort {
     ) -> Result<(), ProcessError> {
         let pair = frame.get(4) == Some(&TO_PARENT.message);
         // Descriptors travel only on the socket.
-        let ring_may =
-            fds.is_empty() && writer.socket_frames == self.mail.socket_frames_read.load(SeqCst);
+        let ring_may = fds.is_empty() && writer.socket_caught_up(self.mail);
         if pair && ring_may {
             if let Some(ring) = writer.ring.as_mut() {
                 if let Pushed::Committed { wake } = ring.push(&frame[4..]) {

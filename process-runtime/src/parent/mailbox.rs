@@ -65,6 +65,7 @@ use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame};
 use crate::wire::descriptors;
 use crate::wire::protocol::{self, kind, TO_PARENT};
+use crate::wire::spare;
 use crate::{transfer, ProcessError, RecvError, SendError};
 
 /// The messages from the child and what is needed to let it send more; part of
@@ -366,6 +367,7 @@ impl<'a> AsyncListener<'a> {
             }
             let fds = frame.take_fds();
             transfer::with_received(fds, || take(&frame.payload()[TO_PARENT.body..]));
+            spare::give(frame.into_bytes());
             return Poll::Ready(Ok(()));
         }
         if over(&inner) {
@@ -463,6 +465,8 @@ fn deliver(
     }
     let fds = frame.take_fds();
     transfer::with_received(fds, || take(&frame.payload()[TO_PARENT.body..]));
+    // Its room serves the next message filed on this thread.
+    spare::give(frame.into_bytes());
     Ok(())
 }
 

@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::beacon::{Area, Beacon, RESULTS_LEN};
+use crate::wire::spare;
 
 /// Bytes the worker committed (written by the worker).
 const COMMITTED: usize = 0;
@@ -366,7 +367,7 @@ impl RingReader {
             // SAFETY: `at` is 8-aligned (every step below is a multiple of 8) and below
             // CAPACITY, so 4 bytes fit; they were committed, so the worker is done with
             // them. Any bytes are a valid [u8; 4].
-            unsafe { read_bytes(base, at, &mut prefix) };
+            unsafe { copy_out(base, at, prefix.as_mut_ptr(), PREFIX) };
             let len = u32::from_le_bytes(prefix);
             if len == WRAP {
                 let skip = (CAPACITY - at) as u64;
@@ -384,12 +385,22 @@ impl RingReader {
                 )
                 .into());
             }
+            if self.record.capacity() < len {
+                // A record handed on owns its vector: the next comes in a spare one.
+                let smaller = std::mem::replace(&mut self.record, spare::take(len));
+                spare::give(smaller);
+            }
             self.record.clear();
-            self.record.resize(len, 0);
             // SAFETY: `len` bytes after the prefix are inside the data and committed
             // (checked above); copied out, so that the worker cannot change them while
-            // they are decoded. Any bytes are valid u8s.
-            unsafe { read_bytes(base, at + PREFIX, &mut self.record) };
+            // they are decoded. The vector has room for `len` bytes (above), all of
+            // which the copy writes before the length covers them, so none is read
+            // unwritten; any bytes are valid u8s. Not zeroed first: each byte is
+            // written once.
+            unsafe {
+                copy_out(base, at + PREFIX, self.record.as_mut_ptr(), len);
+                self.record.set_len(len);
+            }
             self.consumed += need as u64;
             each(&mut self.record)?;
         }
@@ -531,16 +542,18 @@ pub(crate) fn wake_waiter(area: Area) {
     crate::sys::wake_word(word);
 }
 
-/// Copies bytes of the data at `base + at` into `out`.
+/// Copies `len` bytes of the data at `base + at` to `out`.
 ///
 /// # Safety
-/// `at + out.len()` is at most CAPACITY.
-unsafe fn read_bytes(base: NonNull<u8>, at: usize, out: &mut [u8]) {
-    // SAFETY: inside the data, as the caller promises; `out` is this process's own
-    // memory. The bytes may be written by the worker at the same time only if it breaks
-    // the protocol; any value read is a valid u8 and is checked by its decoder.
+/// `at + len` is at most CAPACITY, and `out` is valid for writing `len` bytes of this
+/// process's own memory.
+unsafe fn copy_out(base: NonNull<u8>, at: usize, out: *mut u8, len: usize) {
+    // SAFETY: inside the data, as the caller promises, and `out` is this process's own
+    // memory, so the two do not overlap. The bytes may be written by the worker at the
+    // same time only if it breaks the protocol; any value read is a valid u8 and is
+    // checked by its decoder.
     unsafe {
-        std::ptr::copy_nonoverlapping(base.as_ptr().add(at), out.as_mut_ptr(), out.len());
+        std::ptr::copy_nonoverlapping(base.as_ptr().add(at), out, len);
     }
 }
 

@@ -72,6 +72,12 @@ impl Frame {
         }
     }
 
+    /// The frame's bytes, for their room to be used again (see `spare.rs`); the
+    /// descriptors it still carried are closed.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.data
+    }
+
     pub(crate) fn payload(&self) -> &[u8] {
         &self.data[self.start..]
     }

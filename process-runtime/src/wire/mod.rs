@@ -5,3 +5,4 @@ pub(crate) mod channel;
 pub(crate) mod descriptors;
 pub(crate) mod handoff;
 pub(crate) mod protocol;
+pub(crate) mod spare;
