@@ -27,12 +27,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError};
-use std::task::{Poll, Waker};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, Once, OnceLock, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use crate::parent::tree;
+use crate::parent::wakers::{Registration, Wakers};
 use crate::{sys, ProcessError};
 
 /// What the signals did so far.
@@ -41,15 +42,15 @@ struct Signals {
     first: Option<i32>,
     /// A second signal came: the signal thread kills everything and exits with it.
     killing: bool,
-    /// The wakers of pending [`wait_for_shutdown_async`] futures, by their number.
-    wakers: Vec<(u64, Waker)>,
 }
 
 static SIGNALS: Mutex<Signals> = Mutex::new(Signals {
     first: None,
     killing: false,
-    wakers: Vec::new(),
 });
+/// The wakers of pending [`wait_for_shutdown_async`] futures, registered under the
+/// lock of [`SIGNALS`] and woken after the first signal is recorded there.
+static SHUTDOWN_WAKERS: LazyLock<Wakers> = LazyLock::new(Wakers::default);
 /// Signalled when a shutdown begins and when the program asks to be told.
 static CHANGED: Condvar = Condvar::new();
 /// A signal began a shutdown (read without the lock on every waiting call).
@@ -181,39 +182,30 @@ pub fn wait_for_shutdown() {
 /// # }
 /// ```
 pub fn wait_for_shutdown_async() -> impl Future<Output = ()> + Send + 'static {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     ask_to_be_told();
     ShutdownBegun {
-        id: NEXT.fetch_add(1, Ordering::Relaxed),
+        registration: Registration::new(&SHUTDOWN_WAKERS),
     }
 }
 
-/// The future of [`wait_for_shutdown_async`]; its waker is kept under its number
-/// until it resolves or is dropped.
+/// The future of [`wait_for_shutdown_async`]; its waker stays registered until it
+/// resolves or is dropped.
 struct ShutdownBegun {
-    id: u64,
+    registration: Registration<'static>,
 }
 
 impl Future for ShutdownBegun {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        let mut state = signals();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let state = signals();
         if state.first.is_some() {
+            self.registration.clear();
             return Poll::Ready(());
         }
-        let id = self.id;
-        match state.wakers.iter_mut().find(|(n, _)| *n == id) {
-            Some((_, waker)) => waker.clone_from(cx.waker()),
-            None => state.wakers.push((id, cx.waker().clone())),
-        }
+        // Under the lock the signal thread records the signal with: it wakes after.
+        self.registration.set(cx.waker());
         Poll::Pending
-    }
-}
-
-impl Drop for ShutdownBegun {
-    fn drop(&mut self) {
-        signals().wakers.retain(|(n, _)| *n != self.id);
     }
 }
 
@@ -255,9 +247,8 @@ fn on_signal(signal: i32) {
     state.first = Some(signal);
     REQUESTED.store(true, Ordering::Release);
     CHANGED.notify_all();
-    let wakers = std::mem::take(&mut state.wakers);
     drop(state);
-    wakers.into_iter().for_each(|(_, waker)| waker.wake());
+    SHUTDOWN_WAKERS.wake_all();
     tracing::info!(signal, "stopping every process, then exiting");
     // On a thread of its own, so that a second signal is received while it runs. If
     // the thread cannot start, the phase is dropped with its closure, and a new one
