@@ -15,12 +15,12 @@
 //!   its fastest way; ours: `tell`/`listen` of a message holding the bytes).
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use process_runtime::prelude::*;
 
 use crate::messages::Pair;
-use crate::{Row, Target};
+use crate::{us, Row, Target};
 
 /// Rounds of each side (Python, then ours): five, so that the median is not one of
 /// the first rounds, where both sides still grow their memory.
@@ -194,15 +194,11 @@ impl Ours {
         #[allow(clippy::cast_precision_loss)]
         Figures {
             map_per_s: MAP_ITEMS as f64 / map.as_secs_f64(),
-            one_us: micros(one) / ONE_ITEMS as f64,
-            trip_us: micros(trip),
+            one_us: us(one) / ONE_ITEMS as f64,
+            trip_us: us(trip),
             blobs_per_s: BLOBS as f64 / blobs.as_secs_f64(),
         }
     }
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 /// The median of `values`.
