@@ -375,10 +375,13 @@ impl<'a> Driver<'a> {
                     live.chunks += 1;
                 }
             }
-            Err(_) => {}
+            // It has ended (a pool told of a shutdown quits its idle workers), so it
+            // never got the chunk. Not waited for: its ring says that its last chunk
+            // ended, which would send the wait below round for ever.
+            Err(_) => return self.lose_worker(chunk, Loss::Ended),
         }
-        // A worker that ended before it read the chunk answers nothing: the listen
-        // below finds it ended.
+        // A worker that ended after the chunk was sent, before it read it, answers
+        // nothing: the listen below finds it ended.
         let mut clock = ItemClock::for_job(&chunk.job, &self.core.settings);
         loop {
             if let Err(why) = self.drain(&mut chunk, None) {
