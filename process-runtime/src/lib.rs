@@ -16,6 +16,7 @@ mod process;
 mod registry;
 mod shutdown;
 mod spawn;
+mod spin;
 mod supervisor;
 mod sys;
 mod timeline;

@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::beacon::{Area, Beacon, RESULTS_LEN};
+use crate::spin;
 use crate::wire::spare;
 
 /// Bytes the worker committed (written by the worker).
@@ -448,12 +449,25 @@ impl RingReader {
     /// anyone calls [`wake_waiter`], unless either happened since `wakes` was read
     /// (see [`wakes`](Self::wakes)). Returns early for no reason now and then: callers
     /// look again.
+    ///
+    /// It watches the ring for a while first (see `spin.rs`), without raising the flag:
+    /// a record committed meanwhile costs neither side a system call.
     pub(crate) fn wait_committed(&self, wakes: u32, timeout: Option<Duration>) {
+        let budget = timeout.map_or(spin::BUDGET, |t| t.min(spin::BUDGET));
+        if spin::watch(budget, || self.moved(wakes)) {
+            return;
+        }
         word(self.area, WAITING).fetch_or(WAKE_WANTED, Ordering::SeqCst);
         if word(self.area, COMMITTED).load(Ordering::SeqCst) != self.consumed {
             return;
         }
         crate::sys::wait_on_word(wake_word(self.area), wakes, timeout);
+    }
+
+    /// Whether a record was committed or a wake-up counted since `wakes` was read.
+    fn moved(&self, wakes: u32) -> bool {
+        word(self.area, COMMITTED).load(Ordering::Acquire) != self.consumed
+            || wake_word(self.area).load(Ordering::Acquire) != wakes
     }
 
     /// Whether records were committed that this reader has not drained.
