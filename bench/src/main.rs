@@ -1,6 +1,6 @@
 //! process-runtime's figures, each measured next to its physical floor in one run.
 //!
-//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|node|pool|poolrun|python|transfer|supervisor|warm]`
+//! `cargo run --release -p process-runtime-bench [-- --big] [--only start|laps|stop|restart|timers|messages|stream|node|pool|poolrun|python|transfer|supervisor|warm]`
 //!
 //! Every figure and its floor are measured in alternating rounds (floor, measured,
 //! measured, floor, ...), so that whatever the machine does meanwhile hits both sides.
@@ -940,7 +940,7 @@ fn restart_rows() -> Vec<Row> {
 }
 
 /// Which figures to measure: all, or the one named by
-/// `--only <start|laps|stop|restart|timers|messages|node|pool|poolrun|python|transfer|supervisor|warm>`.
+/// `--only <start|laps|stop|restart|timers|messages|stream|node|pool|poolrun|python|transfer|supervisor|warm>`.
 fn wanted(args: &[String], figure: &str) -> bool {
     match args.iter().position(|a| a == "--only") {
         Some(i) => args.get(i + 1).is_some_and(|f| f == figure),
@@ -982,6 +982,10 @@ fn main() {
     }
     if wanted(&args, "messages") {
         rows.extend(messages::rows());
+    }
+    // The round trip and the stream without the thousand children.
+    if wanted(&args, "stream") && !wanted(&args, "messages") {
+        rows.extend(messages::pair_rows());
     }
     if wanted(&args, "node") {
         rows.extend(node::rows());

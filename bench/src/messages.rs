@@ -280,8 +280,8 @@ impl Drop for TempDir {
     }
 }
 
-/// Round trip and stream rows.
-fn pair_rows() -> Vec<Row> {
+/// Round trip and stream rows (alone: `--only stream`).
+pub(crate) fn pair_rows() -> Vec<Row> {
     eprintln!(
         "[messages] {PING_BLOCKS} x {PING_ROUNDS} round trips and {STREAM_BLOCKS} x {STREAM_MESSAGES} KiB streamed, raw and as messages, alternating..."
     );
