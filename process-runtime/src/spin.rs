@@ -5,9 +5,11 @@
 //! machine whose other core has gone idle, the wake-up also waits for that core to come
 //! back, tens of microseconds. A stream of 1 KiB messages, whose reader catches up with
 //! its writer every few messages, paid that each time: two thirds of its throughput.
-//! So the two waits of a stream (the parent's for the next message in the tells ring,
-//! the child's for room in the parent's mailbox) first watch the word that ends them
-//! for up to [`BUDGET`], and block only when it has not moved by then.
+//! So the waits of a conversation first watch the word that ends them for up to
+//! [`BUDGET`], and block only when it has not moved by then: the parent's for the next
+//! message in the tells ring, the child's for room in the parent's mailbox, and a
+//! child's for a message from a sibling on a direct link (the sender counts what it
+//! writes on the link's page).
 //!
 //! The budget is about what a blocked wait costs on such a machine, so a wait for
 //! something that comes late wastes at most about as much again as blocking at once

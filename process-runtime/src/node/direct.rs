@@ -60,10 +60,9 @@ use super::link_page::LinkPage;
 use super::mailbox::{self, Entry};
 use super::{local, Credit};
 use crate::parent::shared::Shared;
-use crate::sys;
 use crate::wire::channel::{write_frame, Conn, Frame, FrameReader, ParentRead, ReadError};
 use crate::wire::protocol::{self, Kind, Route, MAX_FRAME, TO_PARENT};
-use crate::{Pid, SendError};
+use crate::{spin, sys, Pid, SendError};
 
 /// The most messages a link holds not taken, whatever the receiver's mailbox, and the
 /// most bytes of them (but one message of any size): what the sender's socket buffer
@@ -347,6 +346,7 @@ fn write_linked(out: &mut Out, frame: &[u8], fds: &[OwnedFd], wait: bool) -> Res
             let written = crate::wire::descriptors::write_frame_with(conn, frame, fds);
             if written.is_ok() {
                 window.wrote(frame.len());
+                window.page.sent_one();
             }
             break written.map_err(|_| SendError::NoProc);
         }
@@ -636,6 +636,15 @@ pub(crate) fn wait_with_parent(parent: &Stream, deadline: Option<Instant>) -> Wa
         d.saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1))
     });
+    // A sibling answering within a few microseconds is watched for on the links' pages
+    // rather than waited for in `poll` (see `spin.rs`); the parent's socket is looked
+    // at once the watch ends, at most that much later.
+    if !links.is_empty() {
+        let sent: Vec<u64> = links.iter().map(|l| l.page.sent()).collect();
+        spin::watch(limit.min(spin::BUDGET), || {
+            links.iter().zip(&sent).any(|(l, &n)| l.page.sent() != n)
+        });
+    }
     let mut streams: Vec<&Stream> = vec![parent];
     streams.extend(links.iter().map(|l| l.conn.stream()));
     let Ok(ready) = sys::poll_readable_any(&streams, limit) else {

@@ -9,19 +9,23 @@
 //! a frame on the link to wake the sender. Both orders are sequentially consistent, so
 //! one of the two sees the other: a sender never sleeps through the message that made
 //! room. One wake-up per time the sender said it waits: they never fill its socket.
+//!
+//! The sender also counts the messages it writes, so that a receiver about to wait on
+//! its sockets can first watch the count for a few microseconds (see `spin.rs`).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::Ordering::{Acquire, Release, SeqCst};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::sys::{self, SharedMapping};
 
-/// The bytes of the page that are used: the count, and the sender's flag on a cache
-/// line of its own (the receiver stores the count at every message; the flag is
-/// written only around a wait).
+/// The bytes of the page that are used: the receiver's count of takes, and on a cache
+/// line of its own the sender's words: its flag (written only around a wait) and its
+/// count of messages written.
 const LEN: usize = 128;
 const WAITING_AT: usize = 64;
+const SENT_AT: usize = 72;
 
 /// One end's mapping of a link's page.
 #[derive(Debug)]
@@ -69,6 +73,30 @@ impl LinkPage {
         }
     }
 
+    fn sent_word(&self) -> &AtomicU64 {
+        // SAFETY: bytes SENT_AT..SENT_AT + 8 of the mapping, aligned, valid while `self`
+        // lives; AtomicU64 has no invalid bit patterns.
+        unsafe {
+            self.mapping
+                .as_ptr()
+                .add(SENT_AT)
+                .cast::<AtomicU64>()
+                .as_ref()
+        }
+    }
+
+    /// The sender wrote one more message on the link. Only a hint for a receiver that
+    /// watches the page before it waits on its sockets (see `direct::wait_with_parent`):
+    /// the socket, not this count, says what there is to read.
+    pub(crate) fn sent_one(&self) {
+        self.sent_word().fetch_add(1, Release);
+    }
+
+    /// How many messages the sender has written on the link, as far as it said.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent_word().load(Acquire)
+    }
+
     /// How many of the link's messages the receiver has taken or dropped, in all.
     pub(crate) fn taken(&self) -> u64 {
         self.taken_word().load(SeqCst)
@@ -84,5 +112,29 @@ impl LinkPage {
     /// The sender waits for room from now on (`true`), or no longer.
     pub(crate) fn set_waiting(&self, on: bool) {
         self.waiting_word().store(u32::from(on), SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_end_sees_what_the_other_counts() {
+        let (sender, fd) = LinkPage::create().unwrap();
+        let receiver = LinkPage::open(&fd).unwrap();
+        sender.sent_one();
+        sender.sent_one();
+        assert_eq!(receiver.sent(), 2);
+        assert_eq!(sender.taken(), 0);
+        // Nobody waits: no wake-up is owed.
+        assert!(!receiver.took_one());
+        assert_eq!(sender.taken(), 1);
+        // A waiting sender is owed one wake-up, once.
+        sender.set_waiting(true);
+        assert!(receiver.took_one());
+        assert!(!receiver.took_one());
+        assert_eq!(sender.taken(), 3);
+        assert_eq!(receiver.sent(), 2, "the counts are apart");
     }
 }
