@@ -636,17 +636,23 @@ pub(crate) fn wait_with_parent(parent: &Stream, deadline: Option<Instant>) -> Wa
         d.saturating_duration_since(Instant::now())
             .min(Duration::from_secs(1))
     });
-    // A sibling answering within a few microseconds is watched for on the links' pages
-    // rather than waited for in `poll` (see `spin.rs`); the parent's socket is looked
-    // at once the watch ends, at most that much later.
-    if !links.is_empty() {
-        let sent: Vec<u64> = links.iter().map(|l| l.page.sent()).collect();
-        spin::watch(limit.min(spin::BUDGET), || {
-            links.iter().zip(&sent).any(|(l, &n)| l.page.sent() != n)
-        });
-    }
     let mut streams: Vec<&Stream> = vec![parent];
     streams.extend(links.iter().map(|l| l.conn.stream()));
+    // A sibling answering within a few microseconds is watched for on the links' pages
+    // rather than waited for in `poll` (see `spin.rs`), unless something is there to
+    // read already. The counts are read before that look: a message written after it
+    // moves them. A frame from the parent that comes during the watch is read once the
+    // watch ends, at most that much later.
+    if !links.is_empty() && !limit.is_zero() {
+        let sent: Vec<u64> = links.iter().map(|l| l.page.sent()).collect();
+        let idle = sys::poll_readable_any(&streams, Duration::ZERO)
+            .is_ok_and(|ready| !ready.contains(&true));
+        if idle {
+            spin::watch(limit.min(spin::BUDGET), || {
+                links.iter().zip(&sent).any(|(l, &n)| l.page.sent() != n)
+            });
+        }
+    }
     let Ok(ready) = sys::poll_readable_any(&streams, limit) else {
         return Waited::Parent;
     };
