@@ -38,6 +38,9 @@ pub enum Fault {
     /// As [`Fault::RawFrameAfterStart`], but the frame (which announces none) is sent
     /// with a descriptor attached.
     DescriptorSentNotAnnounced,
+    /// After the report, wait 300 ms before exiting: the outcome is decided while the
+    /// process is still alive, for that long instead of a fraction of a millisecond.
+    LingerAfterReport,
 }
 
 impl Fault {
@@ -47,7 +50,10 @@ impl Fault {
     /// [`Fault::RawFrameAfterStart`], in lowercase hex.
     pub(crate) const FRAME_ENV: &'static str = "__PROCESS_RUNTIME_FAULT_FRAME";
 
-    const ALL: [Fault; 14] = [
+    /// How long [`Fault::LingerAfterReport`] waits.
+    pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(300);
+
+    const ALL: [Fault; 15] = [
         Fault::ExitBeforeHello,
         Fault::HelloGarbage,
         Fault::HelloOversized,
@@ -62,6 +68,7 @@ impl Fault {
         Fault::RawFrameAfterStart,
         Fault::DescriptorAnnouncedNotSent,
         Fault::DescriptorSentNotAnnounced,
+        Fault::LingerAfterReport,
     ];
 
     /// Whether the fault sends a frame of given bytes after the start frame.
@@ -91,6 +98,7 @@ impl Fault {
             Fault::RawFrameAfterStart => "raw-frame-after-start",
             Fault::DescriptorAnnouncedNotSent => "descriptor-announced-not-sent",
             Fault::DescriptorSentNotAnnounced => "descriptor-sent-not-announced",
+            Fault::LingerAfterReport => "linger-after-report",
         }
     }
 

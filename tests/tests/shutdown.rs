@@ -34,11 +34,18 @@ impl Program {
 
     /// [`Program::ready`] with a mode and its arguments.
     fn ready_with(bin: &str, args: &[&str]) -> Self {
+        Self::ready_in(bin, args, &[])
+    }
+
+    /// [`Program::ready_with`], with `env` added to the program's environment (its
+    /// processes inherit it).
+    fn ready_in(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mode = args.join("-");
         let dir = Scratch::new(&format!("shutdown-{mode}"));
         let child = Command::new(bin)
             .arg(dir.path())
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("start the program");
@@ -276,6 +283,28 @@ fn a_pool_serves_again_after_a_shutdown_its_program_was_told_of() {
     for pid in workers {
         assert!(gone_within(pid, Duration::from_secs(1)), "worker {pid}");
     }
+    assert_eq!(
+        program.read("results"),
+        "[Ok(1), Ok(2), Ok(3), Ok(4), Ok(5), Ok(6), Ok(7), Ok(8), Ok(9), Ok(10)]\n\
+         [Ok(0), Ok(2), Ok(4)]\n"
+    );
+}
+
+#[test]
+fn a_pool_told_of_a_shutdown_replaces_a_worker_that_is_still_exiting() {
+    // Each worker waits 300 ms after its report before it exits, and the program's
+    // next call comes 100 ms after the shutdown began: it finds the workers it quit
+    // decided but not gone. Its chunks must go to fresh workers, not wait for answers
+    // from the old ones. (The fault reaches the workers through the environment they
+    // inherit; the program itself ignores it.)
+    let mut program = Program::ready_in(
+        TREE,
+        &["pool-idle", "told-late"],
+        &[("__PROCESS_RUNTIME_FAULT", "linger-after-report")],
+    );
+    program.signal(libc::SIGTERM);
+    let status = program.exit_within(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status:?}");
     assert_eq!(
         program.read("results"),
         "[Ok(1), Ok(2), Ok(3), Ok(4), Ok(5), Ok(6), Ok(7), Ok(8), Ok(9), Ok(10)]\n\

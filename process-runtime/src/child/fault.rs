@@ -107,6 +107,13 @@ mod imp {
             0
         }
 
+        /// The report was written; the child is about to exit.
+        pub(crate) fn after_report(&self) {
+            if self.0 == Some(Fault::LingerAfterReport) {
+                std::thread::sleep(Fault::LINGER);
+            }
+        }
+
         pub(crate) fn on_report(&self, frame: &mut Vec<u8>) {
             match self.0 {
                 Some(Fault::ReportTrailing) => {
@@ -149,6 +156,8 @@ mod imp {
 
         #[inline(always)]
         pub(crate) fn on_report(&self, _: &mut Vec<u8>) {}
+
+        pub(crate) fn after_report(&self) {}
     }
 }
 

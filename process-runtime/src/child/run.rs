@@ -174,6 +174,7 @@ pub(crate) fn run_with<T: Process>(run: ChildRun, encode: EncodeOutput<T>) -> ! 
     if write_frame(&writer, &report).is_err() {
         sys::exit_now(exit_code::PARENT_GONE);
     }
+    fault.after_report();
     // Exit without running the user's `main` (or returning into the constructor's
     // caller); stdout is flushed so that the user's prints are not lost.
     let _ = std::io::Write::flush(&mut std::io::stdout());

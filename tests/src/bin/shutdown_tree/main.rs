@@ -168,7 +168,11 @@ fn main() -> Result<(), ProcessError> {
             report(&dir, "results", &format!("{outcomes:?}\n"));
         }
         "pool-idle" => {
-            let told = args.next().as_deref() == Some("told");
+            // "told", or "told-late": told, and the next call comes a while after the
+            // shutdown began, once the workers it quit have reported.
+            let how = args.next();
+            let told = how.as_deref().is_some_and(|h| h.starts_with("told"));
+            let late = how.as_deref() == Some("told-late");
             let pool = Pool::new(2)?;
             let before: Vec<_> = pool.map(|x: u64| x + 1, 0..10);
             // The workers that ran them say who they are.
@@ -183,6 +187,9 @@ fn main() -> Result<(), ProcessError> {
             report(&dir, "ready", "ready");
             if told {
                 process_runtime::wait_for_shutdown();
+                if late {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 let after: Vec<_> = pool.map(|x: u64| x * 2, 0..3);
                 report(&dir, "results", &format!("{before:?}\n{after:?}\n"));
             } else {
