@@ -157,6 +157,7 @@ mod imp {
         #[inline(always)]
         pub(crate) fn on_report(&self, _: &mut Vec<u8>) {}
 
+        #[inline(always)]
         pub(crate) fn after_report(&self) {}
     }
 }
