@@ -24,6 +24,7 @@ use crate::sys::{self, SharedMapping};
 /// line of its own the sender's words: its flag (written only around a wait) and its
 /// count of messages written.
 const LEN: usize = 128;
+const TAKEN_AT: usize = 0;
 const WAITING_AT: usize = 64;
 const SENT_AT: usize = 72;
 
@@ -55,34 +56,30 @@ impl LinkPage {
         })
     }
 
+    /// The atomic word of type `T` at byte `at` of the page.
+    ///
+    /// # Safety
+    /// `T` is an atomic integer (no invalid bit patterns), and `at` is a multiple of its
+    /// size with `at + size_of::<T>() <= LEN`.
+    unsafe fn word<T>(&self, at: usize) -> &T {
+        // SAFETY: inside the mapping, which is page-aligned, `LEN` bytes long and valid
+        // while `self` lives; aligned and of a valid type, as the caller promises.
+        unsafe { self.mapping.as_ptr().add(at).cast::<T>().as_ref() }
+    }
+
     fn taken_word(&self) -> &AtomicU64 {
-        // SAFETY: the mapping is page-aligned, `LEN` bytes long and valid while `self`
-        // lives; AtomicU64 has no invalid bit patterns.
-        unsafe { self.mapping.as_ptr().cast::<AtomicU64>().as_ref() }
+        // SAFETY: an AtomicU64 at 0, inside LEN.
+        unsafe { self.word(TAKEN_AT) }
     }
 
     fn waiting_word(&self) -> &AtomicU32 {
-        // SAFETY: bytes WAITING_AT..WAITING_AT + 4 of the mapping, aligned, valid while
-        // `self` lives; AtomicU32 has no invalid bit patterns.
-        unsafe {
-            self.mapping
-                .as_ptr()
-                .add(WAITING_AT)
-                .cast::<AtomicU32>()
-                .as_ref()
-        }
+        // SAFETY: an AtomicU32 at a multiple of 4, inside LEN.
+        unsafe { self.word(WAITING_AT) }
     }
 
     fn sent_word(&self) -> &AtomicU64 {
-        // SAFETY: bytes SENT_AT..SENT_AT + 8 of the mapping, aligned, valid while `self`
-        // lives; AtomicU64 has no invalid bit patterns.
-        unsafe {
-            self.mapping
-                .as_ptr()
-                .add(SENT_AT)
-                .cast::<AtomicU64>()
-                .as_ref()
-        }
+        // SAFETY: an AtomicU64 at a multiple of 8, inside LEN.
+        unsafe { self.word(SENT_AT) }
     }
 
     /// The sender wrote one more message on the link. Only a hint for a receiver that
